@@ -1,0 +1,35 @@
+# One-command set-up: every target creates .venv when it is absent and installs into it.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/boltzgen run experiments/quickstart.yaml --out runs/quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check boltzgen tests benchmarks
+	$(VENV)/bin/ruff format --check boltzgen tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format boltzgen tests benchmarks
+	$(VENV)/bin/ruff check --fix boltzgen tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

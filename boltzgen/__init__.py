@@ -1,0 +1,1 @@
+"""boltzgen: Boltzmann generators and the baselines they must beat."""
