@@ -1,0 +1,45 @@
+"""Metrics: pure functions of :class:`~boltzgen.samplers.base.WeightedSamples` and tensors.
+
+Importance weights (ESS, log Z), autocorrelation of chains, free-energy differences
+with standard errors, energy Wasserstein distance, and efficiency per unit cost.
+"""
+
+from boltzgen.metrics.autocorrelation import (
+    autocorrelation,
+    autocovariance,
+    integrated_time,
+    mcmc_ess,
+)
+from boltzgen.metrics.distances import energy_w2, wasserstein_2_1d
+from boltzgen.metrics.efficiency import ess_per_energy_eval, ess_per_second, sample_ess
+from boltzgen.metrics.estimate import Estimate
+from boltzgen.metrics.free_energy import (
+    State,
+    free_energy_difference,
+    log_partition_function,
+    state_mask,
+    state_probabilities,
+)
+from boltzgen.metrics.weights import ess_fraction, kish_ess, log_z, normalized_weights
+
+__all__ = [
+    "Estimate",
+    "State",
+    "autocorrelation",
+    "autocovariance",
+    "energy_w2",
+    "ess_fraction",
+    "ess_per_energy_eval",
+    "ess_per_second",
+    "free_energy_difference",
+    "integrated_time",
+    "kish_ess",
+    "log_partition_function",
+    "log_z",
+    "mcmc_ess",
+    "normalized_weights",
+    "sample_ess",
+    "state_mask",
+    "state_probabilities",
+    "wasserstein_2_1d",
+]
