@@ -1,7 +1,8 @@
 """Metrics: pure functions of :class:`~boltzgen.samplers.base.WeightedSamples` and tensors.
 
 Importance weights (ESS, log Z), autocorrelation of chains, free-energy differences
-with standard errors, energy Wasserstein distance, and efficiency per unit cost.
+with standard errors (importance weights or blocks of a trajectory), energy and torsion
+Wasserstein distances, the Ramachandran KL, and efficiency per unit cost.
 """
 
 from boltzgen.metrics.autocorrelation import (
@@ -10,6 +11,7 @@ from boltzgen.metrics.autocorrelation import (
     integrated_time,
     mcmc_ess,
 )
+from boltzgen.metrics.blocks import block_average, block_free_energy_difference
 from boltzgen.metrics.distances import energy_w2, wasserstein_2_1d
 from boltzgen.metrics.efficiency import ess_per_energy_eval, ess_per_second, sample_ess
 from boltzgen.metrics.estimate import Estimate
@@ -20,6 +22,12 @@ from boltzgen.metrics.free_energy import (
     state_mask,
     state_probabilities,
 )
+from boltzgen.metrics.torsions import (
+    ramachandran_histogram,
+    ramachandran_kl,
+    torus_cost_matrix,
+    torus_w2,
+)
 from boltzgen.metrics.weights import ess_fraction, kish_ess, log_z, normalized_weights
 
 __all__ = [
@@ -27,6 +35,8 @@ __all__ = [
     "State",
     "autocorrelation",
     "autocovariance",
+    "block_average",
+    "block_free_energy_difference",
     "energy_w2",
     "ess_fraction",
     "ess_per_energy_eval",
@@ -38,8 +48,12 @@ __all__ = [
     "log_z",
     "mcmc_ess",
     "normalized_weights",
+    "ramachandran_histogram",
+    "ramachandran_kl",
     "sample_ess",
     "state_mask",
     "state_probabilities",
+    "torus_cost_matrix",
+    "torus_w2",
     "wasserstein_2_1d",
 ]
