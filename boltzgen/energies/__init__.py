@@ -1,0 +1,23 @@
+"""Energies: the reduced-potential contract, toy systems and the OpenMM bridge."""
+
+from boltzgen.energies.base import Energy, EvaluationCounter, TemperedEnergy
+from boltzgen.energies.openmm import OpenMMEnergy
+from boltzgen.energies.toy import (
+    CorrelatedGaussian,
+    DoubleWell,
+    DoubleWell2D,
+    GaussianMixture,
+    ManyWell,
+)
+
+__all__ = [
+    "CorrelatedGaussian",
+    "DoubleWell",
+    "DoubleWell2D",
+    "Energy",
+    "EvaluationCounter",
+    "GaussianMixture",
+    "ManyWell",
+    "OpenMMEnergy",
+    "TemperedEnergy",
+]
