@@ -53,7 +53,9 @@ CARD_FIELDS = {
     "free_energies",
     "reference",
 }
-REFERENCE_KINDS = {"exact", "none"}
+REFERENCE_KINDS = {"exact", "md", "none"}
+MIN_TRANSITIONS = 10
+"""An MD reference ΔF counts only after this many transitions between the two states."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,37 @@ class IntervalState:
     def __call__(self, x: Tensor) -> Tensor:
         value = x.reshape(x.shape[0], -1)[:, self.coordinate]
         return (value > self.low) & (value < self.high)
+
+
+State = Callable[[Tensor], Tensor]
+"""A named state: configurations ``[B, *event_shape]`` → ``bool[B]``."""
+
+
+@dataclass(frozen=True)
+class ReferenceValue:
+    """A reference number with its standard error and provenance ("exact", "md", ...)."""
+
+    value: float | None
+    stderr: float | None
+    note: str
+
+
+def count_transitions(in_a: Tensor, in_b: Tensor) -> int:
+    """Switches between states a and b along a trajectory, ignoring frames in neither."""
+    label = in_b.to(torch.int8) - in_a.to(torch.int8)
+    visited = label[label != 0]
+    return int((visited[1:] != visited[:-1]).sum()) if visited.numel() > 1 else 0
+
+
+def _md_reference_value(samples: Any, state_a: State, state_b: State) -> ReferenceValue:
+    from boltzgen.metrics import block_free_energy_difference
+
+    in_a, in_b = state_a(samples.x), state_b(samples.x)
+    crossings = count_transitions(in_a, in_b)
+    if crossings < MIN_TRANSITIONS:
+        return ReferenceValue(None, None, f"md unconverged: {crossings} transitions")
+    estimate = block_free_energy_difference(samples, in_a, in_b)
+    return ReferenceValue(estimate.value, estimate.stderr, f"md: {crossings} transitions")
 
 
 @dataclass
@@ -86,7 +119,7 @@ class System:
 
     name: str
     energy: Energy
-    states: dict[str, IntervalState]
+    states: dict[str, State]
     free_energy_pairs: list[tuple[str, str]]
     initial_positions: Tensor
     reference_kind: str = "none"
@@ -105,14 +138,35 @@ class System:
         return self.reference_kind == "exact"
 
     def reference_free_energies(self) -> dict[str, float | None]:
-        """Exact ΔF = −ln(P_b/P_a) in kT for each named pair (``None`` without a reference)."""
-        out: dict[str, float | None] = {}
+        """Reference ΔF = −ln(P_b/P_a) in kT per named pair; ``None`` where there is none.
+
+        Exact systems give quadrature values. MD references give the estimate from the
+        reference trajectory only if it crossed between the states at least
+        ``MIN_TRANSITIONS`` times; otherwise the entry is ``None`` (unconverged).
+        """
+        return {name: r.value for name, r in self.reference_estimates().items()}
+
+    def reference_estimates(self) -> dict[str, ReferenceValue]:
+        """Reference ΔF per pair with its standard error and a note on where it came from."""
+        out: dict[str, ReferenceValue] = {}
+        reference = self._md_reference()
         for a, b in self.free_energy_pairs:
             name = f"{b}_vs_{a}"
-            out[name] = None
             if self.has_exact_reference:
-                out[name] = self._state_log_prob(a) - self._state_log_prob(b)
+                exact = self._state_log_prob(a) - self._state_log_prob(b)
+                out[name] = ReferenceValue(exact, 0.0, "exact")
+            elif reference is not None:
+                out[name] = _md_reference_value(reference.samples(), self.states[a], self.states[b])
+            else:
+                out[name] = ReferenceValue(None, None, "no reference data")
         return out
+
+    def _md_reference(self) -> Any:
+        if self.reference_kind != "md":
+            return None
+        from boltzgen.reference import load_reference
+
+        return load_reference(self.name)
 
     def _state_log_prob(self, state: str) -> float:
         s = self.states[state]
@@ -159,22 +213,50 @@ def build_system(card: Mapping[str, Any], source: Path) -> System:
     unknown = set(card) - CARD_FIELDS
     if unknown:
         raise ConfigError(source, sorted(unknown)[0], "is not a card field", choices=CARD_FIELDS)
-    energy = _build_energy(card.get("energy"), source)
-    temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
-    if temperature != energy.temperature:
-        energy = energy.at_temperature(temperature)
-    states = _build_states(card.get("states", {}), energy, source)
+    spec = card.get("energy")
+    if isinstance(spec, Mapping) and spec.get("kind") == "openmm":
+        energy, molecule = _build_openmm(spec, card.get("temperature"), source)
+    else:
+        energy, molecule = _build_energy(spec, source), None
+        temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
+        if temperature != energy.temperature:
+            energy = energy.at_temperature(temperature)
+    topology = molecule.mdtraj_topology if molecule is not None else None
+    states = _build_states(card.get("states", {}), energy, topology, source)
+    start = card.get("initial_positions", "structure" if molecule is not None else None)
+    if start == "structure" and molecule is not None:
+        start = molecule.positions
     return System(
         name=str(card.get("name", source.stem)),
         energy=energy,
         states=states,
         free_energy_pairs=_build_pairs(card.get("free_energies", []), states, source),
-        initial_positions=_initial_positions(card.get("initial_positions"), energy, source),
+        initial_positions=_initial_positions(start, energy, source),
         reference_kind=_reference_kind(card.get("reference", {}), source),
         description=str(card.get("description", "")),
         card_path=source,
+        topology=topology,
+        openmm_system=molecule.openmm_system if molecule is not None else None,
         card=dict(card),
     )
+
+
+def _build_openmm(spec: Mapping[str, Any], temperature: Any, source: Path) -> tuple[Energy, Any]:
+    from boltzgen.energies.openmm import OpenMMEnergy
+    from boltzgen.molecules.card import build_molecule
+
+    kelvin = _number(temperature, source, "temperature")
+    if not kelvin > 0:
+        raise ConfigError(source, "temperature", "must be a positive number in kelvin", temperature)
+    molecule = build_molecule(spec, source.parent, source)
+    energy = OpenMMEnergy(
+        molecule.openmm_system,
+        temperature=kelvin,
+        n_workers=int(spec.get("n_workers", 0)),
+        platform=str(spec.get("platform", "CPU")),
+        threads_per_worker=int(spec.get("threads_per_worker", 1)),
+    )
+    return energy, molecule
 
 
 def _number(value: Any, source: Path, name: str) -> float:
@@ -188,7 +270,9 @@ def _build_energy(spec: Any, source: Path) -> Energy:
         raise ConfigError(source, "energy", "must be a mapping with a `kind`", spec)
     kind = spec["kind"]
     if kind not in ENERGY_KINDS:
-        raise ConfigError(source, "energy.kind", "is not a known energy", kind, ENERGY_KINDS)
+        raise ConfigError(
+            source, "energy.kind", "is not a known energy", kind, [*ENERGY_KINDS, "openmm"]
+        )
     builder = ENERGY_KINDS[kind]
     params = dict(spec.get("params") or {})
     allowed = set(inspect.signature(builder).parameters)
@@ -203,14 +287,19 @@ def _build_energy(spec: Any, source: Path) -> Energy:
         raise ConfigError(source, "energy.params", str(error)) from error
 
 
-def _build_states(spec: Any, energy: Energy, source: Path) -> dict[str, IntervalState]:
+def _build_states(spec: Any, energy: Energy, topology: Any, source: Path) -> dict[str, State]:
     if not isinstance(spec, Mapping):
         raise ConfigError(source, "states", "must map state names to intervals", spec)
-    states = {}
+    states: dict[str, State] = {}
     for name, interval in spec.items():
         where = f"states.{name}"
-        if not isinstance(interval, Mapping) or set(interval) - {"coordinate", "min", "max"}:
-            raise ConfigError(source, where, "must be {coordinate, min, max}", interval)
+        if not isinstance(interval, Mapping) or set(interval) - {"coordinate", "phi", "min", "max"}:
+            raise ConfigError(source, where, "must be {coordinate or phi, min, max}", interval)
+        low = _number(interval.get("min", -math.inf), source, f"{where}.min")
+        high = _number(interval.get("max", math.inf), source, f"{where}.max")
+        if "phi" in interval:
+            states[str(name)] = _phi_state(interval["phi"], low, high, topology, source, where)
+            continue
         coordinate = interval.get("coordinate")
         if not isinstance(coordinate, int) or not 0 <= coordinate < energy.dim:
             raise ConfigError(
@@ -219,15 +308,22 @@ def _build_states(spec: Any, energy: Energy, source: Path) -> dict[str, Interval
                 f"must be an integer in [0, {energy.dim})",
                 coordinate,
             )
-        low = _number(interval.get("min", -math.inf), source, f"{where}.min")
-        high = _number(interval.get("max", math.inf), source, f"{where}.max")
         states[str(name)] = IntervalState(coordinate, low, high)
     return states
 
 
-def _build_pairs(
-    spec: Any, states: Mapping[str, IntervalState], source: Path
-) -> list[tuple[str, str]]:
+def _phi_state(k: Any, low: float, high: float, topology: Any, source: Path, where: str) -> State:
+    from boltzgen.observables.peptides import PhiInterval
+
+    if topology is None:
+        raise ConfigError(source, f"{where}.phi", "needs a molecule (energy kind openmm)")
+    try:
+        return PhiInterval(topology, int(k), low, high)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(source, f"{where}.phi", str(error), k) from error
+
+
+def _build_pairs(spec: Any, states: Mapping[str, State], source: Path) -> list[tuple[str, str]]:
     if not isinstance(spec, list):
         raise ConfigError(source, "free_energies", "must be a list of {a, b}", spec)
     pairs = []
@@ -244,7 +340,9 @@ def _build_pairs(
 
 
 def _initial_positions(spec: Any, energy: Energy, source: Path) -> Tensor:
-    if spec == "minimum" and hasattr(energy, "minimum"):
+    if spec is None:
+        raise ConfigError(source, "initial_positions", "is required for this energy")
+    if isinstance(spec, str) and spec == "minimum" and hasattr(energy, "minimum"):
         spec = energy.minimum
     try:
         x = torch.as_tensor(spec, dtype=torch.float64)

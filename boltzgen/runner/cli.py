@@ -1,0 +1,173 @@
+"""The ``boltzgen`` command line.
+
+    boltzgen run EXPERIMENT.yaml [--out DIR] [--executor local|debug] [--set key=value ...]
+    boltzgen systems
+    boltzgen report RUN_DIR
+    boltzgen reference SYSTEM --method md --ns N [--frames F] [--seed S] [--data DIR]
+
+User errors (a bad card or experiment) print one line naming the file and field
+and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from boltzgen.errors import ConfigError
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boltzgen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment: systems × methods × seeds")
+    run.add_argument("experiment", type=Path)
+    run.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
+    run.add_argument("--executor", choices=("local", "debug"), default=None)
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. seeds=[0]",
+    )
+    sub.add_parser("systems", help="list the system catalog")
+    report = sub.add_parser("report", help="rebuild report.md, summary.csv and plots")
+    report.add_argument("run_dir", type=Path)
+    ref = sub.add_parser("reference", help="generate a system's reference data set")
+    ref.add_argument("system", help="catalog name or path to a card")
+    ref.add_argument("--method", choices=("md",), default="md")
+    ref.add_argument("--ns", type=float, default=1.0, help="simulated nanoseconds")
+    ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
+    ref.add_argument("--seed", type=int, default=0)
+    ref.add_argument("--timestep-fs", type=float, default=1.0)
+    ref.add_argument("--hydrogen-mass", type=float, default=None, help="amu, repartitioned")
+    ref.add_argument("--data", type=Path, default=None, help="data folder (default data/)")
+    return parser
+
+
+def _cmd_systems(_: argparse.Namespace) -> int:
+    from boltzgen.systems import list_systems, load_system
+
+    for name in list_systems():
+        system = load_system(name)
+        shape = "×".join(map(str, system.energy.event_shape))
+        states = ", ".join(system.states) or "–"
+        print(
+            f"{name:<30} [{shape:>6}] T={system.temperature:g}  "
+            f"reference={system.reference_kind:<5} states: {states}"
+        )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from boltzgen.runner import report
+    from boltzgen.runner.config import load_experiment
+    from boltzgen.runner.executors import EXECUTORS
+    from boltzgen.runner.tasks import Task, plan
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    run_dir = args.out or Path("runs") / experiment.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executor = args.executor or experiment.executor
+    tasks = plan(experiment)
+    _write_manifest(run_dir, experiment, executor)
+    print(f"{experiment.name}: {len(tasks)} tasks on the {executor} executor → {run_dir}")
+    failures: list[str] = []
+    start = time.perf_counter()
+
+    def on_done(task: Task, result: dict[str, Any] | None, error: str | None) -> None:
+        if error is not None:
+            failures.append(f"{task.key}: {error}")
+            print(f"  FAILED {task.key}: {error}", flush=True)
+        else:
+            print(f"  done   {task.key}  ESS fraction {result['ess_fraction']:.3g}", flush=True)
+
+    EXECUTORS[executor](tasks, run_dir, on_done, experiment.workers)
+    print(f"finished in {time.perf_counter() - start:.0f} s\n")
+    rows = report.build_report(run_dir)
+    print(report.format_table(rows))
+    print(f"\nreport: {run_dir / 'report.md'}")
+    for line in failures:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _write_manifest(run_dir: Path, experiment: Any, executor: str) -> None:
+    import yaml
+
+    from boltzgen.runner.tasks import versions
+
+    manifest = {
+        "experiment": experiment.raw,
+        "source": experiment.source,
+        "executor": executor,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "versions": versions(),
+    }
+    (run_dir / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from boltzgen.runner import report
+
+    rows = report.build_report(args.run_dir)
+    print(report.format_table(rows))
+    return 0
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from boltzgen.reference import MDReferenceSettings, generate_md_reference
+    from boltzgen.systems import load_system
+
+    if args.data is not None:
+        os.environ["BOLTZGEN_DATA"] = str(args.data)
+    system = load_system(args.system)
+    settings = MDReferenceSettings(
+        ns=args.ns,
+        n_frames=args.frames,
+        timestep_fs=args.timestep_fs,
+        hydrogen_mass=args.hydrogen_mass,
+        seed=args.seed,
+    )
+    out = generate_md_reference(system, settings, progress=sys.stderr.isatty())
+    system.energy.close()
+    print(f"reference set written to {out}")
+    for name, ref in system.reference_estimates().items():
+        value = "–" if ref.value is None else f"{ref.value:.3f} ± {ref.stderr:.3f} kT"
+        print(f"  ΔF {name}: {value} ({ref.note})")
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "systems": _cmd_systems,
+    "report": _cmd_report,
+    "reference": _cmd_reference,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``boltzgen`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

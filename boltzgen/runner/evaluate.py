@@ -1,0 +1,113 @@
+"""Score one sampler's output on one system: the numbers that go into ``result.json``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from boltzgen import metrics
+from boltzgen.samplers.base import WeightedSamples
+from boltzgen.systems import State, System
+
+REFERENCE_SEED = 2_718_281
+MAX_TORSION_POINTS = 10_000
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a system's samples are compared with: energies and, for peptides, φ/ψ."""
+
+    energies: Tensor
+    phi_psi: Tensor | None = None
+
+
+def load_reference_for(system: System, n: int) -> Reference | None:
+    """Up to ``n`` reference points: exact draws (fixed seed) or the MD reference set.
+
+    These evaluations are bookkeeping, not a method's cost: they are made outside
+    any sampler's cost meter.
+    """
+    generator = torch.Generator().manual_seed(REFERENCE_SEED)
+    x = system.sample_reference(n, generator)
+    if x is not None:
+        return Reference(system.energy.energy(x).detach())
+    if system.reference_kind != "md":
+        return None
+    from boltzgen.reference import load_reference
+
+    data = load_reference(system.name)
+    if data is None:
+        return None
+    keep = torch.linspace(0, len(data.energies) - 1, min(n, len(data.energies))).long()
+    phi_psi = torch.cat([data.phi[keep, :1], data.psi[keep, :1]], dim=1)
+    return Reference(data.energies[keep], phi_psi)
+
+
+def _estimate(value: float, stderr: float, reference: Any = None, note: str = "") -> dict:
+    out = {"value": float(value), "stderr": float(stderr), "reference": reference}
+    if note:
+        out["reference_note"] = note
+    return out
+
+
+def _free_energy(samples: WeightedSamples, a: State, b: State, gen: torch.Generator):
+    if samples.n_chains == 1:
+        return metrics.block_free_energy_difference(samples, a, b)
+    return metrics.free_energy_difference(samples, a, b, generator=gen)
+
+
+def _torsion_metrics(system: System, samples: WeightedSamples, reference: Reference, gen) -> dict:
+    from boltzgen.observables.peptides import phi_psi
+
+    finite = torch.isfinite(samples.energies)
+    phi, psi = phi_psi(samples.x[finite], system.topology)
+    points = torch.stack([phi[:, 0], psi[:, 0]], dim=1)
+    log_w = samples.log_weights[finite]
+    return {
+        "t_w2": metrics.torus_w2(reference.phi_psi, points, log_w, MAX_TORSION_POINTS, gen),
+        "ramachandran_kl": metrics.ramachandran_kl(reference.phi_psi, points, log_w),
+    }
+
+
+def evaluate(
+    system: System,
+    samples: WeightedSamples,
+    reference: Reference | None,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """ESS, free energies, log Z, E-W2 (and T-W2 for peptides) of ``samples``."""
+    indicators = [state(samples.x).to(torch.float64) for state in system.states.values()]
+    ess = metrics.sample_ess(samples, indicators)
+    out: dict[str, Any] = {
+        "n_samples": len(samples),
+        "ess": ess,
+        "ess_fraction": ess / len(samples),
+        "free_energies": {},
+        "observables": {},
+        "metrics": {
+            "ess_per_1k_evals": 1000.0 * metrics.ess_per_energy_eval(samples, ess),
+            "ess_per_s": metrics.ess_per_second(samples, ess),
+        },
+    }
+    references = system.reference_estimates()
+    for a, b in system.free_energy_pairs:
+        name = f"{b}_vs_{a}"
+        est = _free_energy(samples, system.states[a], system.states[b], generator)
+        ref = references[name]
+        out["free_energies"][name] = _estimate(est.value, est.stderr, ref.value, ref.note)
+    if not samples.is_chain:
+        est = metrics.log_partition_function(samples)
+        out["log_z"] = _estimate(est.value, est.stderr, system.reference_log_z())
+    if reference is not None:
+        finite = torch.isfinite(samples.energies)
+        w2 = metrics.energy_w2(
+            reference.energies, samples.energies[finite], samples.log_weights[finite]
+        )
+        out["metrics"]["e_w2"] = w2 if math.isfinite(w2) else None
+        if reference.phi_psi is not None and system.topology is not None:
+            out["metrics"].update(_torsion_metrics(system, samples, reference, generator))
+    return out

@@ -1,0 +1,198 @@
+"""The methods an experiment can name, each with its typed parameters.
+
+A :class:`Method` pairs a parameter dataclass (what the YAML may set, with
+defaults) with a function ``run(system, params, generator, checkpoint_dir,
+progress) -> WeightedSamples`` that pays for everything it does on the system's
+energy, training included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from boltzgen.flows.base import GaussianPrior
+from boltzgen.flows.coupling import make_spline_flow
+from boltzgen.samplers.base import WeightedSamples
+from boltzgen.samplers.importance import BoltzmannGenerator
+from boltzgen.samplers.mcmc import HMC
+from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
+from boltzgen.systems import System
+from boltzgen.training.loop import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its parameter dataclass and its run function."""
+
+    params: type
+    run: Callable[[System, Any, torch.Generator, Path | None, bool], WeightedSamples]
+
+
+@dataclass(frozen=True)
+class HMCParams:
+    """Batched HMC: ``n_chains`` chains from the card's initial positions."""
+
+    n_chains: int = 256
+    n_warmup: int = 500
+    n_steps: int = 1000
+    n_leapfrog: int = 10
+    step_size: float = 0.1
+    target_acceptance: float = 0.8
+    thin: int = 1
+
+
+def run_hmc(
+    system: System,
+    params: HMCParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    x0 = system.initial_positions.expand(params.n_chains, *system.energy.event_shape).clone()
+    hmc = HMC(system.energy, params.step_size, params.n_leapfrog, params.target_acceptance)
+    return hmc.sample(x0, params.n_steps, generator, params.n_warmup, params.thin, progress)
+
+
+@dataclass(frozen=True)
+class FlowParams:
+    """A rational-quadratic spline coupling flow."""
+
+    n_layers: int = 6
+    hidden: int = 64
+    n_bins: int = 8
+    tail_bound: float = 5.0
+    conditioner_layers: int = 2
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training of the generator; ``n_data`` reference draws feed the forward KL."""
+
+    loss: Literal["forward_kl", "reverse_kl", "mixed"] = "mixed"
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    forward_weight: float = 0.5
+    grad_clip: float = 100.0
+    energy_cap: float = 1000.0
+    checkpoint_every: int = 250
+    n_data: int = 20_000
+
+
+@dataclass(frozen=True)
+class BoltzmannGeneratorParams:
+    """A Boltzmann generator: spline flow, training, then ``n_samples`` weighted draws."""
+
+    flow: FlowParams = field(default_factory=FlowParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    n_samples: int = 20_000
+
+
+def _training_data(system: System, params: TrainParams, generator: torch.Generator):
+    if params.loss == "reverse_kl":
+        return None
+    data = system.sample_reference(params.n_data, generator)
+    if data is None:
+        raise ValueError(
+            f"{system.name} has no reference sampler: use train.loss = reverse_kl "
+            "or a system with reference data"
+        )
+    return data.reshape(params.n_data, -1)
+
+
+def run_boltzmann_generator(
+    system: System,
+    params: BoltzmannGeneratorParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    dim = system.energy.dim
+    f, t = params.flow, params.train
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    flow = make_spline_flow(
+        dim,
+        f.n_layers,
+        f.hidden,
+        f.n_bins,
+        f.tail_bound,
+        torch.float64,
+        f.conditioner_layers,
+        seed,
+    )
+    model = BoltzmannGenerator(GaussianPrior(dim), flow, system.energy)
+    config = TrainConfig(
+        steps=t.steps,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        grad_clip=t.grad_clip,
+        loss=t.loss,
+        forward_weight=t.forward_weight,
+        energy_cap=t.energy_cap,
+        checkpoint_every=t.checkpoint_every,
+        seed=seed,
+    )
+    data = _training_data(system, t, generator)
+    trained = train(model, system.energy, config, data, checkpoint_dir, progress)
+    samples = model.sample(params.n_samples, generator, training_cost=trained.cost)
+    samples.info["train_loss_final"] = trained.losses[-1] if trained.losses else None
+    samples.info["train_steps"] = t.steps
+    return samples
+
+
+@dataclass(frozen=True)
+class MDParams:
+    """OpenMM Langevin dynamics from the card's initial positions (one chain)."""
+
+    n_frames: int = 1000
+    frame_interval: int = 250
+    n_equilibration: int = 10_000
+    timestep_fs: float = 1.0
+    friction_per_ps: float = 1.0
+    hydrogen_mass: float | None = None
+    platform: str = "CPU"
+
+
+def run_md(
+    system: System,
+    params: MDParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    if system.openmm_system is None:
+        raise ValueError(f"method md needs an OpenMM system; {system.name} has none")
+    config = MDConfig(
+        timestep_fs=params.timestep_fs,
+        friction_per_ps=params.friction_per_ps,
+        frame_interval=params.frame_interval,
+        hydrogen_mass=params.hydrogen_mass,
+        platform=params.platform,
+        threads=torch.get_num_threads(),
+        checkpoint_every=max(1, params.n_frames // 10),
+    )
+    md = MolecularDynamics(system.openmm_system, system.temperature, config)
+    checkpoint = None if checkpoint_dir is None else checkpoint_dir / "md.npz"
+    samples = md.sample(
+        system.initial_positions,
+        params.n_frames,
+        generator,
+        params.n_equilibration,
+        progress,
+        checkpoint,
+    )
+    if system.topology is not None and checkpoint_dir is not None:
+        write_trajectory(samples, system.topology, checkpoint_dir.parent)
+    return samples
+
+
+METHODS: dict[str, Method] = {
+    "hmc": Method(HMCParams, run_hmc),
+    "md": Method(MDParams, run_md),
+    "boltzmann_generator": Method(BoltzmannGeneratorParams, run_boltzmann_generator),
+}

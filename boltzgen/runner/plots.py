@@ -1,0 +1,120 @@
+"""Report figures: samples over the energy landscape, and log-weight histograms."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from boltzgen.samplers.base import WeightedSamples
+from boltzgen.systems import System, load_system
+
+MAX_POINTS = 3000
+
+
+def _first_seed(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    by_system: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted(results, key=lambda r: r["seed"]):
+        by_system[r["system"]][r["method"]].append(r)
+    return by_system
+
+
+def _display_points(samples: WeightedSamples, generator: torch.Generator) -> np.ndarray:
+    """First two coordinates of up to MAX_POINTS draws, resampled by weight if weighted."""
+    flat = samples.x.reshape(len(samples), -1)[:, :2]
+    lw = samples.log_weights.to(torch.float64)
+    if bool((lw != 0).any()) and bool(torch.isfinite(lw).any()):
+        p = torch.softmax(torch.nan_to_num(lw, nan=-torch.inf), dim=0)
+        index = torch.multinomial(p, MAX_POINTS, replacement=True, generator=generator)
+    else:
+        index = torch.randperm(len(samples), generator=generator)[:MAX_POINTS]
+    return flat[index].numpy()
+
+
+def _energy_slice(system: System, lim: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
+    """u on a grid of the first two coordinates, others held at the initial positions."""
+    gx, gy = np.meshgrid(np.linspace(lim[0], lim[1], 160), np.linspace(lim[2], lim[3], 160))
+    base = system.initial_positions.reshape(-1).clone()
+    x = base.repeat(gx.size, 1)
+    x[:, 0] = torch.from_numpy(gx.ravel())
+    x[:, 1] = torch.from_numpy(gy.ravel())
+    u = system.energy._energy(x.reshape((-1, *system.energy.event_shape))).numpy()
+    return gx, gy, (u - u.min()).reshape(gx.shape)
+
+
+def _sample_figure(run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]) -> Path:
+    system = load_system(next(iter(methods.values()))[0].get("system_card", name))
+    generator = torch.Generator().manual_seed(0)
+    points = {
+        m: _display_points(WeightedSamples.load(_dir(run_dir, rs[0])), generator)
+        for m, rs in methods.items()
+    }
+    allp = np.concatenate(list(points.values()))
+    lo, hi = np.percentile(allp, [0.5, 99.5], axis=0)
+    pad = 0.15 * (hi - lo) + 0.5
+    lim = (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])
+    gx, gy, u = _energy_slice(system, lim)
+    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.8), squeeze=False)
+    for ax, (method, xy) in zip(axes[0], points.items(), strict=True):
+        ax.contour(gx, gy, u, levels=np.linspace(0, 25, 14), cmap="Greys", linewidths=0.7)
+        ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.35, color="tab:blue")
+        ax.set(
+            title=f"{method} (seed {methods[method][0]['seed']})",
+            xlabel="x[0]",
+            ylabel="x[1]",
+            xlim=lim[:2],
+            ylim=lim[2:],
+        )
+    fig.suptitle(f"{name}: samples (resampled by weight) over u − min u")
+    fig.tight_layout()
+    path = run_dir / f"{name}_samples.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _weights_figure(
+    run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]
+) -> Path | None:
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    drawn = False
+    for method, rs in methods.items():
+        lw = WeightedSamples.load(_dir(run_dir, rs[0])).log_weights.numpy()
+        lw = lw[np.isfinite(lw)]
+        if lw.size and np.ptp(lw) > 0:
+            ax.hist(lw - lw.max(), bins=60, alpha=0.55, label=method, density=True)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="log w − max log w", ylabel="density", title=f"{name}: log importance weights")
+    ax.legend()
+    fig.tight_layout()
+    path = run_dir / f"{name}_log_weights.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _dir(run_dir: Path, result: dict[str, Any]) -> Path:
+    card = Path(result.get("system_card", result["system"])).stem
+    return run_dir / card / result["method"] / f"seed{result['seed']}"
+
+
+def make_plots(run_dir: Path, results: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write the figures of every system in the run; return their paths."""
+    figures: list[Path] = []
+    for name, methods in _first_seed(results).items():
+        figures.append(_sample_figure(run_dir, name, methods))
+        weights = _weights_figure(run_dir, name, methods)
+        if weights is not None:
+            figures.append(weights)
+    return figures

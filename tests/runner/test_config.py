@@ -1,0 +1,58 @@
+"""Experiment files: typed parsing, overrides, and errors that name file and field."""
+
+import pytest
+import yaml
+
+from boltzgen.errors import ConfigError
+from boltzgen.runner.config import load_experiment
+from boltzgen.runner.methods import METHODS
+from boltzgen.runner.tasks import plan
+
+BASE = {
+    "name": "t",
+    "systems": ["double_well_2d"],
+    "seeds": [0, 1],
+    "methods": {"hmc": {"method": "hmc", "n_chains": 8, "n_steps": 20, "n_warmup": 10}},
+}
+
+
+def write(tmp_path, data):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_quickstart_parses_into_typed_params():
+    experiment = load_experiment("experiments/quickstart.yaml")
+    kinds = {m.label: m.method for m in experiment.methods}
+    assert kinds == {"hmc": "hmc", "bg": "boltzmann_generator"}
+    for m in experiment.methods:
+        assert isinstance(m.params, METHODS[m.method].params)
+    assert len(plan(experiment)) == 2 * 2 * 2
+
+
+def test_overrides_reach_nested_fields(tmp_path):
+    experiment = load_experiment(write(tmp_path, BASE), ["methods.hmc.n_steps=40", "seeds=[3]"])
+    assert experiment.methods[0].params.n_steps == 40 and experiment.seeds == [3]
+
+
+@pytest.mark.parametrize(
+    "change, field, choice",
+    [
+        ({"sytems": ["double_well_2d"]}, "sytems", "systems"),
+        ({"systems": ["triple_well"]}, "systems[0]", "double_well_2d"),
+        ({"methods": {"x": {"method": "nuts"}}}, "methods.x.method", "hmc"),
+        ({"methods": {"hmc": {"method": "hmc", "n_stepz": 5}}}, "methods.hmc.n_stepz", "n_steps"),
+        ({"methods": {"hmc": {"method": "hmc", "n_steps": "many"}}}, "methods.hmc.n_steps", None),
+        ({"executor": "cloud"}, "executor", "debug"),
+        ({"seeds": "zero"}, "seeds", None),
+    ],
+)
+def test_bad_values_name_file_field_and_choices(tmp_path, change, field, choice):
+    path = write(tmp_path, {**BASE, **change})
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert str(path) in message and f"`{field}`" in message
+    if choice is not None:
+        assert choice in message
