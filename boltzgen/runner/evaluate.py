@@ -48,7 +48,10 @@ def load_reference_for(system: System, n: int) -> Reference | None:
 
 
 def _estimate(value: float, stderr: float, reference: Any = None, note: str = "") -> dict:
-    out = {"value": float(value), "stderr": float(stderr), "reference": reference}
+    """A result entry; a non-finite estimate (a state never sampled) is stored as null."""
+    out: dict[str, Any] = {"value": float(value), "stderr": float(stderr), "reference": reference}
+    if not math.isfinite(value):
+        out["note"] = "a state was never sampled"
     if note:
         out["reference_note"] = note
     return out

@@ -90,12 +90,17 @@ def _weights_figure(
         lw = WeightedSamples.load(_dir(run_dir, rs[0])).log_weights.numpy()
         lw = lw[np.isfinite(lw)]
         if lw.size and np.ptp(lw) > 0:
-            ax.hist(lw - lw.max(), bins=60, alpha=0.55, label=method, density=True)
+            shifted = lw - (np.logaddexp.reduce(lw) - np.log(lw.size))
+            ax.hist(shifted, bins=60, alpha=0.55, label=method, density=True, log=True)
             drawn = True
     if not drawn:
         plt.close(fig)
         return None
-    ax.set(xlabel="log w − max log w", ylabel="density", title=f"{name}: log importance weights")
+    ax.set(
+        xlabel="log w − log mean w",
+        ylabel="density (log scale)",
+        title=f"{name}: log importance weights",
+    )
     ax.legend()
     fig.tight_layout()
     path = run_dir / f"{name}_log_weights.png"
@@ -109,11 +114,45 @@ def _dir(run_dir: Path, result: dict[str, Any]) -> Path:
     return run_dir / card / result["method"] / f"seed{result['seed']}"
 
 
+def _peptide_figures(
+    run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]
+) -> list[Path]:
+    from boltzgen.observables.peptides import phi_psi
+    from boltzgen.reference import load_reference
+    from boltzgen.runner.peptide_plots import energy_histogram_figure, ramachandran_figure
+
+    system = load_system(next(iter(methods.values()))[0].get("system_card", name))
+    torsions, energies = {}, {}
+    for method, rs in methods.items():
+        samples = WeightedSamples.load(_dir(run_dir, rs[0]))
+        phi, psi = phi_psi(samples.x, system.topology)
+        lw = None if samples.is_chain else samples.log_weights
+        torsions[method] = (phi[:, 0], psi[:, 0], lw)
+        energies[method] = (samples.energies, lw)
+    reference = load_reference(system.name) if system.reference_kind == "md" else None
+    ref_torsions = None if reference is None else (reference.phi[:, 0], reference.psi[:, 0], None)
+    ref_u = None if reference is None else reference.energies
+    out = []
+    for figure, suffix in (
+        (ramachandran_figure(torsions, ref_torsions, f"{name}: Ramachandran (reweighted)"), "rama"),
+        (energy_histogram_figure(energies, ref_u, f"{name}: reduced energies"), "energies"),
+    ):
+        path = run_dir / f"{name}_{suffix}.png"
+        figure.savefig(path, dpi=110)
+        out.append(path)
+    system.energy.close()
+    return out
+
+
 def make_plots(run_dir: Path, results: Sequence[dict[str, Any]]) -> list[Path]:
     """Write the figures of every system in the run; return their paths."""
     figures: list[Path] = []
     for name, methods in _first_seed(results).items():
-        figures.append(_sample_figure(run_dir, name, methods))
+        card = next(iter(methods.values()))[0].get("system_card", name)
+        if load_system(card).topology is not None:
+            figures += _peptide_figures(run_dir, name, methods)
+        else:
+            figures.append(_sample_figure(run_dir, name, methods))
         weights = _weights_figure(run_dir, name, methods)
         if weights is not None:
             figures.append(weights)

@@ -114,6 +114,12 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
+def _fmt_estimate(value: float, stderr: float) -> str:
+    if not math.isfinite(value):
+        return "not sampled"
+    return f"{value:.3f} ± {stderr:.3f}"
+
+
 HEADER = [
     "system",
     "method",
@@ -122,8 +128,8 @@ HEADER = [
     "ESS / 1k evals",
     "quantity",
     "estimate ± se",
-    "exact",
-    "(est−exact)/se",
+    "reference",
+    "(est−ref)/se",
     "evals",
     "wall s",
 ]
@@ -144,7 +150,7 @@ def table_lines(rows: Sequence[Row]) -> list[list[str]]:
                 ess,
                 _fmt(r.ess_per_1k_evals),
                 r.quantity,
-                f"{r.value:.3f} ± {r.stderr:.3f}",
+                _fmt_estimate(r.value, r.stderr),
                 _fmt(r.reference, 5),
                 _fmt(r.error_in_se, 2),
                 f"{r.energy_evals:.3g}",
