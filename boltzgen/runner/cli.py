@@ -1,6 +1,8 @@
 """The ``boltzgen`` command line.
 
-    boltzgen run EXPERIMENT.yaml [--out DIR] [--executor local|debug] [--set key=value ...]
+    boltzgen run EXPERIMENT.yaml [--out DIR] [--executor local|debug|slurm|dask]
+                                 [--set key=value ...] [--dry-run]
+    boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
     boltzgen reference SYSTEM --method md --ns N [--frames F] [--seed S] [--data DIR]
@@ -12,7 +14,6 @@ and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
@@ -31,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment: systems × methods × seeds")
     run.add_argument("experiment", type=Path)
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
-    run.add_argument("--executor", choices=("local", "debug"), default=None)
+    run.add_argument("--executor", choices=("local", "debug", "slurm", "dask"), default=None)
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the tasks (and job script) and stop"
+    )
     run.add_argument(
         "--set",
         dest="overrides",
@@ -41,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         help="override a field, e.g. seeds=[0]",
     )
     sub.add_parser("systems", help="list the system catalog")
+    status = sub.add_parser("status", help="done / running / failed / pending tasks of a run")
+    status.add_argument("run_dir", type=Path)
     report = sub.add_parser("report", help="rebuild report.md, summary.csv and plots")
     report.add_argument("run_dir", type=Path)
     ref = sub.add_parser("reference", help="generate a system's reference data set")
@@ -72,15 +78,22 @@ def _cmd_systems(_: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from boltzgen.runner import report
     from boltzgen.runner.config import load_experiment
-    from boltzgen.runner.executors import EXECUTORS
+    from boltzgen.runner.executors import EXECUTORS, render_job_script
+    from boltzgen.runner.manifest import finish_manifest, write_manifest
     from boltzgen.runner.tasks import Task, plan
 
     experiment = load_experiment(args.experiment, args.overrides)
     run_dir = args.out or Path("runs") / experiment.name
-    run_dir.mkdir(parents=True, exist_ok=True)
     executor = args.executor or experiment.executor
     tasks = plan(experiment)
-    _write_manifest(run_dir, experiment, executor)
+    if args.dry_run:
+        for task in tasks:
+            print(f"  {task.key}  {task.method.params}")
+        if executor in ("slurm", "dask"):
+            print(render_job_script(experiment, executor))
+        return 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(run_dir, experiment, executor, tasks)
     print(f"{experiment.name}: {len(tasks)} tasks on the {executor} executor → {run_dir}")
     failures: list[str] = []
     start = time.perf_counter()
@@ -92,29 +105,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             print(f"  done   {task.key}  ESS fraction {result['ess_fraction']:.3g}", flush=True)
 
-    EXECUTORS[executor](tasks, run_dir, on_done, experiment.workers)
+    EXECUTORS[executor](tasks, run_dir, on_done, experiment)
+    finish_manifest(run_dir)
     print(f"finished in {time.perf_counter() - start:.0f} s\n")
-    rows = report.build_report(run_dir)
-    print(report.format_table(rows))
-    print(f"\nreport: {run_dir / 'report.md'}")
+    if len(failures) < len(tasks):
+        rows = report.build_report(run_dir)
+        print(report.format_table(rows))
+        print(f"\nreport: {run_dir / 'report.md'}")
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _write_manifest(run_dir: Path, experiment: Any, executor: str) -> None:
-    import yaml
+def _cmd_status(args: argparse.Namespace) -> int:
+    from boltzgen.runner.manifest import task_status
 
-    from boltzgen.runner.tasks import versions
-
-    manifest = {
-        "experiment": experiment.raw,
-        "source": experiment.source,
-        "executor": executor,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "versions": versions(),
-    }
-    (run_dir / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    rows = task_status(args.run_dir)
+    counts: dict[str, int] = {}
+    for key, state, detail in rows:
+        counts[state] = counts.get(state, 0) + 1
+        print(f"{state:<8} {key}" + (f"  {detail}" if detail else ""))
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -153,6 +165,7 @@ COMMANDS = {
     "systems": _cmd_systems,
     "report": _cmd_report,
     "reference": _cmd_reference,
+    "status": _cmd_status,
 }
 
 

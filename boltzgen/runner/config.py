@@ -18,13 +18,14 @@ value on the command line (parsed as YAML).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -32,7 +33,57 @@ from boltzgen.errors import ConfigError
 
 T = TypeVar("T")
 
-EXECUTORS = ("debug", "local")
+EXECUTORS = ("debug", "local", "slurm", "dask")
+SCHEDULERS = ("slurm", "pbs", "sge", "lsf", "local")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each task asks of a cluster (``slurm`` and ``dask`` executors).
+
+    Attributes:
+        cpus: cores per task.
+        gpus: GPUs per task.
+        memory_gb: memory per task.
+        time_min: wall-time limit per job; a task that hits it is requeued and resumes
+            from its checkpoint (slurm) or is retried (dask).
+        partition: Slurm partition or PBS/SGE/LSF queue.
+        account: accounting project.
+        array_parallelism: Slurm array tasks running at once.
+        scheduler: the dask-jobqueue cluster kind, or ``local`` for a LocalCluster.
+        jobs: dask: how many batch jobs (workers) to start.
+        setup: shell lines run before each job (e.g. ``source .venv/bin/activate``).
+    """
+
+    cpus: int = 1
+    gpus: int = 0
+    memory_gb: float = 4.0
+    time_min: int = 60
+    partition: str | None = None
+    account: str | None = None
+    array_parallelism: int = 64
+    scheduler: Literal["slurm", "pbs", "sge", "lsf", "local"] = "slurm"
+    jobs: int = 2
+    setup: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.cpus < 1 or self.gpus < 0 or self.memory_gb <= 0 or self.time_min < 1:
+            raise ValueError("cpus ≥ 1, gpus ≥ 0, memory_gb > 0 and time_min ≥ 1 are required")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget that every method of an experiment gets: target energy evaluations.
+
+    Every energy or force evaluation counts, training included. Each method sizes
+    its run (steps, samples, frames) to spend at most this many.
+    """
+
+    energy_evals: int
+
+    def __post_init__(self) -> None:
+        if self.energy_evals < 1:
+            raise ValueError("budget.energy_evals must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -55,11 +106,23 @@ class Experiment:
     executor: str = "local"
     workers: int = 2
     n_reference: int = 10_000
+    resources: Resources = field(default_factory=Resources)
+    budget: Budget | None = None
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-EXPERIMENT_FIELDS = {"name", "systems", "seeds", "methods", "executor", "workers", "n_reference"}
+EXPERIMENT_FIELDS = {
+    "name",
+    "systems",
+    "seeds",
+    "methods",
+    "executor",
+    "workers",
+    "n_reference",
+    "resources",
+    "budget",
+}
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -167,7 +230,9 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     methods_raw = raw.get("methods")
     if not isinstance(methods_raw, Mapping) or not methods_raw:
         raise ConfigError(source, "methods", "must map labels to method settings", methods_raw)
-    methods = [_method(label, spec, source, METHODS) for label, spec in methods_raw.items()]
+    methods = [
+        m for label, spec in methods_raw.items() for m in _methods(label, spec, source, METHODS)
+    ]
     executor = raw.get("executor", "local")
     if executor not in EXECUTORS:
         raise ConfigError(source, "executor", "is not a known executor", executor, EXECUTORS)
@@ -185,6 +250,10 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
         executor=executor,
         workers=workers,
         n_reference=n_reference,
+        resources=parse_dataclass(Resources, raw.get("resources"), source, "resources"),
+        budget=None
+        if raw.get("budget") is None
+        else parse_dataclass(Budget, raw["budget"], source, "budget"),
         source=source,
         raw=dict(raw),
     )
@@ -196,10 +265,43 @@ def _string_list(value: Any, source: str, name: str) -> list[str]:
     return list(value)
 
 
-def _method(label: str, spec: Any, source: str, registry: Mapping[str, Any]) -> MethodSpec:
+def _methods(label: str, spec: Any, source: str, registry: Mapping[str, Any]) -> list[MethodSpec]:
+    """The method entry, expanded over its ``sweep`` grid (one label per grid point).
+
+    ``sweep: {n_leapfrog: [5, 10]}`` gives labels ``hmc-n_leapfrog5`` and ``hmc-n_leapfrog10``.
+    Nested fields use dots: ``sweep: {train.lr: [1e-3, 3e-4]}``.
+    """
     where = f"methods.{label}"
     if not isinstance(spec, Mapping) or "method" not in spec:
         raise ConfigError(source, where, "must be a mapping with a `method`", spec)
+    sweep = spec.get("sweep") or {}
+    if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise ConfigError(source, f"{where}.sweep", "must map fields to non-empty lists", sweep)
+    base = {k: v for k, v in spec.items() if k != "sweep"}
+    points: list[tuple[str, dict[str, Any]]] = [(label, base)]
+    for key, values in sweep.items():
+        points = [
+            (f"{name}-{key.split('.')[-1]}{value}", _with(point, str(key), value))
+            for name, point in points
+            for value in values
+        ]
+    return [_method(name, point, source, registry) for name, point in points]
+
+
+def _with(spec: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(dict(spec))
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _method(
+    label: str, spec: Mapping[str, Any], source: str, registry: Mapping[str, Any]
+) -> MethodSpec:
+    where = f"methods.{label}"
     kind = spec["method"]
     if kind not in registry:
         raise ConfigError(source, f"{where}.method", "is not a known method", kind, registry)

@@ -9,7 +9,7 @@ energy, training included.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,10 +27,20 @@ from boltzgen.training.loop import TrainConfig, train
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its parameter dataclass and its run function."""
+    """A registered method: its parameter dataclass, run function and budget rule.
+
+    ``fit_budget(params, energy_evals)`` returns the parameters resized so that the
+    run spends at most ``energy_evals`` target evaluations (energy + force, training
+    included); it raises ``ValueError`` when the budget cannot cover the fixed part.
+    """
 
     params: type
     run: Callable[[System, Any, torch.Generator, Path | None, bool], WeightedSamples]
+    fit_budget: Callable[[Any, int], Any]
+
+
+def _too_small(method: str, budget: int, needed: int) -> ValueError:
+    return ValueError(f"{method}: a budget of {budget} evaluations is below the {needed} it needs")
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,17 @@ def run_hmc(
     x0 = system.initial_positions.expand(params.n_chains, *system.energy.event_shape).clone()
     hmc = HMC(system.energy, params.step_size, params.n_leapfrog, params.target_acceptance)
     return hmc.sample(x0, params.n_steps, generator, params.n_warmup, params.thin, progress)
+
+
+def fit_hmc(params: HMCParams, budget: int) -> HMCParams:
+    """n_chains·(1 + (n_warmup + n_steps)·n_leapfrog) ≤ budget; warm-up kept ≤ a third."""
+    per_step = params.n_chains * params.n_leapfrog
+    total = (budget - params.n_chains) // per_step
+    warmup = min(params.n_warmup, total // 3)
+    steps = (total - warmup) // params.thin * params.thin
+    if steps < params.thin:
+        raise _too_small("hmc", budget, params.n_chains * (1 + 2 * params.n_leapfrog))
+    return replace(params, n_warmup=warmup, n_steps=steps)
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,22 @@ def run_boltzmann_generator(
     return samples
 
 
+def fit_boltzmann_generator(
+    params: BoltzmannGeneratorParams, budget: int
+) -> BoltzmannGeneratorParams:
+    """Keep ``n_samples``; spend the rest on training steps.
+
+    A step costs one batch of energies (reverse or mixed KL); forward KL costs one
+    monitoring batch every ``monitor_every`` (100) steps.
+    """
+    t = params.train
+    per_step = t.batch_size if t.loss != "forward_kl" else t.batch_size / 100
+    steps = int((budget - params.n_samples) // per_step)
+    if steps < 1:
+        raise _too_small("boltzmann_generator", budget, params.n_samples + t.batch_size)
+    return replace(params, train=replace(t, steps=steps))
+
+
 @dataclass(frozen=True)
 class MDParams:
     """OpenMM Langevin dynamics from the card's initial positions (one chain)."""
@@ -191,8 +228,18 @@ def run_md(
     return samples
 
 
+def fit_md(params: MDParams, budget: int) -> MDParams:
+    """n_equilibration + n_frames·(frame_interval + 1) ≤ budget (a frame's energy counts)."""
+    frames = (budget - params.n_equilibration) // (params.frame_interval + 1)
+    if frames < 1:
+        raise _too_small("md", budget, params.n_equilibration + params.frame_interval + 1)
+    return replace(params, n_frames=int(frames))
+
+
 METHODS: dict[str, Method] = {
-    "hmc": Method(HMCParams, run_hmc),
-    "md": Method(MDParams, run_md),
-    "boltzmann_generator": Method(BoltzmannGeneratorParams, run_boltzmann_generator),
+    "hmc": Method(HMCParams, run_hmc, fit_hmc),
+    "md": Method(MDParams, run_md, fit_md),
+    "boltzmann_generator": Method(
+        BoltzmannGeneratorParams, run_boltzmann_generator, fit_boltzmann_generator
+    ),
 }

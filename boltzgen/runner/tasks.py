@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from boltzgen.errors import ConfigError
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.methods import METHODS
@@ -41,13 +42,30 @@ class Task:
 
 
 def plan(experiment: Experiment) -> list[Task]:
-    """Every (system, method, seed) of the experiment, systems outermost."""
+    """Every (system, method, seed) of the experiment, systems outermost.
+
+    With a budget, each method's parameters are first resized to spend it; a budget
+    too small for a method is a :class:`ConfigError` before anything runs.
+    """
+    methods = [_fit(experiment, m) for m in experiment.methods]
     return [
         Task(system, method, seed, experiment.n_reference)
         for system in experiment.systems
-        for method in experiment.methods
+        for method in methods
         for seed in experiment.seeds
     ]
+
+
+def _fit(experiment: Experiment, method: MethodSpec) -> MethodSpec:
+    if experiment.budget is None:
+        return method
+    try:
+        params = METHODS[method.method].fit_budget(method.params, experiment.budget.energy_evals)
+    except ValueError as error:
+        raise ConfigError(
+            experiment.source, f"budget (methods.{method.label})", str(error)
+        ) from error
+    return dataclasses.replace(method, params=params)
 
 
 def versions() -> dict[str, str]:
@@ -93,5 +111,6 @@ def run_task(task: Task, run_dir: Path, progress: bool = False) -> dict[str, Any
         "finished": time.time(),
     }
     samples.save(directory, result)
+    (directory / "error.txt").unlink(missing_ok=True)
     system.energy.close()
     return json.loads(done.read_text())
