@@ -18,6 +18,7 @@ from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import System, load_system
 
 MAX_POINTS = 3000
+MARKERS = "osd^v<>p*"
 
 
 def _first_seed(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -144,9 +145,101 @@ def _peptide_figures(
     return out
 
 
+def _total_evals(result: dict[str, Any]) -> float:
+    c = result["cost"]
+    return float(
+        sum(
+            c.get(k, 0)
+            for k in ("energy_evals", "force_evals", "train_energy_evals", "train_force_evals")
+        )
+    )
+
+
+def _efficiency_figure(run_dir: Path, results: Sequence[dict[str, Any]]) -> Path:
+    """ESS per 1000 evaluations by method and system (mean and spread over seeds)."""
+    systems = sorted({r["system"] for r in results})
+    methods = sorted({r["method"] for r in results})
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(systems) * max(1, len(methods)) / 2, 3.6))
+    width = 0.8 / len(methods)
+    for j, method in enumerate(methods):
+        for i, system in enumerate(systems):
+            values = [
+                r["metrics"].get("ess_per_1k_evals")
+                for r in results
+                if r["system"] == system and r["method"] == method
+            ]
+            values = [v for v in values if v is not None and np.isfinite(v) and v > 0]
+            if values:
+                ax.bar(
+                    i + j * width,
+                    np.mean(values),
+                    width,
+                    color=f"C{j}",
+                    label=method if i == 0 else None,
+                )
+                ax.plot([i + j * width] * len(values), values, "k.", ms=4)
+    ax.set_xticks(np.arange(len(systems)) + 0.4 - width / 2, systems)
+    ax.set(yscale="log", ylabel="ESS per 1000 evaluations", title="Efficiency (training included)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = run_dir / "ess_per_evaluation.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _error_vs_cost_figure(run_dir: Path, results: Sequence[dict[str, Any]]) -> Path | None:
+    """|ΔF − reference| against total evaluations, one point per task and free energy."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    drawn = False
+    methods = sorted({r["method"] for r in results})
+    systems = sorted({r["system"] for r in results})
+    for j, method in enumerate(methods):
+        labelled = False
+        for r in results:
+            if r["method"] != method:
+                continue
+            for fe in r.get("free_energies", {}).values():
+                if fe.get("value") is None or fe.get("reference") is None:
+                    continue
+                error = abs(fe["value"] - fe["reference"])
+                ax.errorbar(
+                    _total_evals(r),
+                    max(error, 1e-4),
+                    yerr=fe.get("stderr"),
+                    fmt=MARKERS[systems.index(r["system"]) % len(MARKERS)],
+                    color=f"C{j}",
+                    ms=4,
+                    alpha=0.8,
+                    label=None if labelled else method,
+                )
+                drawn = labelled = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    markers = ", ".join(f"{MARKERS[i % len(MARKERS)]} {n}" for i, n in enumerate(systems))
+    ax.legend(fontsize=8, title=f"markers: {markers}", title_fontsize=7)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="target evaluations (training included)",
+        ylabel="|ΔF − reference| (kT)",
+        title="Free-energy error against cost",
+    )
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.tight_layout()
+    path = run_dir / "free_energy_error_vs_cost.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def make_plots(run_dir: Path, results: Sequence[dict[str, Any]]) -> list[Path]:
     """Write the figures of every system in the run; return their paths."""
-    figures: list[Path] = []
+    figures: list[Path] = [_efficiency_figure(run_dir, results)]
+    error_figure = _error_vs_cost_figure(run_dir, results)
+    if error_figure is not None:
+        figures.append(error_figure)
     for name, methods in _first_seed(results).items():
         card = next(iter(methods.values()))[0].get("system_card", name)
         if load_system(card).topology is not None:
