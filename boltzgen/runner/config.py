@@ -144,6 +144,16 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _dataclass_in(annotation: Any) -> Any:
+    """The dataclass an annotation names, directly or as ``X | None``; else ``None``."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
 def _describe(annotation: Any) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(annotation)))
@@ -168,8 +178,9 @@ def parse_dataclass(cls: type[T], data: Any, source: str, path: str) -> T:
         if key not in names:
             raise ConfigError(source, where, "is not a known field", choices=names)
         annotation = hints[key]
-        if dataclasses.is_dataclass(annotation):
-            kwargs[key] = parse_dataclass(annotation, value, source, where)
+        nested = _dataclass_in(annotation)
+        if nested is not None and (value is not None or annotation is nested):
+            kwargs[key] = parse_dataclass(nested, value, source, where)
         elif _type_ok(value, annotation):
             kwargs[key] = float(value) if annotation is float else value
         else:

@@ -17,7 +17,7 @@ import torch
 
 from boltzgen.flows.base import GaussianPrior
 from boltzgen.flows.coupling import make_spline_flow
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.samplers.base import Cost, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
@@ -103,14 +103,43 @@ class TrainParams:
     energy_cap: float = 1000.0
     checkpoint_every: int = 250
     n_data: int = 20_000
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_warmup: int = 0
+    validation_fraction: float = 0.0
+    validate_every: int = 100
+    patience: int = 0
+
+    def config(self, seed: int) -> TrainConfig:
+        """The training-loop configuration of these settings."""
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            grad_clip=self.grad_clip,
+            loss=self.loss,
+            forward_weight=self.forward_weight,
+            energy_cap=self.energy_cap,
+            checkpoint_every=self.checkpoint_every,
+            seed=seed,
+            lr_schedule=self.lr_schedule,
+            lr_warmup=self.lr_warmup,
+            validation_fraction=self.validation_fraction,
+            validate_every=self.validate_every,
+            patience=self.patience,
+        )
 
 
 @dataclass(frozen=True)
 class BoltzmannGeneratorParams:
-    """A Boltzmann generator: spline flow, training, then ``n_samples`` weighted draws."""
+    """A Boltzmann generator: spline flow, training, then ``n_samples`` weighted draws.
+
+    ``finetune`` is an optional second training stage that continues from the first,
+    e.g. forward KL on data, then reverse KL on the energy.
+    """
 
     flow: FlowParams = field(default_factory=FlowParams)
     train: TrainParams = field(default_factory=TrainParams)
+    finetune: TrainParams | None = None
     n_samples: int = 20_000
 
 
@@ -134,7 +163,7 @@ def run_boltzmann_generator(
     progress: bool,
 ) -> WeightedSamples:
     dim = system.energy.dim
-    f, t = params.flow, params.train
+    f = params.flow
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     flow = make_spline_flow(
         dim,
@@ -147,39 +176,58 @@ def run_boltzmann_generator(
         seed,
     )
     model = BoltzmannGenerator(GaussianPrior(dim), flow, system.energy)
-    config = TrainConfig(
-        steps=t.steps,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        grad_clip=t.grad_clip,
-        loss=t.loss,
-        forward_weight=t.forward_weight,
-        energy_cap=t.energy_cap,
-        checkpoint_every=t.checkpoint_every,
-        seed=seed,
+    cost, last_loss = _train_stages(
+        model, system, params, seed, generator, checkpoint_dir, progress
     )
-    data = _training_data(system, t, generator)
-    trained = train(model, system.energy, config, data, checkpoint_dir, progress)
-    samples = model.sample(params.n_samples, generator, training_cost=trained.cost)
-    samples.info["train_loss_final"] = trained.losses[-1] if trained.losses else None
-    samples.info["train_steps"] = t.steps
+    samples = model.sample(params.n_samples, generator, training_cost=cost)
+    samples.info["train_loss_final"] = last_loss
     return samples
+
+
+def _train_stages(
+    model: BoltzmannGenerator,
+    system: System,
+    params: BoltzmannGeneratorParams,
+    seed: int,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> tuple[Cost, float | None]:
+    """Run ``train`` then ``finetune`` (if set), each resumable in its own folder."""
+    total, last = Cost(), None
+    for name, stage in (("train", params.train), ("finetune", params.finetune)):
+        if stage is None:
+            continue
+        data = _training_data(system, stage, generator)
+        where = None if checkpoint_dir is None else checkpoint_dir / name
+        result = train(model, system.energy, stage.config(seed), data, where, progress)
+        c = result.cost
+        total = Cost(
+            total.energy_evals + c.energy_evals,
+            total.force_evals + c.force_evals,
+            total.wall_s + c.wall_s,
+        )
+        last = result.losses[-1] if result.losses else last
+    return total, last
+
+
+def _step_cost(stage: TrainParams) -> float:
+    """Target evaluations of one training step (forward KL: a monitoring batch per 100)."""
+    return stage.batch_size if stage.loss != "forward_kl" else stage.batch_size / 100
 
 
 def fit_boltzmann_generator(
     params: BoltzmannGeneratorParams, budget: int
 ) -> BoltzmannGeneratorParams:
-    """Keep ``n_samples``; spend the rest on training steps.
-
-    A step costs one batch of energies (reverse or mixed KL); forward KL costs one
-    monitoring batch every ``monitor_every`` (100) steps.
-    """
-    t = params.train
-    per_step = t.batch_size if t.loss != "forward_kl" else t.batch_size / 100
-    steps = int((budget - params.n_samples) // per_step)
-    if steps < 1:
-        raise _too_small("boltzmann_generator", budget, params.n_samples + t.batch_size)
-    return replace(params, train=replace(t, steps=steps))
+    """Keep ``n_samples``; scale every training stage's steps to spend the rest."""
+    stages = [s for s in (params.train, params.finetune) if s is not None]
+    planned = sum(s.steps * _step_cost(s) for s in stages)
+    scale = (budget - params.n_samples) / planned if planned > 0 else 0.0
+    resized = [replace(s, steps=int(s.steps * scale)) for s in stages]
+    if any(s.steps < 1 for s in resized):
+        raise _too_small("boltzmann_generator", budget, params.n_samples + int(planned))
+    finetune = resized[1] if params.finetune is not None else None
+    return replace(params, train=resized[0], finetune=finetune)
 
 
 @dataclass(frozen=True)

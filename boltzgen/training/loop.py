@@ -11,6 +11,7 @@ as an uninterrupted run (on the same machine and thread count).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,12 @@ class TrainConfig:
         monitor_every: with ``"forward_kl"``, every this many steps draw one extra batch
             from the model to report its ESS (charged as energy evaluations; 0: never).
         seed: seeds the generator of every latent draw and data batch.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (decay from ``lr`` to 0 over
+            ``steps``), after a linear warm-up of ``lr_warmup`` steps.
+        validation_fraction: share of ``data`` held out to measure the validation
+            NLL −E_val[log q(x)] every ``validate_every`` steps (0: no validation).
+        patience: stop after this many validations without a new best NLL and keep
+            the best parameters (0: never stop early).
     """
 
     steps: int = 1000
@@ -63,6 +70,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     monitor_every: int = 100
     seed: int = 0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_warmup: int = 0
+    validation_fraction: float = 0.0
+    validate_every: int = 100
+    patience: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -73,6 +85,21 @@ class TrainConfig:
             raise ValueError(f"forward_weight must lie in [0, 1], got {self.forward_weight}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.lr_schedule not in ("constant", "cosine") or self.lr_warmup < 0:
+            raise ValueError("lr_schedule must be 'constant' or 'cosine' and lr_warmup ≥ 0")
+        if not 0.0 <= self.validation_fraction < 1.0 or self.validate_every < 1:
+            raise ValueError("validation_fraction must lie in [0, 1) and validate_every ≥ 1")
+        if self.patience < 0:
+            raise ValueError(f"patience must be ≥ 0, got {self.patience}")
+
+    def learning_rate_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` at ``step``: linear warm-up, then constant or cosine decay."""
+        if step < self.lr_warmup:
+            return (step + 1) / self.lr_warmup
+        if self.lr_schedule == "constant":
+            return 1.0
+        span = max(1, self.steps - self.lr_warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.lr_warmup) / span)))
 
     @property
     def needs_data(self) -> bool:
@@ -90,12 +117,18 @@ class TrainResult:
         cost: energy/force evaluations and wall seconds of training, in the sampling
             fields (merge into a sampler's cost with :meth:`Cost.with_training`).
         resumed_from: the step of the checkpoint this run started from (0 if none).
+        validation_nll: ``(step, NLL)`` of every validation.
+        best_step: the step whose parameters were kept (best validation NLL).
+        stopped_early: whether training stopped on ``patience``.
     """
 
     losses: list[float] = field(default_factory=list)
     ess_fractions: list[float] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     resumed_from: int = 0
+    validation_nll: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None
+    stopped_early: bool = False
 
     @property
     def steps(self) -> int:
@@ -138,8 +171,9 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def _check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
-    ours = {k: v for k, v in asdict(config).items() if k not in _MAY_CHANGE_ON_RESUME}
-    theirs = {k: v for k, v in saved.items() if k not in _MAY_CHANGE_ON_RESUME}
+    free = _MAY_CHANGE_ON_RESUME if config.lr_schedule == "constant" else {"checkpoint_every"}
+    ours = {k: v for k, v in asdict(config).items() if k not in free}
+    theirs = {k: saved.get(k, v) for k, v in ours.items()}
     if ours != theirs:
         changed = sorted(k for k in ours if ours[k] != theirs.get(k))
         raise ValueError(
@@ -159,6 +193,11 @@ class _Session:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     path: Path | None
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    validation: Tensor | None = None
+    best_state: dict[str, Any] | None = None
+    best_nll: float = math.inf
+    bad_validations: int = 0
 
     def loss(self, step: int) -> tuple[Tensor, float]:
         """The step's loss and the ESS fraction of its model batch (NaN if none)."""
@@ -191,6 +230,29 @@ class _Session:
             params = self.model.parameters()
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, error_if_nonfinite=True)
         self.optimizer.step()
+        self.scheduler.step()
+
+    def validate(self, step: int, history: TrainResult) -> bool:
+        """Record the validation NLL after ``step``; ``True`` if training should stop."""
+        if self.validation is None or (step + 1) % self.config.validate_every:
+            return False
+        with torch.no_grad():
+            nll = float(-self.model.log_prob(self.validation).mean())
+        history.validation_nll.append((step + 1, nll))
+        if nll < self.best_nll:
+            self.best_nll, self.bad_validations = nll, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            history.best_step = step + 1
+        else:
+            self.bad_validations += 1
+        patience = self.config.patience
+        history.stopped_early = patience > 0 and self.bad_validations >= patience
+        return history.stopped_early
+
+    def keep_best(self) -> None:
+        """Load the parameters of the best validation NLL, if validation ran."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
 
     def save(self, history: TrainResult) -> None:
         if self.path is None:
@@ -204,6 +266,15 @@ class _Session:
             "ess_fractions": history.ess_fractions,
             "cost": history.cost.to_dict(),
             "config": asdict(self.config),
+            "scheduler": self.scheduler.state_dict(),
+            "validation": {
+                "nll": history.validation_nll,
+                "best_step": history.best_step,
+                "stopped_early": history.stopped_early,
+                "best_nll": self.best_nll,
+                "bad": self.bad_validations,
+                "best_state": self.best_state,
+            },
         }
         _save(self.path, state)
 
@@ -220,27 +291,54 @@ class _Session:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.generator.set_state(ckpt["generator"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        v = ckpt["validation"]
+        self.best_nll, self.bad_validations, self.best_state = (
+            v["best_nll"],
+            v["bad"],
+            v["best_state"],
+        )
         cost = Cost.from_dict(ckpt["cost"])
-        return TrainResult(ckpt["losses"], ckpt["ess_fractions"], cost, ckpt["step"])
+        nll = [(int(a), float(b)) for a, b in v["nll"]]
+        return TrainResult(
+            ckpt["losses"],
+            ckpt["ess_fractions"],
+            cost,
+            ckpt["step"],
+            nll,
+            v["best_step"],
+            v["stopped_early"],
+        )
 
     def run(self, history: TrainResult, progress: bool) -> None:
         """Steps ``history.steps … config.steps − 1``, appending to ``history``."""
         base_cost, meter = history.cost, CostMeter(self.energy)
         bar = tqdm(total=self.config.steps, initial=history.steps, disable=not progress)
-        for step in range(history.steps, self.config.steps):
+        start = self.config.steps if history.stopped_early else history.steps
+        for step in range(start, self.config.steps):
             with meter.measure():
                 loss, ess = self.loss(step)
                 self.step(loss, step)
             history.losses.append(float(loss.detach()))
             history.ess_fractions.append(ess)
             history.cost = _add(base_cost, meter.cost)
+            stop = self.validate(step, history)
             if (step + 1) % 10 == 0:
-                evals = history.cost.energy_evals
-                bar.set_postfix(loss=f"{history.losses[-1]:.4g}", ess=f"{ess:.3f}", evals=evals)
+                self._report(bar, history, ess)
             bar.update()
-            if (step + 1) % self.config.checkpoint_every == 0:
+            if stop or (step + 1) % self.config.checkpoint_every == 0:
                 self.save(history)
+            if stop:
+                break
         bar.close()
+
+    @staticmethod
+    def _report(bar: Any, history: TrainResult, ess: float) -> None:
+        shown = {"loss": f"{history.losses[-1]:.4g}", "ess": f"{ess:.3f}"}
+        if history.validation_nll:
+            shown["val_nll"] = f"{history.validation_nll[-1][1]:.4g}"
+        shown["evals"] = str(history.cost.energy_evals + history.cost.force_evals)
+        bar.set_postfix(shown)
 
 
 def _device(model: BoltzmannGenerator) -> torch.device:
@@ -270,26 +368,50 @@ def train(
         checkpoint_dir: where ``checkpoint.pt`` is written every
             ``config.checkpoint_every`` steps and at the end; if it already holds one,
             training continues from it.
-        progress: show a tqdm bar with the loss, batch ESS fraction and energy evals.
+        progress: show a tqdm bar with the loss, batch ESS fraction, validation NLL
+            and target evaluations so far.
+
+    With validation (``config.validation_fraction > 0``) the parameters of the best
+    validation NLL are kept at the end, whether or not training stopped early.
 
     Returns:
         :class:`TrainResult` with the full history and cumulative training cost.
     """
     _check_data(config, data, energy)
     device = _device(model)
+    data, validation = _split(config, data)
     if data is not None:
-        data = data.to(device=device, dtype=next(model.parameters()).dtype)
+        dtype = next(model.parameters()).dtype
+        data = data.to(device=device, dtype=dtype)
+        validation = None if validation is None else validation.to(device=device, dtype=dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     session = _Session(
         model,
         energy,
         config,
         data,
-        torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
+        optimizer,
         torch.Generator(device=device).manual_seed(config.seed),
         None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, config.learning_rate_factor),
+        validation,
     )
     history = session.restore()
     session.run(history, progress)
     session.save(history)
+    session.keep_best()
     model.training_cost = history.cost
     return history
+
+
+def _split(config: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """Training and validation rows of ``data`` (a seeded permutation)."""
+    if config.validation_fraction == 0.0:
+        return data, None
+    if data is None:
+        raise ValueError("validation_fraction > 0 needs data to hold out")
+    n_val = max(1, int(config.validation_fraction * data.shape[0]))
+    if n_val >= data.shape[0]:
+        raise ValueError(f"validation_fraction leaves no training rows of {data.shape[0]}")
+    order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(config.seed + 1))
+    return data[order[n_val:].to(data.device)], data[order[:n_val].to(data.device)]

@@ -56,3 +56,29 @@ def test_bad_values_name_file_field_and_choices(tmp_path, change, field, choice)
     assert str(path) in message and f"`{field}`" in message
     if choice is not None:
         assert choice in message
+
+
+def test_optional_finetune_stage_parses_and_budget_scales_both_stages(tmp_path):
+    bg = {
+        "method": "boltzmann_generator",
+        "n_samples": 1000,
+        "train": {"loss": "forward_kl", "steps": 1000, "batch_size": 100},
+        "finetune": {
+            "loss": "reverse_kl",
+            "steps": 100,
+            "batch_size": 100,
+            "lr_schedule": "cosine",
+        },
+    }
+    experiment = load_experiment(write(tmp_path, {**BASE, "methods": {"bg": bg}}))
+    params = experiment.methods[0].params
+    assert params.finetune.loss == "reverse_kl" and params.finetune.lr_schedule == "cosine"
+    fitted = METHODS["boltzmann_generator"].fit_budget(params, 1000 + 11_000 * 2)
+    assert (fitted.train.steps, fitted.finetune.steps) == (2000, 200)
+    assert load_experiment(write(tmp_path, BASE)).methods[0].params is not None
+
+
+def test_finetune_with_a_bad_field_names_it(tmp_path):
+    bg = {"method": "boltzmann_generator", "finetune": {"los": "reverse_kl"}}
+    with pytest.raises(ConfigError, match=r"methods\.bg\.finetune\.los"):
+        load_experiment(write(tmp_path, {**BASE, "methods": {"bg": bg}}))
