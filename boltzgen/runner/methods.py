@@ -141,6 +141,16 @@ class BoltzmannGeneratorParams:
     train: TrainParams = field(default_factory=TrainParams)
     finetune: TrainParams | None = None
     n_samples: int = 20_000
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+
+def _device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for an absent CUDA is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was requested but torch sees no CUDA device")
+    return torch.device(name)
 
 
 def _training_data(system: System, params: TrainParams, generator: torch.Generator):
