@@ -2,12 +2,26 @@
 Cartesian Transformer flows and temperature-steerable flows."""
 
 from boltzgen.flows.base import Flatten, Flow, GaussianPrior, Prior, Sequential
+from boltzgen.flows.circular import (
+    CircularSplineCoupling,
+    MixedCoupling,
+    MixedPrior,
+    circular_rq_spline,
+    make_internal_flow,
+)
 from boltzgen.flows.coupling import (
     AffineCoupling,
     Coupling,
     RQSplineCoupling,
     alternating_masks,
     make_spline_flow,
+)
+from boltzgen.flows.internal import (
+    FixedFrameInternalCoordinates,
+    InternalCoordinates,
+    InternalLayout,
+    StandardizeInternal,
+    ZMatrix,
 )
 from boltzgen.flows.linear import AffineFlow, ElementwiseAffine
 from boltzgen.flows.steerable import (
@@ -26,18 +40,28 @@ __all__ = [
     "AffineCoupling",
     "AffineFlow",
     "CenteredGaussianPrior",
+    "CircularSplineCoupling",
     "Coupling",
     "ElementwiseAffine",
+    "FixedFrameInternalCoordinates",
     "Flatten",
     "Flow",
     "GaussianPrior",
+    "InternalCoordinates",
+    "InternalLayout",
+    "MixedCoupling",
+    "MixedPrior",
     "Prior",
     "RQSplineCoupling",
     "Sequential",
+    "StandardizeInternal",
     "TemperatureSteerableFlow",
     "TransformerBlock",
     "VolumePreservingCoupling",
+    "ZMatrix",
     "alternating_masks",
+    "circular_rq_spline",
+    "make_internal_flow",
     "make_spline_flow",
     "make_steerable_flow",
     "make_transformer_flow",
