@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
-from boltzgen.flows.base import GaussianPrior
-from boltzgen.flows.coupling import make_spline_flow
+from boltzgen.runner.models import FlowParams, build_generator
 from boltzgen.samplers.base import Cost, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
@@ -77,17 +77,6 @@ def fit_hmc(params: HMCParams, budget: int) -> HMCParams:
     if steps < params.thin:
         raise _too_small("hmc", budget, params.n_chains * (1 + 2 * params.n_leapfrog))
     return replace(params, n_warmup=warmup, n_steps=steps)
-
-
-@dataclass(frozen=True)
-class FlowParams:
-    """A rational-quadratic spline coupling flow."""
-
-    n_layers: int = 6
-    hidden: int = 64
-    n_bins: int = 8
-    tail_bound: float = 5.0
-    conditioner_layers: int = 2
 
 
 @dataclass(frozen=True)
@@ -153,16 +142,36 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _training_data(system: System, params: TrainParams, generator: torch.Generator):
-    if params.loss == "reverse_kl":
-        return None
-    data = system.sample_reference(params.n_data, generator)
-    if data is None:
+def _reference_data(system: System, n: int, generator: torch.Generator) -> tuple[Tensor, Cost]:
+    """``n`` frames of the system's reference set and what producing the whole set cost."""
+    from boltzgen.reference import load_reference
+
+    reference = load_reference(system.name) if system.reference_kind == "md" else None
+    if reference is None:
         raise ValueError(
-            f"{system.name} has no reference sampler: use train.loss = reverse_kl "
-            "or a system with reference data"
+            f"{system.name} has no reference data for forward-KL training: run "
+            f"`boltzgen reference {system.name} --method md --ns N` or use train.loss: reverse_kl"
         )
-    return data.reshape(params.n_data, -1)
+    index = torch.randperm(len(reference.x), generator=generator)[:n]
+    c = reference.manifest.get("cost", {})
+    cost = Cost(c.get("energy_evals", 0), c.get("force_evals", 0), c.get("wall_s", 0.0))
+    return reference.x[index], cost
+
+
+def _training_data(
+    system: System, params: TrainParams, generator: torch.Generator
+) -> tuple[Tensor | None, Cost]:
+    """Training samples for forward/mixed KL and their cost.
+
+    Toy systems draw exact samples (no target evaluations). Molecules use their MD
+    reference set, whose full simulation cost is charged to training.
+    """
+    if params.loss == "reverse_kl":
+        return None, Cost()
+    data = system.sample_reference(params.n_data, generator)
+    if data is not None:
+        return data, Cost()
+    return _reference_data(system, params.n_data, generator)
 
 
 def run_boltzmann_generator(
@@ -172,26 +181,31 @@ def run_boltzmann_generator(
     checkpoint_dir: Path | None,
     progress: bool,
 ) -> WeightedSamples:
-    dim = system.energy.dim
-    f = params.flow
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    flow = make_spline_flow(
-        dim,
-        f.n_layers,
-        f.hidden,
-        f.n_bins,
-        f.tail_bound,
-        torch.float64,
-        f.conditioner_layers,
-        seed,
-    )
-    model = BoltzmannGenerator(GaussianPrior(dim), flow, system.energy)
+    data, data_cost = _training_data(system, params.train, generator)
+    device = _device(params.device)
+    model = build_generator(system, params.flow, seed, data).to(device)
     cost, last_loss = _train_stages(
-        model, system, params, seed, generator, checkpoint_dir, progress
+        model, system, params, seed, (data, data_cost), generator, checkpoint_dir, progress
     )
-    samples = model.sample(params.n_samples, generator, training_cost=cost)
-    samples.info["train_loss_final"] = last_loss
-    return samples
+    draws = torch.Generator(device=device).manual_seed(seed + 1)
+    samples = model.sample(params.n_samples, draws, training_cost=cost)
+    samples.info.update(train_loss_final=last_loss, device=str(device))
+    return _to_cpu(samples)
+
+
+def _to_cpu(samples: WeightedSamples) -> WeightedSamples:
+    return replace(
+        samples,
+        x=samples.x.cpu(),
+        log_weights=samples.log_weights.cpu(),
+        energies=samples.energies.cpu(),
+    )
+
+
+def _plus(a: Cost, b: Cost) -> Cost:
+    """Sum of two sampling-field costs."""
+    return Cost(a.energy_evals + b.energy_evals, a.force_evals + b.force_evals, a.wall_s + b.wall_s)
 
 
 def _train_stages(
@@ -199,24 +213,27 @@ def _train_stages(
     system: System,
     params: BoltzmannGeneratorParams,
     seed: int,
+    first_data: tuple[Tensor | None, Cost],
     generator: torch.Generator,
     checkpoint_dir: Path | None,
     progress: bool,
 ) -> tuple[Cost, float | None]:
-    """Run ``train`` then ``finetune`` (if set), each resumable in its own folder."""
-    total, last = Cost(), None
+    """Run ``train`` then ``finetune`` (if set), each resumable in its own folder.
+
+    The data of the first stage are given (they also set the flow's scales); the
+    cost of producing training data is charged once.
+    """
+    data, total = first_data
+    last = None
     for name, stage in (("train", params.train), ("finetune", params.finetune)):
         if stage is None:
             continue
-        data = _training_data(system, stage, generator)
+        if name == "finetune":
+            data, data_cost = _training_data(system, stage, generator)
+            total = _plus(total, Cost() if data_cost == first_data[1] else data_cost)
         where = None if checkpoint_dir is None else checkpoint_dir / name
         result = train(model, system.energy, stage.config(seed), data, where, progress)
-        c = result.cost
-        total = Cost(
-            total.energy_evals + c.energy_evals,
-            total.force_evals + c.force_evals,
-            total.wall_s + c.wall_s,
-        )
+        total = _plus(total, result.cost)
         last = result.losses[-1] if result.losses else last
     return total, last
 
