@@ -1,0 +1,228 @@
+"""MBAR: free energies of many thermodynamic states from all their samples, via pymbar 4.
+
+The multistate Bennett acceptance ratio (Shirts & Chodera, "Statistically optimal analysis
+of samples from multiple equilibrium states", J. Chem. Phys. 129, 124105, 2008,
+arXiv 0801.1426) pools N = Σ_k N_k samples x_n drawn from K states with reduced potentials
+u_k and solves the self-consistent equations
+
+    f_i = −ln Σ_n exp(−u_i(x_n)) / Σ_k N_k exp(f_k − u_k(x_n)),
+
+for the dimensionless free energies f_i = −ln Z_i (up to a constant; f_0 = 0 here). Any
+other state j, sampled or not, then has weights w_jn ∝ exp(−u_j(x_n)) / Σ_k N_k exp(f_k −
+u_k(x_n)); a named region S of the target state t is the state with u = u_t inside S and
++∞ outside, so
+
+    ΔF_{B vs A} = −ln(P_B / P_A) = f_{t∩B} − f_{t∩A},
+
+with the asymptotic covariance of Shirts & Chodera (eq. D.11) giving its standard error.
+
+Standard errors assume uncorrelated samples. Subsample correlated series first, keeping
+every g-th sample where g = 1 + 2τ is the statistical inefficiency
+(:func:`statistical_inefficiency`, from pymbar.timeseries; Chodera, Swope, Pitera, Seok,
+Dill, J. Chem. Theory Comput. 3, 26, 2007); :func:`ladder_state_free_energy` does so.
+
+For a temperature ladder (parallel tempering) the states are u_k = u · T_0 / T_k, so the
+whole ``[K, N]`` matrix comes from one energy per sample (:func:`ladder_reduced_energies`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pymbar
+import torch
+from pymbar import timeseries
+from torch import Tensor
+
+from boltzgen.metrics.estimate import Estimate
+from boltzgen.samplers.base import WeightedSamples
+
+Array = Tensor | np.ndarray
+_JACKKNIFE_GROUPS = 16  # chains are pooled into at most this many delete-one-group blocks
+
+
+def _numpy(values: Array) -> np.ndarray:
+    if isinstance(values, Tensor):
+        return values.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _mbar(reduced_energies_kn: Array, n_k: Array) -> pymbar.MBAR:
+    u_kn, counts = _numpy(reduced_energies_kn), _numpy(n_k)
+    if u_kn.ndim != 2 or counts.shape != (u_kn.shape[0],) or counts.sum() != u_kn.shape[1]:
+        raise ValueError(
+            f"reduced_energies_kn must be [K, N] with n_k [K] summing to N, got "
+            f"{list(u_kn.shape)} and n_k of shape {list(counts.shape)} summing to {counts.sum()}"
+        )
+    return pymbar.MBAR(u_kn, counts)
+
+
+def mbar_free_energies(reduced_energies_kn: Array, n_k: Array) -> tuple[Tensor, Tensor]:
+    """Dimensionless free energies f_k = −ln(Z_k / Z_0) of every state by MBAR.
+
+    Args:
+        reduced_energies_kn: ``[K, N]``, u_k(x_n) for every state k and every sample n,
+            samples ordered by the state that drew them (the first ``n_k[0]`` from state 0, …).
+        n_k: ``[K]`` samples drawn from each state (0 for unsampled states).
+
+    Returns:
+        ``(f_k, df_k)``, float64 ``[K]``: f_0 = 0 and the standard error of f_k − f_0.
+
+    Example:
+        >>> u = torch.tensor([[0.0, 1.0], [0.0, 2.0]])   # u_k(x_n)
+        >>> f, df = mbar_free_energies(u, torch.tensor([1, 1]))
+    """
+    result = _mbar(reduced_energies_kn, n_k).compute_free_energy_differences()
+    f_k = torch.as_tensor(result["Delta_f"][0], dtype=torch.float64)
+    df_k = torch.as_tensor(result["dDelta_f"][0], dtype=torch.float64)
+    return f_k, df_k
+
+
+def mbar_state_free_energy(
+    reduced_energies_kn: Array, n_k: Array, in_a: Array, in_b: Array, target: int = 0
+) -> Estimate:
+    """ΔF = −ln(P_B / P_A) in state ``target``, using the samples of every state.
+
+    Args:
+        reduced_energies_kn: ``[K, N]`` as in :func:`mbar_free_energies`.
+        n_k: ``[K]`` samples per state.
+        in_a, in_b: ``[N]`` bool, whether each sample lies in region A / B.
+        target: index of the state in which the regions' probabilities are taken.
+
+    Returns:
+        ``Estimate(ΔF, stderr)``; ``±inf`` / NaN with stderr ``inf`` if a region is empty.
+    """
+    a, b = _numpy(in_a).astype(bool), _numpy(in_b).astype(bool)
+    u_kn = _numpy(reduced_energies_kn)
+    if a.shape != (u_kn.shape[1],) or b.shape != a.shape:
+        raise ValueError(f"in_a and in_b must be [N] = [{u_kn.shape[1]}], got {a.shape}, {b.shape}")
+    if not a.any() or not b.any():
+        value = math.nan if not (a.any() or b.any()) else (math.inf if a.any() else -math.inf)
+        return Estimate(value, math.inf)
+    u_target = u_kn[target]
+    restricted = np.stack([np.where(a, u_target, np.inf), np.where(b, u_target, np.inf)])
+    result = _mbar(u_kn, n_k).compute_perturbed_free_energies(restricted)
+    return Estimate(float(result["Delta_f"][0, 1]), float(result["dDelta_f"][0, 1]))
+
+
+def ladder_reduced_energies(
+    energies: Tensor, temperatures: Sequence[float]
+) -> tuple[Tensor, Tensor]:
+    """MBAR input for a temperature ladder from energies at the lowest temperature.
+
+    Args:
+        energies: ``[T, K, C]`` reduced energies u = U / kT_0 (T_0 = ``temperatures[0]``)
+            of the configuration held by temperature k in chain c at step t, as
+            ``ParallelTempering`` records them in ``info["ladder_energies"]``.
+        temperatures: ``[K]`` the ladder.
+
+    Returns:
+        ``u_kn [K, N]`` with u_l(x_n) = u(x_n) · T_0 / T_l, samples ordered by the state that
+        drew them (N = K·T·C), and ``n_k [K]`` = T·C each.
+    """
+    u = torch.as_tensor(energies).detach().to("cpu", torch.float64)
+    temps = torch.as_tensor(temperatures, dtype=torch.float64)
+    if u.dim() != 3 or u.shape[1] != temps.numel():
+        raise ValueError(
+            f"energies must be [T, K, C] with K = {temps.numel()} temperatures, got {list(u.shape)}"
+        )
+    per_state = u.permute(1, 0, 2).reshape(-1)
+    scales = temps[0] / temps
+    n_k = torch.full((temps.numel(),), u.shape[0] * u.shape[2], dtype=torch.int64)
+    return scales[:, None] * per_state[None, :], n_k
+
+
+def statistical_inefficiency(series: Tensor) -> float:
+    """g = 1 + 2τ of ``[T]`` or ``[T, C]`` (C chains of one process), by pymbar.timeseries.
+
+    A series that is constant in every chain carries no correlation: g = 1.
+    """
+    x = torch.as_tensor(series).detach().to("cpu", torch.float64)
+    x = x[:, None] if x.dim() == 1 else x
+    if x.dim() != 2 or x.shape[0] < 2:
+        raise ValueError(f"series must be [T] or [T, C] with T ≥ 2, got {list(x.shape)}")
+    chains = [c for c in x.T.numpy() if np.ptp(c) > 0]
+    if not chains:
+        return 1.0
+    return float(timeseries.statistical_inefficiency_multiple(chains))
+
+
+def ladder_statistical_inefficiency(samples: WeightedSamples, states: Sequence[str] = ()) -> float:
+    """The largest g over every temperature's energy series and, for each named state in
+    ``states``, its indicator series, from a ``ParallelTempering`` run's ``info``."""
+    energies = samples.info["ladder_energies"]
+    series = [energies[:, k] for k in range(energies.shape[1])]
+    for name in states:
+        member = torch.as_tensor(samples.info["ladder_states"][name], dtype=torch.float64)
+        series += [member[:, k] for k in range(member.shape[1])]
+    return max(statistical_inefficiency(s) for s in series)
+
+
+def _ladder_estimate(
+    energies: Tensor, in_a: Tensor, in_b: Tensor, temperatures: Sequence[float]
+) -> Estimate:
+    """MBAR ΔF at T_0 from ``[T, K, C]`` energies and memberships (state-major order)."""
+    u_kn, n_k = ladder_reduced_energies(energies, temperatures)
+    a, b = (m.permute(1, 0, 2).reshape(-1) for m in (in_a, in_b))
+    return mbar_state_free_energy(u_kn, n_k, a, b)
+
+
+def _group_jackknife(
+    energies: Tensor, in_a: Tensor, in_b: Tensor, temperatures: Sequence[float]
+) -> float:
+    """Delete-one-group jackknife error of the ladder ΔF over min(C, 16) groups of chains."""
+    groups = torch.arange(energies.shape[2]) % min(energies.shape[2], _JACKKNIFE_GROUPS)
+    n_groups = int(groups.max()) + 1
+    values = torch.tensor(
+        [
+            _ladder_estimate(
+                energies[..., groups != g],
+                in_a[..., groups != g],
+                in_b[..., groups != g],
+                temperatures,
+            ).value
+            for g in range(n_groups)
+        ]
+    )
+    return math.sqrt((n_groups - 1) / n_groups * float((values - values.mean()).square().sum()))
+
+
+def ladder_state_free_energy(
+    samples: WeightedSamples, state_a: str, state_b: str, stride: int | None = None
+) -> Estimate:
+    """ΔF_{B vs A} at the lowest temperature of a parallel-tempering run, by MBAR over all
+    temperatures (samples of hot replicas that fall in A or B count too).
+
+    The MBAR standard error treats the subsampled replicas as independent, but a walker
+    carries its configuration from rung to rung, which per-rung statistical inefficiencies
+    do not see (on a 1-D double well it is ~1.4× too small). With ``C ≥ 4`` independent
+    chains the error is therefore the larger of MBAR's and the jackknife over G = min(C, 16)
+    groups of chains (chain c in group c mod G; Efron & Stein, Ann. Statist. 9, 586, 1981),
+    se² = (G−1)/G Σ_g (ΔF_(−g) − ΔF_(·))², ΔF_(−g) leaving group g out.
+
+    Args:
+        samples: returned by ``ParallelTempering.sample(..., states={...})`` (or
+            ``openmm_parallel_tempering``) with ``state_a`` and ``state_b`` recorded.
+        state_a, state_b: names of recorded states.
+        stride: keep every ``stride``-th recorded step; ``None``: ⌈g⌉ with g from
+            :func:`ladder_statistical_inefficiency` over energies and both indicators.
+    """
+    recorded = samples.info.get("ladder_states", {})
+    missing = [s for s in (state_a, state_b) if s not in recorded]
+    if missing:
+        raise KeyError(
+            f"states {missing} were not recorded; pass states={{name: fn}} to the sampler "
+            f"(recorded: {sorted(recorded)})"
+        )
+    if stride is None:
+        stride = math.ceil(ladder_statistical_inefficiency(samples, (state_a, state_b)))
+    temperatures = samples.info["temperatures"]
+    energies = torch.as_tensor(samples.info["ladder_energies"]).cpu()[::stride]
+    in_a, in_b = (torch.as_tensor(recorded[s]).cpu()[::stride] for s in (state_a, state_b))
+    estimate = _ladder_estimate(energies, in_a, in_b, temperatures)
+    if energies.shape[2] < 4 or not math.isfinite(estimate.value):
+        return estimate
+    jackknife = _group_jackknife(energies, in_a, in_b, temperatures)
+    return Estimate(estimate.value, max(estimate.stderr, jackknife))
