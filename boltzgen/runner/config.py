@@ -220,7 +220,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
 
 def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     """Validate a raw experiment mapping; the systems named must be in the catalog."""
-    from boltzgen.runner.methods import METHODS
+    from boltzgen.runner.registry import METHODS
     from boltzgen.systems import list_systems
 
     for key in raw:

@@ -1,4 +1,4 @@
-"""The methods an experiment can name, each with its typed parameters.
+"""Baseline and Boltzmann-generator methods of experiments, with typed parameters.
 
 A :class:`Method` pairs a parameter dataclass (what the YAML may set, with
 defaults) with a function ``run(system, params, generator, checkpoint_dir,
@@ -174,6 +174,42 @@ def _training_data(
     return _reference_data(system, params.n_data, generator)
 
 
+@dataclass
+class TrainedGenerator:
+    """A trained generator (its ``training_cost`` set), its last loss and sampling seed."""
+
+    model: BoltzmannGenerator
+    final_loss: float | None
+    sampling_seed: int
+
+    def draws(self) -> torch.Generator:
+        """The generator of sampling randomness, on the model's device."""
+        device = next(self.model.parameters()).device
+        return torch.Generator(device=device).manual_seed(self.sampling_seed)
+
+
+def train_generator(
+    system: System,
+    params: BoltzmannGeneratorParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> TrainedGenerator:
+    """Build and train the generator; its ``training_cost`` holds everything it cost.
+
+    Training resumes from ``checkpoint_dir`` (one sub-folder per stage), so a
+    finished training is loaded rather than repeated.
+    """
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    data, data_cost = _training_data(system, params.train, generator)
+    model = build_generator(system, params.flow, seed, data).to(_device(params.device))
+    cost, last_loss = _train_stages(
+        model, system, params, seed, (data, data_cost), generator, checkpoint_dir, progress
+    )
+    model.training_cost = cost
+    return TrainedGenerator(model, last_loss, seed + 1)
+
+
 def run_boltzmann_generator(
     system: System,
     params: BoltzmannGeneratorParams,
@@ -181,20 +217,13 @@ def run_boltzmann_generator(
     checkpoint_dir: Path | None,
     progress: bool,
 ) -> WeightedSamples:
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    data, data_cost = _training_data(system, params.train, generator)
-    device = _device(params.device)
-    model = build_generator(system, params.flow, seed, data).to(device)
-    cost, last_loss = _train_stages(
-        model, system, params, seed, (data, data_cost), generator, checkpoint_dir, progress
-    )
-    draws = torch.Generator(device=device).manual_seed(seed + 1)
-    samples = model.sample(params.n_samples, draws, training_cost=cost)
-    samples.info.update(train_loss_final=last_loss, device=str(device))
-    return _to_cpu(samples)
+    trained = train_generator(system, params, generator, checkpoint_dir, progress)
+    samples = trained.model.sample(params.n_samples, trained.draws())
+    samples.info["train_loss_final"] = trained.final_loss
+    return to_cpu(samples)
 
 
-def _to_cpu(samples: WeightedSamples) -> WeightedSamples:
+def to_cpu(samples: WeightedSamples) -> WeightedSamples:
     return replace(
         samples,
         x=samples.x.cpu(),
@@ -236,6 +265,12 @@ def _train_stages(
         total = _plus(total, result.cost)
         last = result.losses[-1] if result.losses else last
     return total, last
+
+
+def planned_training_evals(params: BoltzmannGeneratorParams) -> int:
+    """Target evaluations the generator's training stages will spend."""
+    stages = [s for s in (params.train, params.finetune) if s is not None]
+    return int(sum(s.steps * _step_cost(s) for s in stages))
 
 
 def _step_cost(stage: TrainParams) -> float:
@@ -309,12 +344,3 @@ def fit_md(params: MDParams, budget: int) -> MDParams:
     if frames < 1:
         raise _too_small("md", budget, params.n_equilibration + params.frame_interval + 1)
     return replace(params, n_frames=int(frames))
-
-
-METHODS: dict[str, Method] = {
-    "hmc": Method(HMCParams, run_hmc, fit_hmc),
-    "md": Method(MDParams, run_md, fit_md),
-    "boltzmann_generator": Method(
-        BoltzmannGeneratorParams, run_boltzmann_generator, fit_boltzmann_generator
-    ),
-}

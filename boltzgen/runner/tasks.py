@@ -20,7 +20,7 @@ import torch
 from boltzgen.errors import ConfigError
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
-from boltzgen.runner.methods import METHODS
+from boltzgen.runner.registry import METHODS
 from boltzgen.systems import load_system
 
 

@@ -1,0 +1,134 @@
+"""The parallel-tempering method of experiments (torch replicas or openmmtools).
+
+Samples returned are those of the lowest (the system's) temperature. The whole
+ladder's energies and state indicators are saved next to the result in
+``ladder.npz``, and ΔF by MBAR over every temperature goes into ``info``
+(``mbar_free_energies``), beside the estimate from the T₀ samples alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from boltzgen.samplers.base import WeightedSamples
+from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
+from boltzgen.systems import System
+
+LADDER_KEYS = ("ladder_energies", "ladder_states")
+
+
+@dataclass(frozen=True)
+class PTParams:
+    """A geometric ladder from the system's temperature to ``t_max_factor`` times it."""
+
+    n_temperatures: int = 8
+    t_max_factor: float = 4.0
+    n_chains: int = 16
+    n_warmup: int = 500
+    n_steps: int = 2000
+    thin: int = 1
+    backend: Literal["torch", "openmm"] = "torch"
+    move: Literal["hmc", "langevin"] = "hmc"
+    step_size: float = 0.1
+    n_leapfrog: int = 10
+    steps_per_iteration: int = 500
+    timestep_fs: float = 2.0
+    platform: str = "CPU"
+
+    def __post_init__(self) -> None:
+        if self.n_temperatures < 2 or not self.t_max_factor > 1.0:
+            raise ValueError("parallel tempering needs n_temperatures ≥ 2 and t_max_factor > 1")
+
+
+def _ladder(system: System, params: PTParams) -> list[float]:
+    t0 = system.temperature
+    return geometric_ladder(t0, params.t_max_factor * t0, params.n_temperatures)
+
+
+def _torch_pt(system: System, params: PTParams, generator: torch.Generator, progress: bool):
+    sampler = ParallelTempering(
+        system.energy, _ladder(system, params), params.move, params.step_size, params.n_leapfrog
+    )
+    x0 = system.initial_positions.expand(params.n_chains, *system.energy.event_shape).clone()
+    return sampler.sample(
+        x0, params.n_steps, generator, params.n_warmup, params.thin, progress, dict(system.states)
+    )
+
+
+def _openmm_pt(system: System, params: PTParams, generator: torch.Generator, folder: Path):
+    from boltzgen.samplers.openmm_replica_exchange import openmm_parallel_tempering
+
+    if system.openmm_system is None:
+        raise ValueError(f"backend openmm needs an OpenMM system; {system.name} has none")
+    samples, info = openmm_parallel_tempering(
+        system.openmm_system,
+        system.initial_positions,
+        _ladder(system, params),
+        params.n_warmup + params.n_steps,
+        params.steps_per_iteration,
+        folder / "pt.nc",
+        params.timestep_fs,
+        int(torch.randint(0, 2**31 - 1, (1,), generator=generator)),
+        params.platform,
+        n_discard=params.n_warmup,
+        states=dict(system.states),
+    )
+    samples.info.update(info)
+    return samples
+
+
+def _mbar(system: System, samples: WeightedSamples) -> dict[str, Any]:
+    from boltzgen.metrics.mbar import ladder_state_free_energy
+
+    out = {}
+    for a, b in system.free_energy_pairs:
+        estimate = ladder_state_free_energy(samples, a, b)
+        value = estimate.value if math.isfinite(estimate.value) else None
+        out[f"{b}_vs_{a}"] = {"value": value, "stderr": estimate.stderr}
+    return out
+
+
+def run_pt(
+    system: System,
+    params: PTParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    folder = checkpoint_dir if checkpoint_dir is not None else Path.cwd() / "pt_checkpoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    if params.backend == "openmm":
+        samples = _openmm_pt(system, params, generator, folder)
+    else:
+        samples = _torch_pt(system, params, generator, progress)
+    samples.info["mbar_free_energies"] = _mbar(system, samples)
+    ladder = {k: samples.info.pop(k) for k in LADDER_KEYS if k in samples.info}
+    states = ladder.get("ladder_states", {})
+    np.savez_compressed(
+        folder.parent / "ladder.npz",
+        energies=np.asarray(torch.as_tensor(ladder.get("ladder_energies", [])).cpu()),
+        **{f"state_{k}": np.asarray(torch.as_tensor(v).cpu()) for k, v in states.items()},
+    )
+    return samples
+
+
+def fit_pt(params: PTParams, budget: int) -> PTParams:
+    """Every replica pays: K·C·(1 + L·steps) (torch) or K·iterations·MD steps (openmm)."""
+    k = params.n_temperatures
+    if params.backend == "openmm":
+        per_iteration = k * (params.steps_per_iteration + 1)
+        total = (budget - k) // per_iteration
+    else:
+        per_step = k * params.n_chains * params.n_leapfrog
+        total = (budget - k * params.n_chains) // per_step
+    warmup = min(params.n_warmup, total // 3)
+    steps = (total - warmup) // params.thin * params.thin
+    if steps < params.thin:
+        raise ValueError(f"parallel_tempering: a budget of {budget} evaluations is too small")
+    return replace(params, n_warmup=int(warmup), n_steps=int(steps))

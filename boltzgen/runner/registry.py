@@ -1,0 +1,40 @@
+"""Every method an experiment can name: ``METHODS[name]`` → parameters, run, budget rule."""
+
+from __future__ import annotations
+
+from boltzgen.runner.flow_methods import (
+    FlowHMCParams,
+    FlowMCMCParams,
+    SMCParams,
+    fit_flow_hmc,
+    fit_flow_mcmc,
+    fit_smc,
+    run_flow_hmc,
+    run_flow_mcmc,
+    run_smc,
+)
+from boltzgen.runner.methods import (
+    BoltzmannGeneratorParams,
+    HMCParams,
+    MDParams,
+    Method,
+    fit_boltzmann_generator,
+    fit_hmc,
+    fit_md,
+    run_boltzmann_generator,
+    run_hmc,
+    run_md,
+)
+from boltzgen.runner.pt_method import PTParams, fit_pt, run_pt
+
+METHODS: dict[str, Method] = {
+    "hmc": Method(HMCParams, run_hmc, fit_hmc),
+    "md": Method(MDParams, run_md, fit_md),
+    "parallel_tempering": Method(PTParams, run_pt, fit_pt),
+    "boltzmann_generator": Method(
+        BoltzmannGeneratorParams, run_boltzmann_generator, fit_boltzmann_generator
+    ),
+    "smc": Method(SMCParams, run_smc, fit_smc),
+    "flow_mcmc": Method(FlowMCMCParams, run_flow_mcmc, fit_flow_mcmc),
+    "flow_hmc": Method(FlowHMCParams, run_flow_hmc, fit_flow_hmc),
+}

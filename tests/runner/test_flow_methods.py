@@ -1,0 +1,82 @@
+"""Every sampler as an experiment method: shared trained flows, PT ladders, budgets."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from boltzgen.runner.config import parse_experiment
+from boltzgen.runner.executors import run_debug
+from boltzgen.runner.tasks import plan
+
+GENERATOR = {
+    "flow": {"n_layers": 2, "hidden": 16},
+    "train": {"steps": 30, "batch_size": 64, "n_data": 400},
+}
+RAW = yaml.safe_load(
+    """
+name: samplers
+systems: [double_well_2d]
+seeds: [0]
+n_reference: 300
+methods:
+  pt: {method: parallel_tempering, n_temperatures: 4, t_max_factor: 6.0, n_chains: 8,
+       n_warmup: 30, n_steps: 120, n_leapfrog: 5}
+  smc: {method: smc, n_particles: 300, n_steps: 4}
+  fmcmc: {method: flow_mcmc, n_chains: 8, n_steps: 30, n_warmup: 10}
+  fhmc: {method: flow_hmc, n_chains: 8, n_steps: 20, n_warmup: 10, n_leapfrog: 3}
+"""
+)
+for label in ("smc", "fmcmc", "fhmc"):
+    RAW["methods"][label]["generator"] = GENERATOR
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("samplers")
+    experiment = parse_experiment(RAW, "samplers.yaml")
+    errors = []
+    run_debug(plan(experiment), root, lambda t, r, e: errors.append(e) if e else None, experiment)
+    assert not errors, errors
+    return root
+
+
+def result(run_dir, label):
+    return json.loads((run_dir / "double_well_2d" / label / "seed0" / "result.json").read_text())
+
+
+def test_flow_methods_share_one_trained_generator_and_each_pays_for_it(run_dir):
+    generators = list((run_dir / "double_well_2d" / "_generators").iterdir())
+    assert len(generators) == 1
+    costs = {
+        label: result(run_dir, label)["cost"]["train_energy_evals"]
+        for label in ("smc", "fmcmc", "fhmc")
+    }
+    assert len(set(costs.values())) == 1 and next(iter(costs.values())) > 0
+
+
+def test_every_method_reports_the_free_energy_against_the_exact_value(run_dir):
+    for label in ("pt", "smc", "fmcmc", "fhmc"):
+        fe = result(run_dir, label)["free_energies"]["right_vs_left"]
+        assert fe["reference"] == pytest.approx(4.7772741, abs=1e-6)
+
+
+def test_parallel_tempering_saves_its_ladder_and_mbar_estimate(run_dir):
+    r = result(run_dir, "pt")
+    assert "right_vs_left" in r["info"]["mbar_free_energies"]
+    assert "ladder_energies" not in r["info"]
+    with np.load(run_dir / "double_well_2d" / "pt" / "seed0" / "ladder.npz") as ladder:
+        assert ladder["energies"].shape == (120, 4, 8)
+        assert ladder["state_left"].shape == (120, 4, 8)
+    assert r["cost"]["force_evals"] == 4 * 8 * (1 + 5 * 150)
+
+
+@pytest.mark.parametrize("label", ["pt", "smc", "fmcmc", "fhmc"])
+def test_budget_is_respected_by_every_sampler(tmp_path, label):
+    raw = {**RAW, "methods": {label: RAW["methods"][label]}, "budget": {"energy_evals": 20_000}}
+    experiment = parse_experiment(raw, "samplers.yaml")
+    run_debug(plan(experiment), tmp_path, lambda t, r, e: None, experiment)
+    c = result(tmp_path, label)["cost"]
+    spent = c["energy_evals"] + c["force_evals"] + c["train_energy_evals"] + c["train_force_evals"]
+    assert 0.6 * 20_000 <= spent <= 20_000, spent
