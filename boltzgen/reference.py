@@ -31,7 +31,7 @@ from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
 from boltzgen.systems import System
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-METHODS = ("md",)
+METHODS = ("md", "pt")
 
 
 def data_dir() -> Path:
@@ -159,6 +159,81 @@ def _manifest(
         "versions": versions(),
         "sha256": {"reference.npz": sha256(out / "reference.npz")},
     }
+
+
+@dataclass(frozen=True)
+class PTReferenceSettings:
+    """How a parallel-tempering reference is run (openmmtools, geometric ladder)."""
+
+    n_temperatures: int = 8
+    t_max: float = 600.0
+    n_iterations: int = 2000
+    steps_per_iteration: int = 500
+    timestep_fs: float = 2.0
+    n_discard: int = 100
+    n_frames: int = 10_000
+    seed: int = 0
+
+
+def generate_pt_reference(
+    system: System, settings: PTReferenceSettings, root: Path | None = None
+) -> Path:
+    """Parallel tempering of ``system``; frames at its temperature and ΔF by MBAR.
+
+    The NetCDF storage (``pt.nc``) makes an interrupted run resume. The reference ΔF
+    of each named pair is MBAR over every temperature of the ladder.
+    """
+    from boltzgen.metrics.mbar import ladder_state_free_energy
+    from boltzgen.samplers.openmm_replica_exchange import openmm_parallel_tempering
+    from boltzgen.samplers.parallel_tempering import geometric_ladder
+
+    if system.openmm_system is None:
+        raise ValueError(f"{system.name} has no OpenMM system: a PT reference needs one")
+    out = reference_dir(system.name, "pt", root)
+    out.mkdir(parents=True, exist_ok=True)
+    ladder = geometric_ladder(system.temperature, settings.t_max, settings.n_temperatures)
+    samples, info = openmm_parallel_tempering(
+        system.openmm_system,
+        system.initial_positions,
+        ladder,
+        settings.n_iterations,
+        settings.steps_per_iteration,
+        out / "pt.nc",
+        settings.timestep_fs,
+        settings.seed,
+        n_discard=settings.n_discard,
+        states=dict(system.states),
+    )
+    samples.info.update(info)
+    free_energies = {}
+    for a, b in system.free_energy_pairs:
+        estimate = ladder_state_free_energy(samples, a, b)
+        free_energies[f"{b}_vs_{a}"] = {"value": estimate.value, "stderr": estimate.stderr}
+    keep = torch.linspace(0, len(samples) - 1, min(settings.n_frames, len(samples))).long()
+    x = samples.x[keep].to(torch.float64)
+    u = samples.energies[keep].to(torch.float64)
+    phi, psi = _torsions(system, x)
+    np.savez_compressed(
+        out / "reference.npz", x=x.numpy(), u=u.numpy(), phi=phi.numpy(), psi=psi.numpy()
+    )
+    from boltzgen.runner.tasks import versions
+
+    manifest = {
+        "system": system.name,
+        "method": "pt",
+        "energy": system.card.get("energy"),
+        "temperature": system.temperature,
+        "ladder": ladder,
+        "settings": settings.__dict__,
+        "n_frames": len(keep),
+        "free_energies": free_energies,
+        "cost": samples.cost.to_dict(),
+        "swap_acceptance": info.get("swap_acceptance"),
+        "versions": versions(),
+        "sha256": {"reference.npz": sha256(out / "reference.npz")},
+    }
+    write_json(out / "manifest.json", manifest)
+    return out
 
 
 def load_reference(

@@ -53,7 +53,7 @@ CARD_FIELDS = {
     "free_energies",
     "reference",
 }
-REFERENCE_KINDS = {"exact", "md", "none"}
+REFERENCE_KINDS = {"exact", "md", "pt", "none"}
 MIN_TRANSITIONS = 10
 """An MD reference ΔF counts only after this many transitions between the two states."""
 
@@ -155,6 +155,9 @@ class System:
             if self.has_exact_reference:
                 exact = self._state_log_prob(a) - self._state_log_prob(b)
                 out[name] = ReferenceValue(exact, 0.0, "exact")
+            elif reference is not None and self.reference_kind == "pt":
+                fe = reference.manifest.get("free_energies", {}).get(name, {})
+                out[name] = ReferenceValue(fe.get("value"), fe.get("stderr"), "pt: MBAR")
             elif reference is not None:
                 out[name] = _md_reference_value(reference.samples(), self.states[a], self.states[b])
             else:
@@ -162,11 +165,11 @@ class System:
         return out
 
     def _md_reference(self) -> Any:
-        if self.reference_kind != "md":
+        if self.reference_kind not in ("md", "pt"):
             return None
         from boltzgen.reference import load_reference
 
-        return load_reference(self.name)
+        return load_reference(self.name, self.reference_kind)
 
     def _state_log_prob(self, state: str) -> float:
         s = self.states[state]

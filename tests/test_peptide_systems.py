@@ -120,3 +120,24 @@ def test_card_with_a_sequence_builds_and_minimises(tmp_path):
     assert u == pytest.approx(
         openmm_energy(system.openmm_system, system.initial_positions.numpy()) / kt
     )
+
+
+def test_pt_reference_gives_an_mbar_free_energy(tmp_path, monkeypatch):
+    from boltzgen.reference import PTReferenceSettings, generate_pt_reference
+
+    monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
+    system = load_system("alanine_dipeptide_vacuum")
+    settings = PTReferenceSettings(
+        n_temperatures=3,
+        t_max=500.0,
+        n_iterations=12,
+        steps_per_iteration=50,
+        n_discard=2,
+        n_frames=8,
+    )
+    out = generate_pt_reference(system, settings)
+    reference = load_reference("alanine_dipeptide_vacuum", "pt")
+    assert reference.x.shape == (8, 22, 3)
+    assert set(reference.manifest["free_energies"]) == {"phi_pos_vs_phi_neg"}
+    assert reference.manifest["cost"]["force_evals"] == 3 * 12 * 50
+    assert (out / "pt.nc").exists()

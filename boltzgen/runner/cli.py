@@ -5,7 +5,7 @@
     boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
-    boltzgen reference SYSTEM --method md --ns N [--frames F] [--seed S] [--data DIR]
+    boltzgen reference SYSTEM --method md|pt [--ns N | --iterations I] [--frames F] [--data DIR]
 
 User errors (a bad card or experiment) print one line naming the file and field
 and exit with status 2, without a traceback.
@@ -51,8 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     ref = sub.add_parser("reference", help="generate a system's reference data set")
     ref.add_argument("system", help="catalog name or path to a card")
-    ref.add_argument("--method", choices=("md",), default="md")
-    ref.add_argument("--ns", type=float, default=1.0, help="simulated nanoseconds")
+    ref.add_argument("--method", choices=("md", "pt"), default="md")
+    ref.add_argument("--ns", type=float, default=1.0, help="md: simulated nanoseconds")
+    ref.add_argument("--iterations", type=int, default=2000, help="pt: exchange iterations")
+    ref.add_argument("--steps-per-iteration", type=int, default=500, help="pt: MD steps")
+    ref.add_argument("--temperatures", type=int, default=8, help="pt: ladder size")
+    ref.add_argument("--t-max", type=float, default=600.0, help="pt: hottest kelvin")
     ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
     ref.add_argument("--seed", type=int, default=0)
     ref.add_argument("--timestep-fs", type=float, default=1.0)
@@ -138,20 +142,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from boltzgen.reference import MDReferenceSettings, generate_md_reference
+    from boltzgen.reference import (
+        MDReferenceSettings,
+        PTReferenceSettings,
+        generate_md_reference,
+        generate_pt_reference,
+    )
     from boltzgen.systems import load_system
 
     if args.data is not None:
         os.environ["BOLTZGEN_DATA"] = str(args.data)
     system = load_system(args.system)
-    settings = MDReferenceSettings(
-        ns=args.ns,
-        n_frames=args.frames,
-        timestep_fs=args.timestep_fs,
-        hydrogen_mass=args.hydrogen_mass,
-        seed=args.seed,
-    )
-    out = generate_md_reference(system, settings, progress=sys.stderr.isatty())
+    if args.method == "pt":
+        pt = PTReferenceSettings(
+            n_temperatures=args.temperatures,
+            t_max=args.t_max,
+            n_iterations=args.iterations,
+            steps_per_iteration=args.steps_per_iteration,
+            timestep_fs=args.timestep_fs,
+            n_frames=args.frames,
+            seed=args.seed,
+        )
+        out = generate_pt_reference(system, pt)
+    else:
+        settings = MDReferenceSettings(
+            ns=args.ns,
+            n_frames=args.frames,
+            timestep_fs=args.timestep_fs,
+            hydrogen_mass=args.hydrogen_mass,
+            seed=args.seed,
+        )
+        out = generate_md_reference(system, settings, progress=sys.stderr.isatty())
     system.energy.close()
     print(f"reference set written to {out}")
     for name, ref in system.reference_estimates().items():

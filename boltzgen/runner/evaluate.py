@@ -35,11 +35,11 @@ def load_reference_for(system: System, n: int) -> Reference | None:
     x = system.sample_reference(n, generator)
     if x is not None:
         return Reference(system.energy.energy(x).detach())
-    if system.reference_kind != "md":
+    if system.reference_kind not in ("md", "pt"):
         return None
     from boltzgen.reference import load_reference
 
-    data = load_reference(system.name)
+    data = load_reference(system.name, system.reference_kind)
     if data is None:
         return None
     keep = torch.linspace(0, len(data.energies) - 1, min(n, len(data.energies))).long()

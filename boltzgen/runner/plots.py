@@ -130,7 +130,8 @@ def _peptide_figures(
         lw = None if samples.is_chain else samples.log_weights
         torsions[method] = (phi[:, 0], psi[:, 0], lw)
         energies[method] = (samples.energies, lw)
-    reference = load_reference(system.name) if system.reference_kind == "md" else None
+    kind = system.reference_kind
+    reference = load_reference(system.name, kind) if kind in ("md", "pt") else None
     ref_torsions = None if reference is None else (reference.phi[:, 0], reference.psi[:, 0], None)
     ref_u = None if reference is None else reference.energies
     out = []
