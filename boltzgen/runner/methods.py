@@ -281,15 +281,15 @@ def _step_cost(stage: TrainParams) -> float:
 def fit_boltzmann_generator(
     params: BoltzmannGeneratorParams, budget: int
 ) -> BoltzmannGeneratorParams:
-    """Keep ``n_samples``; scale every training stage's steps to spend the rest."""
-    stages = [s for s in (params.train, params.finetune) if s is not None]
-    planned = sum(s.steps * _step_cost(s) for s in stages)
-    scale = (budget - params.n_samples) / planned if planned > 0 else 0.0
-    resized = [replace(s, steps=int(s.steps * scale)) for s in stages]
-    if any(s.steps < 1 for s in resized):
-        raise _too_small("boltzmann_generator", budget, params.n_samples + int(planned))
-    finetune = resized[1] if params.finetune is not None else None
-    return replace(params, train=resized[0], finetune=finetune)
+    """Training as planned (so flow methods can share it); ``n_samples`` spends the rest.
+
+    The cost of a reference data set used for forward KL is not known when planning;
+    it is charged in the result's training cost.
+    """
+    n = budget - planned_training_evals(params)
+    if n < 2:
+        raise _too_small("boltzmann_generator", budget, planned_training_evals(params) + 2)
+    return replace(params, n_samples=int(n))
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def test_bad_values_name_file_field_and_choices(tmp_path, change, field, choice)
         assert choice in message
 
 
-def test_optional_finetune_stage_parses_and_budget_scales_both_stages(tmp_path):
+def test_optional_finetune_stage_parses_and_budget_sizes_the_samples(tmp_path):
     bg = {
         "method": "boltzmann_generator",
         "n_samples": 1000,
@@ -73,8 +73,10 @@ def test_optional_finetune_stage_parses_and_budget_scales_both_stages(tmp_path):
     experiment = load_experiment(write(tmp_path, {**BASE, "methods": {"bg": bg}}))
     params = experiment.methods[0].params
     assert params.finetune.loss == "reverse_kl" and params.finetune.lr_schedule == "cosine"
-    fitted = METHODS["boltzmann_generator"].fit_budget(params, 1000 + 11_000 * 2)
-    assert (fitted.train.steps, fitted.finetune.steps) == (2000, 200)
+    fitted = METHODS["boltzmann_generator"].fit_budget(params, 11_000 + 5_000)
+    assert (fitted.train.steps, fitted.finetune.steps, fitted.n_samples) == (1000, 100, 5_000)
+    with pytest.raises(ValueError, match="budget"):
+        METHODS["boltzmann_generator"].fit_budget(params, 11_000)
     assert load_experiment(write(tmp_path, BASE)).methods[0].params is not None
 
 

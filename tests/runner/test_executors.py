@@ -158,7 +158,7 @@ def test_budget_sizes_every_method_within_it(tmp_path, budget):
                 "method": "boltzmann_generator",
                 "n_samples": 2000,
                 "flow": {"n_layers": 2, "hidden": 8},
-                "train": {"batch_size": 64, "n_data": 200},
+                "train": {"steps": 100, "batch_size": 64, "n_data": 200},
             },
         },
     }
