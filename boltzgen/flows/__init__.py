@@ -24,6 +24,7 @@ from boltzgen.flows.internal import (
     ZMatrix,
 )
 from boltzgen.flows.linear import AffineFlow, ElementwiseAffine
+from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
 from boltzgen.flows.steerable import (
     TemperatureSteerableFlow,
     VolumePreservingCoupling,
@@ -41,6 +42,7 @@ __all__ = [
     "AffineFlow",
     "CenteredGaussianPrior",
     "CircularSplineCoupling",
+    "ContinuousFlow",
     "Coupling",
     "ElementwiseAffine",
     "FixedFrameInternalCoordinates",
@@ -57,10 +59,12 @@ __all__ = [
     "StandardizeInternal",
     "TemperatureSteerableFlow",
     "TransformerBlock",
+    "VectorField",
     "VolumePreservingCoupling",
     "ZMatrix",
     "alternating_masks",
     "circular_rq_spline",
+    "flow_matching_loss",
     "make_internal_flow",
     "make_spline_flow",
     "make_steerable_flow",

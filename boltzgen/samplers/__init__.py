@@ -2,11 +2,19 @@
 
 from boltzgen.samplers.base import Cost, CostMeter, Sampler, WeightedSamples
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis, PulledBackEnergy
+from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 from boltzgen.samplers.smc import SMCSampler
+from boltzgen.samplers.snf import (
+    LangevinBlock,
+    MALABlock,
+    MetropolisBlock,
+    StochasticNormalizingFlow,
+    train_snf,
+)
 
 __all__ = [
     "HMC",
@@ -15,12 +23,19 @@ __all__ = [
     "CostMeter",
     "FlowHMC",
     "FlowIndependenceMetropolis",
+    "FlowPerturbation",
+    "LangevinBlock",
+    "MALABlock",
     "MDConfig",
+    "MetropolisBlock",
     "MolecularDynamics",
     "ParallelTempering",
     "PulledBackEnergy",
     "SMCSampler",
     "Sampler",
+    "StochasticNormalizingFlow",
     "WeightedSamples",
     "geometric_ladder",
+    "train_perturbation_scale",
+    "train_snf",
 ]
