@@ -25,6 +25,14 @@ from boltzgen.runner.methods import (
     run_hmc,
     run_md,
 )
+from boltzgen.runner.path_methods import (
+    FlowPerturbationParams,
+    SNFParams,
+    fit_flow_perturbation,
+    fit_snf,
+    run_flow_perturbation,
+    run_snf,
+)
 from boltzgen.runner.pt_method import PTParams, fit_pt, run_pt
 
 METHODS: dict[str, Method] = {
@@ -37,4 +45,8 @@ METHODS: dict[str, Method] = {
     "smc": Method(SMCParams, run_smc, fit_smc),
     "flow_mcmc": Method(FlowMCMCParams, run_flow_mcmc, fit_flow_mcmc),
     "flow_hmc": Method(FlowHMCParams, run_flow_hmc, fit_flow_hmc),
+    "snf": Method(SNFParams, run_snf, fit_snf),
+    "flow_perturbation": Method(
+        FlowPerturbationParams, run_flow_perturbation, fit_flow_perturbation
+    ),
 }

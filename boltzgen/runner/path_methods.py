@@ -1,0 +1,187 @@
+"""Experiment methods with path weights: stochastic normalizing flows, flow perturbation.
+
+* ``snf`` — spline coupling layers interleaved with stochastic blocks (Langevin, MALA
+  or Metropolis) on u_λ = (1−λ)u_Z + λu, λ rising to 1, trained end to end by the path
+  KL (Wu, Köhler, Noé 2020).
+* ``flow_perturbation`` — a continuous normalizing flow trained by flow matching on
+  reference samples, weighted without its log-determinant by perturbations with a
+  trained scale (Peng & Gao 2024); ``n_segments > 1`` perturbs every piece of the ODE
+  (the multi-step, variance-reduced form).
+
+Both charge every target evaluation; flow matching spends none, but reference data
+drawn from an MD set are charged with that set's cost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from boltzgen.flows import GaussianPrior, make_spline_flow
+from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
+from boltzgen.runner.methods import TrainParams, _training_data, to_cpu
+from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
+from boltzgen.samplers.snf import (
+    LangevinBlock,
+    MALABlock,
+    MetropolisBlock,
+    StochasticNormalizingFlow,
+    train_snf,
+)
+from boltzgen.systems import System
+
+BLOCKS = {"langevin": LangevinBlock, "mala": MALABlock, "metropolis": MetropolisBlock}
+
+
+@dataclass(frozen=True)
+class SNFParams:
+    """Flow layers and stochastic blocks alternating; λ_i = i / n_blocks."""
+
+    n_blocks: int = 4
+    block: Literal["langevin", "mala", "metropolis"] = "mala"
+    block_steps: int = 5
+    step_size: float = 0.05
+    hidden: int = 64
+    n_bins: int = 8
+    tail_bound: float = 5.0
+    train_steps: int = 500
+    batch_size: int = 256
+    lr: float = 1e-3
+    n_samples: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.n_blocks < 1 or self.block_steps < 1:
+            raise ValueError("snf needs n_blocks ≥ 1 and block_steps ≥ 1")
+
+
+def build_snf(system: System, p: SNFParams, seed: int) -> StochasticNormalizingFlow:
+    dim = system.energy.dim
+    layers = list(
+        make_spline_flow(dim, p.n_blocks, p.hidden, p.n_bins, p.tail_bound, seed=seed).layers
+    )
+    blocks: list[torch.nn.Module] = []
+    for i, layer in enumerate(layers):
+        blocks.append(layer)
+        blocks.append(BLOCKS[p.block]((i + 1) / p.n_blocks, p.step_size, p.block_steps))
+    return StochasticNormalizingFlow(GaussianPrior(dim), blocks, system.energy)
+
+
+def run_snf(
+    system: System,
+    params: SNFParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    snf = build_snf(system, params, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    train_snf(
+        snf, params.train_steps, params.batch_size, params.lr, g, checkpoint_dir=checkpoint_dir
+    )
+    return to_cpu(snf.sample(params.n_samples, g))
+
+
+def _per_path(p: SNFParams) -> int:
+    """Target evaluations (with forces) of one path: each block's start and its steps."""
+    return p.n_blocks * (p.block_steps + 1)
+
+
+def fit_snf(params: SNFParams, budget: int) -> SNFParams:
+    """Training as planned; the samples spend the rest."""
+    per_path = _per_path(params)
+    left = budget - params.train_steps * params.batch_size * per_path
+    n = left // per_path
+    if n < 2:
+        raise ValueError(f"snf: a budget of {budget} evaluations does not cover its training")
+    return replace(params, n_samples=int(n))
+
+
+@dataclass(frozen=True)
+class FlowPerturbationParams:
+    """A flow-matched CNF weighted by trained perturbations."""
+
+    hidden: int = 64
+    n_layers: int = 2
+    ode_steps: int = 10
+    train_steps: int = 1000
+    batch_size: int = 256
+    lr: float = 3e-3
+    n_data: int = 20_000
+    sigma: float = 1e-3
+    estimator: Literal["path", "radial"] = "path"
+    n_segments: int = 1
+    scale_steps: int = 300
+    n_samples: int = 10_000
+
+
+def _flow_matching(
+    field: VectorField, data: torch.Tensor, p: FlowPerturbationParams, g: torch.Generator
+) -> None:
+    optimizer = torch.optim.Adam(field.parameters(), lr=p.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, p.train_steps))
+    for _ in range(p.train_steps):
+        x = data[torch.randint(len(data), (p.batch_size,), generator=g)]
+        z = torch.randn(p.batch_size, data.shape[1], generator=g, dtype=data.dtype)
+        loss = flow_matching_loss(field, z, x, g)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+
+
+def _trained_field(
+    system: System, p: FlowPerturbationParams, seed: int, g: torch.Generator, folder: Path | None
+) -> tuple[VectorField, Cost]:
+    """Flow matching on reference samples; the field is saved and reloaded from ``folder``."""
+    field = VectorField(system.energy.dim, p.hidden, p.n_layers, seed=seed)
+    stage = TrainParams(loss="forward_kl", n_data=p.n_data)
+    data, data_cost = _training_data(system, stage, g)
+    saved = None if folder is None else folder / "field.pt"
+    if saved is not None and saved.exists():
+        state = torch.load(saved, weights_only=True)
+        field.load_state_dict(state["field"])
+        return field, Cost.from_dict(state["cost"])
+    start = time.perf_counter()
+    _flow_matching(field, data.reshape(len(data), -1).to(torch.float64), p, g)
+    cost = Cost(
+        data_cost.energy_evals,
+        data_cost.force_evals,
+        data_cost.wall_s + time.perf_counter() - start,
+    )
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"field": field.state_dict(), "cost": cost.to_dict()}, saved)
+    return field, cost
+
+
+def run_flow_perturbation(
+    system: System,
+    params: FlowPerturbationParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    g = torch.Generator().manual_seed(seed + 1)
+    field, cost = _trained_field(system, params, seed, g, checkpoint_dir)
+    cnf = ContinuousFlow(field, n_steps=params.ode_steps)
+    steps = cnf if params.n_segments == 1 else cnf.segments(params.n_segments)
+    prior = GaussianPrior(system.energy.dim)
+    fp = FlowPerturbation(prior, steps, system.energy, params.sigma, estimator=params.estimator)
+    train_perturbation_scale(fp, params.scale_steps, params.batch_size, 1e-2, g)
+    samples = fp.sample(params.n_samples, g)
+    samples.cost = samples.cost.with_training(cost)
+    return to_cpu(samples)
+
+
+def fit_flow_perturbation(params: FlowPerturbationParams, budget: int) -> FlowPerturbationParams:
+    """One target evaluation per sample; training spends none."""
+    if budget < 2:
+        raise ValueError(f"flow_perturbation: a budget of {budget} evaluations is too small")
+    return replace(params, n_samples=int(budget))
