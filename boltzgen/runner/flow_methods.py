@@ -24,6 +24,7 @@ import torch
 from boltzgen.runner.methods import (
     BoltzmannGeneratorParams,
     TrainedGenerator,
+    fit_chain_steps,
     planned_training_evals,
     to_cpu,
     train_generator,
@@ -153,12 +154,7 @@ def run_flow_mcmc(
 def fit_flow_mcmc(params: FlowMCMCParams, budget: int) -> FlowMCMCParams:
     """One evaluation per chain and step (plus the initial draw), after training."""
     left = budget - planned_training_evals(params.generator) - params.n_chains
-    total = left // params.n_chains
-    warmup = min(params.n_warmup, total // 3)
-    steps = (total - warmup) // params.thin * params.thin
-    if steps < params.thin:
-        raise ValueError(f"flow_mcmc: a budget of {budget} evaluations is too small")
-    return replace(params, n_warmup=int(warmup), n_steps=int(steps))
+    return fit_chain_steps(params, left // params.n_chains, "flow_mcmc", budget)
 
 
 @dataclass(frozen=True)
@@ -204,9 +200,6 @@ def run_flow_hmc(
 def fit_flow_hmc(params: FlowHMCParams, budget: int) -> FlowHMCParams:
     """n_leapfrog evaluations per chain and step, after training."""
     left = budget - planned_training_evals(params.generator) - params.n_chains
-    total = left // (params.n_chains * params.n_leapfrog)
-    warmup = min(params.n_warmup, total // 3)
-    steps = (total - warmup) // params.thin * params.thin
-    if steps < params.thin:
-        raise ValueError(f"flow_hmc: a budget of {budget} evaluations is too small")
-    return replace(params, n_warmup=int(warmup), n_steps=int(steps))
+    return fit_chain_steps(
+        params, left // (params.n_chains * params.n_leapfrog), "flow_hmc", budget
+    )

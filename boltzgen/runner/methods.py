@@ -68,15 +68,22 @@ def run_hmc(
     return hmc.sample(x0, params.n_steps, generator, params.n_warmup, params.thin, progress)
 
 
+def fit_chain_steps(params: Any, total_steps: int, method: str, budget: int) -> Any:
+    """``params`` with ``n_warmup`` (at most a third) and ``n_steps`` filling ``total_steps``.
+
+    Shared by every chain method (``n_warmup``, ``n_steps``, ``thin`` fields).
+    """
+    warmup = min(params.n_warmup, total_steps // 3)
+    steps = (total_steps - warmup) // params.thin * params.thin
+    if steps < params.thin:
+        raise ValueError(f"{method}: a budget of {budget} evaluations is too small")
+    return replace(params, n_warmup=int(warmup), n_steps=int(steps))
+
+
 def fit_hmc(params: HMCParams, budget: int) -> HMCParams:
     """n_chains·(1 + (n_warmup + n_steps)·n_leapfrog) ≤ budget; warm-up kept ≤ a third."""
-    per_step = params.n_chains * params.n_leapfrog
-    total = (budget - params.n_chains) // per_step
-    warmup = min(params.n_warmup, total // 3)
-    steps = (total - warmup) // params.thin * params.thin
-    if steps < params.thin:
-        raise _too_small("hmc", budget, params.n_chains * (1 + 2 * params.n_leapfrog))
-    return replace(params, n_warmup=warmup, n_steps=steps)
+    total = (budget - params.n_chains) // (params.n_chains * params.n_leapfrog)
+    return fit_chain_steps(params, total, "hmc", budget)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ ladder's energies and state indicators are saved next to the result in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from boltzgen.runner.methods import fit_chain_steps
 from boltzgen.samplers.base import WeightedSamples
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 from boltzgen.systems import System
@@ -127,8 +128,4 @@ def fit_pt(params: PTParams, budget: int) -> PTParams:
     else:
         per_step = k * params.n_chains * params.n_leapfrog
         total = (budget - k * params.n_chains) // per_step
-    warmup = min(params.n_warmup, total // 3)
-    steps = (total - warmup) // params.thin * params.thin
-    if steps < params.thin:
-        raise ValueError(f"parallel_tempering: a budget of {budget} evaluations is too small")
-    return replace(params, n_warmup=int(warmup), n_steps=int(steps))
+    return fit_chain_steps(params, total, "parallel_tempering", budget)
