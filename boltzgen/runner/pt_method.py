@@ -108,6 +108,11 @@ def run_pt(
         samples = _openmm_pt(system, params, generator, folder)
     else:
         samples = _torch_pt(system, params, generator, progress)
+    return _with_ladder(system, samples, folder)
+
+
+def _with_ladder(system: System, samples: WeightedSamples, folder: Path) -> WeightedSamples:
+    """Add MBAR free energies to ``info``; move the ladder arrays to ``ladder.npz``."""
     samples.info["mbar_free_energies"] = _mbar(system, samples)
     ladder = {k: samples.info.pop(k) for k in LADDER_KEYS if k in samples.info}
     states = ladder.get("ladder_states", {})
@@ -129,3 +134,74 @@ def fit_pt(params: PTParams, budget: int) -> PTParams:
         per_step = k * params.n_chains * params.n_leapfrog
         total = (budget - k * params.n_chains) // per_step
     return fit_chain_steps(params, total, "parallel_tempering", budget)
+
+
+@dataclass(frozen=True)
+class TSFExchangeParams:
+    """Replica exchange with a temperature-steerable flow proposing at every rung.
+
+    The flow (volume-preserving couplings, Dibak et al. 2022) is trained by reverse KL
+    summed over the ladder for ``train_steps`` steps of ``batch_size`` per rung.
+    """
+
+    n_temperatures: int = 4
+    t_max_factor: float = 5.0
+    n_chains: int = 16
+    n_warmup: int = 200
+    n_steps: int = 1000
+    thin: int = 1
+    move: Literal["hmc", "langevin"] = "hmc"
+    step_size: float = 0.1
+    n_leapfrog: int = 10
+    flow_every: int = 1
+    n_layers: int = 4
+    hidden: int = 64
+    train_steps: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+
+
+def run_tsf_exchange(
+    system: System,
+    params: TSFExchangeParams,
+    generator: torch.Generator,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> WeightedSamples:
+    from boltzgen.flows import Flatten, make_steerable_flow
+    from boltzgen.samplers.tsf_exchange import TSFReplicaExchange, train_tsf
+
+    t0, energy = system.temperature, system.energy
+    ladder = geometric_ladder(t0, params.t_max_factor * t0, params.n_temperatures)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    tsf = make_steerable_flow(energy.dim, t0, params.n_layers, params.hidden, seed=seed)
+    if len(energy.event_shape) > 1:
+        tsf.flow.layers.append(Flatten(energy.event_shape))
+    g = torch.Generator().manual_seed(seed + 1)
+    cost = train_tsf(tsf, energy, ladder, params.train_steps, params.batch_size, params.lr, g)
+    sampler = TSFReplicaExchange(
+        energy,
+        tsf,
+        ladder,
+        params.move,
+        params.step_size,
+        params.n_leapfrog,
+        params.flow_every,
+        training_cost=cost,
+    )
+    x0 = system.initial_positions.expand(params.n_chains, *energy.event_shape).clone()
+    samples = sampler.sample(
+        x0, params.n_steps, g, params.n_warmup, params.thin, progress, dict(system.states)
+    )
+    folder = checkpoint_dir if checkpoint_dir is not None else Path.cwd() / "tsf_checkpoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    return _with_ladder(system, samples, folder)
+
+
+def fit_tsf_exchange(params: TSFExchangeParams, budget: int) -> TSFExchangeParams:
+    """Training as planned; local and flow moves of every replica fill the rest."""
+    k, c = params.n_temperatures, params.n_chains
+    left = budget - params.train_steps * k * params.batch_size - k * c
+    leapfrog = params.n_leapfrog if params.move == "hmc" else 1
+    per_step = k * c * (leapfrog + 1.0 / params.flow_every)
+    return fit_chain_steps(params, int(left // per_step), "tsf_replica_exchange", budget)

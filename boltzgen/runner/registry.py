@@ -33,12 +33,20 @@ from boltzgen.runner.path_methods import (
     run_flow_perturbation,
     run_snf,
 )
-from boltzgen.runner.pt_method import PTParams, fit_pt, run_pt
+from boltzgen.runner.pt_method import (
+    PTParams,
+    TSFExchangeParams,
+    fit_pt,
+    fit_tsf_exchange,
+    run_pt,
+    run_tsf_exchange,
+)
 
 METHODS: dict[str, Method] = {
     "hmc": Method(HMCParams, run_hmc, fit_hmc),
     "md": Method(MDParams, run_md, fit_md),
     "parallel_tempering": Method(PTParams, run_pt, fit_pt),
+    "tsf_replica_exchange": Method(TSFExchangeParams, run_tsf_exchange, fit_tsf_exchange),
     "boltzmann_generator": Method(
         BoltzmannGeneratorParams, run_boltzmann_generator, fit_boltzmann_generator
     ),

@@ -15,6 +15,7 @@ from boltzgen.samplers.snf import (
     StochasticNormalizingFlow,
     train_snf,
 )
+from boltzgen.samplers.tsf_exchange import TSFReplicaExchange, train_tsf
 
 __all__ = [
     "HMC",
@@ -34,8 +35,10 @@ __all__ = [
     "SMCSampler",
     "Sampler",
     "StochasticNormalizingFlow",
+    "TSFReplicaExchange",
     "WeightedSamples",
     "geometric_ladder",
     "train_perturbation_scale",
     "train_snf",
+    "train_tsf",
 ]

@@ -28,6 +28,8 @@ methods:
   fhmc: {method: flow_hmc, n_chains: 8, n_steps: 20, n_warmup: 10, n_leapfrog: 3}
   snf: {method: snf, n_blocks: 2, block_steps: 2, hidden: 16, train_steps: 20, batch_size: 64,
         n_samples: 300}
+  tsf: {method: tsf_replica_exchange, n_temperatures: 3, n_chains: 8, n_warmup: 20, n_steps: 60,
+        n_leapfrog: 4, hidden: 16, n_layers: 2, train_steps: 20, batch_size: 32}
   fp: {method: flow_perturbation, hidden: 16, train_steps: 50, n_data: 400, ode_steps: 4,
        scale_steps: 20, n_samples: 300, n_segments: 2}
 """
@@ -61,7 +63,7 @@ def test_flow_methods_share_one_trained_generator_and_each_pays_for_it(run_dir):
 
 
 def test_every_method_reports_the_free_energy_against_the_exact_value(run_dir):
-    for label in ("pt", "smc", "fmcmc", "fhmc", "snf", "fp"):
+    for label in ("pt", "smc", "fmcmc", "fhmc", "snf", "fp", "tsf"):
         fe = result(run_dir, label)["free_energies"]["right_vs_left"]
         assert fe["reference"] == pytest.approx(4.7772741, abs=1e-6)
 
@@ -83,7 +85,7 @@ def test_parallel_tempering_saves_its_ladder_and_mbar_estimate(run_dir):
     assert r["cost"]["force_evals"] == 4 * 8 * (1 + 5 * 150)
 
 
-@pytest.mark.parametrize("label", ["pt", "smc", "fmcmc", "fhmc", "snf", "fp"])
+@pytest.mark.parametrize("label", ["pt", "smc", "fmcmc", "fhmc", "snf", "fp", "tsf"])
 def test_budget_is_respected_by_every_sampler(tmp_path, label):
     raw = {**RAW, "methods": {label: RAW["methods"][label]}, "budget": {"energy_evals": 20_000}}
     experiment = parse_experiment(raw, "samplers.yaml")
