@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,8 +191,13 @@ def list_systems(catalog: Path = CATALOG) -> list[str]:
     return sorted(p.stem for p in catalog.glob("*.yaml"))
 
 
-def load_system(name_or_path: str | Path, catalog: Path = CATALOG) -> System:
-    """Build the system of a catalog name or a path to a card."""
+def load_system(
+    name_or_path: str | Path, catalog: Path = CATALOG, backend: str | None = None
+) -> System:
+    """Build the system of a catalog name or a path to a card.
+
+    ``backend`` overrides a molecular card's ``energy.backend`` (``torch`` | ``openmm``).
+    """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = catalog / f"{name_or_path}.yaml"
@@ -206,11 +212,14 @@ def load_system(name_or_path: str | Path, catalog: Path = CATALOG) -> System:
     if not path.exists():
         raise FileNotFoundError(f"system card {path} does not exist")
     card = yaml.safe_load(path.read_text()) or {}
-    return build_system(card, path)
+    return build_system(card, path, backend)
 
 
-def build_system(card: Mapping[str, Any], source: Path) -> System:
-    """Validate a parsed card and build its system; errors name ``source`` and the field."""
+def build_system(card: Mapping[str, Any], source: Path, backend: str | None = None) -> System:
+    """Validate a parsed card and build its system; errors name ``source`` and the field.
+
+    ``backend`` (``torch`` or ``openmm``) overrides the card's molecular energy backend.
+    """
     if not isinstance(card, Mapping):
         raise ConfigError(source, "(top level)", "must be a mapping")
     unknown = set(card) - CARD_FIELDS
@@ -218,7 +227,7 @@ def build_system(card: Mapping[str, Any], source: Path) -> System:
         raise ConfigError(source, sorted(unknown)[0], "is not a card field", choices=CARD_FIELDS)
     spec = card.get("energy")
     if isinstance(spec, Mapping) and spec.get("kind") == "openmm":
-        energy, molecule = _build_openmm(spec, card.get("temperature"), source)
+        energy, molecule = _build_openmm(spec, card.get("temperature"), source, backend)
     else:
         energy, molecule = _build_energy(spec, source), None
         temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
@@ -244,22 +253,57 @@ def build_system(card: Mapping[str, Any], source: Path) -> System:
     )
 
 
-def _build_openmm(spec: Mapping[str, Any], temperature: Any, source: Path) -> tuple[Energy, Any]:
-    from boltzgen.energies.openmm import OpenMMEnergy
+BACKENDS = ("torch", "openmm")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _build_openmm(
+    spec: Mapping[str, Any], temperature: Any, source: Path, backend: str | None
+) -> tuple[Energy, Any]:
     from boltzgen.molecules.card import build_molecule
 
     kelvin = _number(temperature, source, "temperature")
     if not kelvin > 0:
         raise ConfigError(source, "temperature", "must be a positive number in kelvin", temperature)
+    backend = backend or str(spec.get("backend", "torch"))
+    if backend not in BACKENDS:
+        raise ConfigError(source, "energy.backend", "is not a known backend", backend, BACKENDS)
+    dtype = spec.get("dtype", "float64")
+    if dtype not in DTYPES:
+        raise ConfigError(source, "energy.dtype", "is not a known dtype", dtype, DTYPES)
     molecule = build_molecule(spec, source.parent, source)
-    energy = OpenMMEnergy(
-        molecule.openmm_system,
+    return _molecular_energy(molecule.openmm_system, spec, kelvin, backend, source), molecule
+
+
+def _molecular_energy(
+    system: Any, spec: Mapping[str, Any], kelvin: float, backend: str, source: Path
+) -> Energy:
+    """TorchForceField when asked for and every force is supported, else OpenMMEnergy."""
+    from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
+    from boltzgen.energies.openmm import OpenMMEnergy
+
+    problems = unsupported_forces(system) if backend == "torch" else []
+    if backend == "torch" and not problems:
+        return TorchForceField.from_openmm(
+            system,
+            temperature=kelvin,
+            device=str(spec.get("device", "cpu")),
+            dtype=DTYPES[spec.get("dtype", "float64")],
+            compile=bool(spec.get("compile", False)),
+        )
+    if problems:
+        warnings.warn(
+            f"{source}: the torch force field does not support {'; '.join(problems)}; "
+            "using OpenMMEnergy",
+            stacklevel=2,
+        )
+    return OpenMMEnergy(
+        system,
         temperature=kelvin,
         n_workers=int(spec.get("n_workers", 0)),
         platform=str(spec.get("platform", "CPU")),
         threads_per_worker=int(spec.get("threads_per_worker", 1)),
     )
-    return energy, molecule
 
 
 def _number(value: Any, source: Path, name: str) -> float:

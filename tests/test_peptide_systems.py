@@ -28,9 +28,12 @@ def openmm_energy(system: openmm.System, x: np.ndarray, platform: str = "CPU") -
     return energy.value_in_unit(unit.kilojoule_per_mole)
 
 
+@pytest.mark.parametrize("backend", ["torch", "openmm"])
 @pytest.mark.parametrize("name, n_atoms", PEPTIDES.items())
-def test_card_energy_equals_openmm_on_perturbed_frames(name, n_atoms):
-    system = load_system(name)
+def test_card_energy_equals_openmm_on_perturbed_frames(name, n_atoms, backend):
+    system = load_system(name, backend=backend)
+    expected_type = "TorchForceField" if backend == "torch" else "OpenMMEnergy"
+    assert type(system.energy).__name__ == expected_type
     assert system.energy.event_shape == (n_atoms, 3) and system.topology.n_atoms == n_atoms
     gen = torch.Generator().manual_seed(0)
     x = system.initial_positions + 0.005 * torch.randn(
@@ -39,14 +42,15 @@ def test_card_energy_equals_openmm_on_perturbed_frames(name, n_atoms):
     u = system.energy.energy(x)
     kt = kt_kj_per_mol(300.0)
     for i in range(4):
-        expected = openmm_energy(system.openmm_system, x[i].numpy()) / kt
+        platform = "Reference" if backend == "torch" else "CPU"
+        expected = openmm_energy(system.openmm_system, x[i].numpy(), platform) / kt
         assert float(u[i]) == pytest.approx(expected, rel=1e-10)
     forces = [f.__class__.__name__ for f in system.openmm_system.getForces()]
     assert ("GBSAOBCForce" in forces) == name.endswith("implicit")
 
 
 def test_implicit_card_pool_matches_in_process():
-    system = load_system("alanine_dipeptide_implicit")
+    system = load_system("alanine_dipeptide_implicit", backend="openmm")
     from boltzgen.energies.openmm import OpenMMEnergy
 
     x = system.initial_positions + 0.01 * torch.randn(
@@ -77,7 +81,7 @@ def test_count_transitions_ignores_frames_in_neither_state(labels, expected):
 
 def test_md_reference_set_round_trip_and_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
-    system = load_system("alanine_dipeptide_vacuum")
+    system = load_system("alanine_dipeptide_vacuum", backend="openmm")
     settings = MDReferenceSettings(ns=0.002, n_frames=20, equilibration_ps=0.5, seed=3)
     out = generate_md_reference(system, settings, progress=False)
     reference = load_reference("alanine_dipeptide_vacuum")
@@ -141,3 +145,20 @@ def test_pt_reference_gives_an_mbar_free_energy(tmp_path, monkeypatch):
     assert set(reference.manifest["free_energies"]) == {"phi_pos_vs_phi_neg"}
     assert reference.manifest["cost"]["force_evals"] == 3 * 12 * 50
     assert (out / "pt.nc").exists()
+
+
+def test_unsupported_force_falls_back_to_openmm_with_a_warning(tmp_path):
+    from boltzgen.systems import build_system
+
+    card = {
+        "name": "hct",
+        "energy": {
+            "kind": "openmm",
+            "sequence": "A",
+            "forcefield": ["amber99sbildn.xml", "implicit/hct.xml"],
+        },
+        "temperature": 300.0,
+    }
+    with pytest.warns(UserWarning, match="CustomGBForce"):
+        system = build_system(card, tmp_path / "hct.yaml")
+    assert type(system.energy).__name__ == "OpenMMEnergy"

@@ -1,6 +1,7 @@
 """Energies: the reduced-potential contract, toy systems and the OpenMM bridge."""
 
 from boltzgen.energies.base import Energy, EvaluationCounter, TemperedEnergy
+from boltzgen.energies.forcefield import TorchForceField, UnsupportedForceError, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.toy import (
     CorrelatedGaussian,
@@ -20,4 +21,7 @@ __all__ = [
     "ManyWell",
     "OpenMMEnergy",
     "TemperedEnergy",
+    "TorchForceField",
+    "UnsupportedForceError",
+    "unsupported_forces",
 ]

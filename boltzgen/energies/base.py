@@ -88,7 +88,7 @@ class Energy(abc.ABC):
 
     def _finite_rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Rows of ``x`` that are finite, and ``x`` with the others replaced by zeros."""
-        finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+        finite = torch.isfinite(x.flatten(1)).all(dim=1)
         mask = finite.reshape((-1,) + (1,) * len(self.event_shape))
         return finite, torch.where(mask, x, torch.zeros_like(x))
 

@@ -10,7 +10,11 @@ A card's ``energy`` block for a molecule::
       nonbonded_method: NoCutoff      # NoCutoff | CutoffNonPeriodic | CutoffPeriodic | PME
       nonbonded_cutoff_nm: 1.0        # for the cutoff methods
       constraints: null               # null | HBonds | AllBonds | HAngles
-      n_workers: 2                    # OpenMM worker processes for batched energies
+      backend: torch                  # torch (batched TorchForceField; default where it
+                                      # supports every force) | openmm (OpenMMEnergy)
+      device: cpu                     # torch: cpu | cuda;  dtype: float64 | float32
+      compile: false                  # torch: fuse kernels with torch.compile
+      n_workers: 2                    # openmm: worker processes for batched energies
       platform: CPU
 
 "Bring your own molecule": point ``structure`` at your PDB and ``forcefield`` at your
@@ -49,6 +53,10 @@ FIELDS = {
     "n_workers",
     "platform",
     "threads_per_worker",
+    "backend",
+    "device",
+    "dtype",
+    "compile",
 }
 
 

@@ -108,6 +108,7 @@ class Experiment:
     n_reference: int = 10_000
     resources: Resources = field(default_factory=Resources)
     budget: Budget | None = None
+    energy_backend: str | None = None
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +123,7 @@ EXPERIMENT_FIELDS = {
     "n_reference",
     "resources",
     "budget",
+    "energy_backend",
 }
 
 
@@ -265,9 +267,21 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
         budget=None
         if raw.get("budget") is None
         else parse_dataclass(Budget, raw["budget"], source, "budget"),
+        energy_backend=_backend(raw.get("energy_backend"), source),
         source=source,
         raw=dict(raw),
     )
+
+
+def _backend(value: Any, source: str) -> str | None:
+    """The molecular energy backend every system of the experiment uses (None: the card's)."""
+    if value is None or value == "card":
+        return None
+    if value not in ("torch", "openmm"):
+        raise ConfigError(
+            source, "energy_backend", "is not a known backend", value, ("card", "torch", "openmm")
+        )
+    return str(value)
 
 
 def _string_list(value: Any, source: str, name: str) -> list[str]:

@@ -32,6 +32,7 @@ class Task:
     method: MethodSpec
     seed: int
     n_reference: int
+    energy_backend: str | None = None
 
     @property
     def key(self) -> str:
@@ -49,7 +50,7 @@ def plan(experiment: Experiment) -> list[Task]:
     """
     methods = [_fit(experiment, m) for m in experiment.methods]
     return [
-        Task(system, method, seed, experiment.n_reference)
+        Task(system, method, seed, experiment.n_reference, experiment.energy_backend)
         for system in experiment.systems
         for method in methods
         for seed in experiment.seeds
@@ -92,7 +93,7 @@ def run_task(task: Task, run_dir: Path, progress: bool = False) -> dict[str, Any
     done = directory / "result.json"
     if done.exists() and (directory / "samples.npz").exists():
         return json.loads(done.read_text())
-    system = load_system(task.system)
+    system = load_system(task.system, backend=task.energy_backend)
     method = METHODS[task.method.method]
     generator = torch.Generator().manual_seed(task.seed)
     started = time.time()
@@ -106,7 +107,11 @@ def run_task(task: Task, run_dir: Path, progress: bool = False) -> dict[str, Any
         "seed": task.seed,
         **evaluate(system, samples, reference, generator),
         "versions": versions(),
-        "config": {"method": task.method.method, **dataclasses.asdict(task.method.params)},
+        "config": {
+            "method": task.method.method,
+            "energy": type(system.energy).__name__,
+            **dataclasses.asdict(task.method.params),
+        },
         "started": started,
         "finished": time.time(),
     }
