@@ -305,6 +305,10 @@ class ParallelTempering:
         >>> samples.info["swap_acceptance"], samples.info["mean_round_trip_steps"]
     """
 
+    trace_type: type[_Trace] = _Trace
+    """What the sampling loop records (subclasses extend it)."""
+    progress_label = "PT sampling"
+
     def __init__(
         self,
         energy: Energy,
@@ -494,8 +498,8 @@ class ParallelTempering:
         progress: bool,
         states: Mapping[str, StateFn],
     ) -> _Trace:
-        trace = _Trace.empty(state, n_steps // thin, list(states))
-        for i in tqdm(range(n_steps), desc="PT sampling", disable=not progress):
+        trace = self.trace_type.empty(state, n_steps // thin, list(states))
+        for i in tqdm(range(n_steps), desc=self.progress_label, disable=not progress):
             state, info = self.step(state, generator)
             trace.add(info)
             if (i + 1) % thin == 0:

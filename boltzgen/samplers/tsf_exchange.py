@@ -42,7 +42,6 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.steerable import TemperatureSteerableFlow
@@ -127,6 +126,9 @@ class TSFReplicaExchange(ParallelTempering):
         >>> samples = re.sample(x0, n_steps=2000, generator=g)
         >>> samples.info["flow_acceptance"], samples.info["round_trips"]
     """
+
+    trace_type = _TSFTrace
+    progress_label = "TSF-RE sampling"
 
     def __init__(
         self,
@@ -282,23 +284,6 @@ class TSFReplicaExchange(ParallelTempering):
         moves = (n_warmup + n_steps) // self.flow_every
         samples.info["flow_proposals"] = self.n_temperatures * n_chains * moves
         return samples
-
-    def _run(
-        self,
-        state: PTState,
-        n_steps: int,
-        thin: int,
-        generator: torch.Generator,
-        progress: bool,
-        states: Mapping[str, StateFn],
-    ) -> _Trace:
-        trace = _TSFTrace.empty(state, n_steps // thin, list(states))
-        for i in tqdm(range(n_steps), desc="TSF-RE sampling", disable=not progress):
-            state, info = self.step(state, generator)
-            trace.add(info)
-            if (i + 1) % thin == 0:
-                trace.keep(i // thin, state, states)
-        return trace
 
     def _info(
         self, state: PTState, trace: _Trace, n_warmup: int, n_steps: int, thin: int
