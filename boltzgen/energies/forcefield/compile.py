@@ -18,12 +18,49 @@ from collections.abc import Callable
 import openmm
 from openmm import unit
 
-from boltzgen.energies.forcefield import bonded, customgb, gbsa, nonbonded
+from boltzgen.energies.forcefield import (
+    bonded,
+    cmap,
+    custom,
+    customgb,
+    customnonbonded,
+    gbsa,
+    generalgb,
+    nonbonded,
+)
+from boltzgen.energies.forcefield.language import ExpressionError
 from boltzgen.energies.forcefield.geometry import Box, PairList
 from boltzgen.energies.forcefield.terms import Term
 
 IGNORED: tuple[type, ...] = (openmm.CMMotionRemover,)
 """Forces that do not contribute to the potential energy."""
+
+
+
+def _reason(check: Callable[[openmm.Force], None]) -> Callable[[openmm.Force], str | None]:
+    """A check that raises :class:`ExpressionError` as a reason (None if it passes)."""
+
+    def reason(force: openmm.Force) -> str | None:
+        try:
+            check(force)
+        except ExpressionError as error:
+            return str(error)
+        return None
+
+    return reason
+
+
+def _custom_gb_reason(force: openmm.CustomGBForce) -> str | None:
+    if customgb.unsupported_reason(force) is None:
+        return None
+    return _reason(generalgb.check_general_gb)(force)
+
+
+def _custom_nonbonded_reason(force: openmm.CustomNonbondedForce) -> str | None:
+    if force.getNonbondedMethod() not in (0, 1, 2):
+        return f"nonbonded method {force.getNonbondedMethod()} is not supported"
+    return _reason(customnonbonded.check_custom_nonbonded)(force)
+
 
 _REASONS: dict[type, Callable[[openmm.Force], str | None]] = {
     openmm.HarmonicBondForce: lambda force: None,
@@ -31,7 +68,14 @@ _REASONS: dict[type, Callable[[openmm.Force], str | None]] = {
     openmm.PeriodicTorsionForce: lambda force: None,
     openmm.NonbondedForce: nonbonded.unsupported_reason,
     openmm.GBSAOBCForce: lambda force: None,
-    openmm.CustomGBForce: customgb.unsupported_reason,
+    openmm.CustomGBForce: _custom_gb_reason,
+    openmm.CMAPTorsionForce: lambda force: None,
+    openmm.CustomBondForce: _reason(custom.check_bonded),
+    openmm.CustomAngleForce: _reason(custom.check_bonded),
+    openmm.CustomTorsionForce: _reason(custom.check_bonded),
+    openmm.CustomExternalForce: _reason(custom.check_external),
+    openmm.CustomCompoundBondForce: _reason(custom.check_compound),
+    openmm.CustomNonbondedForce: _custom_nonbonded_reason,
 }
 SUPPORTED: tuple[str, ...] = tuple(kind.__name__ for kind in _REASONS)
 
@@ -113,6 +157,18 @@ def _compile(force: openmm.Force, box: Box | None) -> list[Term]:
         return bonded.periodic_torsions(force)
     if isinstance(force, openmm.NonbondedForce):
         return nonbonded.nonbonded(force, box)
+    if isinstance(force, openmm.CMAPTorsionForce):
+        return cmap.cmap_torsions(force)
+    if isinstance(force, (openmm.CustomBondForce, openmm.CustomAngleForce, openmm.CustomTorsionForce)):
+        return custom.bonded_expression(force)
+    if isinstance(force, openmm.CustomExternalForce):
+        return custom.external_expression(force)
+    if isinstance(force, openmm.CustomCompoundBondForce):
+        return custom.compound_expression(force)
+    if isinstance(force, openmm.CustomNonbondedForce):
+        return customnonbonded.custom_nonbonded(force, box)
+    if isinstance(force, openmm.CustomGBForce) and customgb.unsupported_reason(force) is not None:
+        return generalgb.general_gb(force)
     pairs = PairList.all_pairs(force.getNumParticles())
     if isinstance(force, openmm.GBSAOBCForce):
         return gbsa.gbsa_obc(force, pairs)

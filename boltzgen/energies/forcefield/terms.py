@@ -56,6 +56,10 @@ def _move(value: Any, device: torch.device, dtype: torch.dtype, memo: dict[int, 
         return memo[key]
     if isinstance(value, Tensor):
         moved = value.to(device, dtype) if value.is_floating_point() else value.to(device)
+    elif isinstance(value, (tuple, list)):
+        moved = type(value)(_move(item, device, dtype, memo) for item in value)
+    elif isinstance(value, dict):
+        moved = {name: _move(item, device, dtype, memo) for name, item in value.items()}
     elif is_dataclass(value) and not isinstance(value, type):
         changes = {
             f.name: _move(getattr(value, f.name), device, dtype, memo) for f in fields(value)
