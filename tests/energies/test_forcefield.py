@@ -411,13 +411,22 @@ def test_energy_is_differentiable_to_second_order(implicit_dipeptide):
 
 def test_unsupported_forces_are_named_and_raise_a_value_error():
     system = bg.load_system("alanine_dipeptide_vacuum").openmm_system
-    system.addForce(openmm.CustomExternalForce("x^2"))
+    system.addForce(openmm.CustomCentroidBondForce(2, "distance(g1, g2)^2"))
     system.addForce(openmm.MonteCarloBarostat(1.0, 300.0))
     problems = unsupported_forces(system)
-    assert [p.split(" ")[0] for p in problems] == ["CustomExternalForce", "MonteCarloBarostat"]
-    with pytest.raises(UnsupportedForceError, match=r"CustomExternalForce.*\n.*MonteCarloBarostat"):
+    assert [p.split(" ")[0] for p in problems] == ["CustomCentroidBondForce", "MonteCarloBarostat"]
+    with pytest.raises(
+        UnsupportedForceError, match=r"CustomCentroidBondForce.*\n.*MonteCarloBarostat"
+    ):
         TorchForceField.from_openmm(system, TEMPERATURE)
     assert issubclass(UnsupportedForceError, ValueError)
+
+
+def test_a_custom_force_using_an_undefined_name_is_refused_with_the_name():
+    system = bg.load_system("alanine_dipeptide_vacuum").openmm_system
+    system.addForce(openmm.CustomExternalForce("k*x^2"))
+    (problem,) = unsupported_forces(system)
+    assert problem.startswith("CustomExternalForce") and "undefined variable(s) k" in problem
 
 
 @pytest.mark.parametrize("method", [NB.PME, NB.Ewald, NB.LJPME])
@@ -429,12 +438,10 @@ def test_lattice_sum_electrostatics_are_refused(method):
 
 
 @pytest.mark.parametrize("implicit", ["hct", "gbn"])
-def test_other_custom_gb_models_are_refused(implicit):
-    system, _ = _dipeptide_system(implicit)
-    (problem,) = unsupported_forces(system)
-    assert problem.startswith("CustomGBForce")
-    with pytest.raises(UnsupportedForceError, match="CustomGBForce"):
-        TorchForceField.from_openmm(system, TEMPERATURE)
+def test_other_custom_gb_models_compile_from_their_expressions(implicit):
+    system, positions = _dipeptide_system(implicit)
+    assert unsupported_forces(system) == []
+    assert_agrees(system, md_like_frames(system, positions, seed=5))
 
 
 def test_supported_systems_have_no_problems_and_constraints_are_ignored():

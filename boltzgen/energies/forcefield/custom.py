@@ -9,7 +9,8 @@
 * ``CustomCompoundBondForce``: ``f`` of the coordinates ``x1, y1, z1, x2, …`` of each
   bond's particles and of ``distance(p1, p2)``, ``angle(p1, p2, p3)``,
   ``dihedral(p1, p2, p3, p4)``, ``pointdistance(x1, y1, z1, x2, y2, z2)``,
-  ``pointangle(…)``, ``pointdihedral(…)``.
+  ``pointangle(…)``, ``pointdihedral(…)`` (all with minimum images in a periodic force,
+  as OpenMM rewrites the particle forms into the point forms).
 
 Every force may use global parameters (at their default values, as a new Context has
 them) and its tabulated functions (:mod:`~boltzgen.energies.forcefield.tabulated`).
@@ -323,9 +324,9 @@ def compound_geometry(points: list[Tensor], box: BoxVectors | None) -> dict[str,
         "distance": lambda a, b: norm(vector(points[a], points[b], box)),
         "angle": lambda a, b, c: angle_at(points[a], points[b], points[c], box),
         "dihedral": lambda a, b, c, d: dihedral(points[a], points[b], points[c], points[d], box),
-        "pointdistance": lambda *v: norm(vector(*_points(v), None)),
-        "pointangle": lambda *v: angle_at(*_points(v), None),
-        "pointdihedral": lambda *v: dihedral(*_points(v), None),
+        "pointdistance": lambda *v: norm(vector(*_points(v), box)),
+        "pointangle": lambda *v: angle_at(*_points(v), box),
+        "pointdihedral": lambda *v: dihedral(*_points(v), box),
     }
 
 

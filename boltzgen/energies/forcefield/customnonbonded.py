@@ -23,6 +23,7 @@ Forces are the autograd gradient.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,7 +148,7 @@ class NonbondedExpression(AutogradTerm):
         return total + self.constant
 
 
-def _midpoint_thirds(evaluate, transform, message: str) -> np.ndarray:
+def _midpoint_thirds(evaluate: Callable[[np.ndarray], np.ndarray], message: str) -> np.ndarray:
     """OpenMM's midpoint rule on [0, 1], refined by thirds until each row's sum changes by
     < 1e-5 relative (after 3 refinements); ``evaluate(x) -> [C, len(x)]`` integrands."""
     total, converged, done = None, None, None

@@ -10,7 +10,9 @@ per-particle parameters ``p`` and computed values ``v``, evaluated in order:
 * energy terms: SingleParticle ``Σ_i f(i)``; ParticlePair / ParticlePairNoExclusions
   ``Σ_{i<j} f(r, i→1, j→2)`` (excluded pairs skipped for ParticlePair);
 * with a cutoff, pairs with r ≥ r_c contribute nothing (to values and energies);
-  CutoffPeriodic takes minimum images.
+  CutoffPeriodic takes minimum images. OpenMM then takes each pair in the order of its
+  neighbour list, so a pair energy term that is not symmetric under 1 ↔ 2 depends on
+  that order there; we keep i < j (openmm.app's terms are all symmetric).
 
 The openmm.app OBC2 and GBn2 forms keep their hand-written kernels
 (:mod:`~boltzgen.energies.forcefield.customgb`); every other form comes here. Forces
