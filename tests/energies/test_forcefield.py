@@ -494,3 +494,51 @@ def test_compiled_kernels_match_eager_on_periodic_and_gbn2_forms(case):
     rng = np.random.default_rng(zlib.crc32(case.encode()))
     system = one_force_system(make_force(rng), box)
     _assert_compiled_matches_eager(system, frames_of(rng, low=-0.8, high=2.6, min_distance=0.25))
+
+
+# --- defaults: compiled where a compiler exists, float64 accumulation ---------------------
+
+
+def test_default_compiles_only_large_calls(implicit_dipeptide, monkeypatch):
+    from boltzgen.energies.forcefield import energy as energy_module
+
+    monkeypatch.setattr(energy_module, "COMPILE_MIN_BATCH", 4)
+    ff = TorchForceField.from_openmm(implicit_dipeptide.openmm_system, TEMPERATURE)
+    assert ff.compile is None and ff.kernels.compile  # g++ is on this machine
+    x = implicit_dipeptide.initial_positions.repeat(3, 1, 1)
+    ff.energy_and_force(x)
+    assert ff.kernels._compiled == {}, "a small call was compiled"
+    assert ff._kernels(4) is ff.kernels
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_note(implicit_dipeptide, monkeypatch):
+    def broken(kernel, **options):
+        def fail(*args):
+            raise RuntimeError("no compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    system = implicit_dipeptide.openmm_system
+    x = implicit_dipeptide.initial_positions[None]
+    u_eager, f_eager = TorchForceField.from_openmm(system, TEMPERATURE, compile=False).energy_and_force(x)
+    ff = TorchForceField.from_openmm(system, TEMPERATURE, compile=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        u, f = ff.energy_and_force(x)
+    assert not ff.kernels.compile
+    assert torch.equal(u, u_eager) and torch.equal(f, f_eager)
+
+
+def test_float32_with_float64_accumulation(implicit_dipeptide):
+    system = implicit_dipeptide.openmm_system
+    x = torch.as_tensor(md_like_frames(system, implicit_dipeptide.initial_positions))
+    u64, f64 = TorchForceField.from_openmm(system, TEMPERATURE).energy_and_force(x)
+    mixed = TorchForceField.from_openmm(
+        system, TEMPERATURE, dtype=torch.float32, accumulate=torch.float64
+    )
+    u, f = mixed.energy_and_force(x.float())
+    assert u.dtype == torch.float64 and f.dtype == torch.float32
+    assert ((u - u64).abs() <= 2e-5 * u64.abs().clamp(min=1.0)).all()
+    assert (f.double() - f64).abs().max() <= 1e-4 * f64.abs().max()
+    with pytest.raises(ValueError, match="accumulate"):
+        TorchForceField.from_openmm(system, TEMPERATURE, accumulate=torch.float16)

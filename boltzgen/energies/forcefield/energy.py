@@ -26,8 +26,16 @@ times faster than one big chunk. A GPU force field evaluates the whole batch at 
 ``compile=True`` fuses each term's arithmetic, with its gathers and scatters, into
 a few kernels (:mod:`~boltzgen.energies.forcefield.kernels`): 2-10× faster on CPU and
 GPU after a first call that compiles them (about 10 s per system and dtype; a C++
-compiler on CPU, Triton on GPU). Positions that require grad always take the eager
-kernels, so that ``energy`` stays differentiable to any order.
+compiler on CPU, Triton on GPU). The default, ``compile=None``, compiles where a
+compiler exists, for calls of at least :data:`COMPILE_MIN_BATCH` configurations (small
+calls, which compiling would not repay, run eagerly); without a compiler it runs
+eagerly with a one-line note. Positions that require grad always take the eager
+kernels, so that ``energy`` stays differentiable to any order. Custom forces evaluated
+from their expressions (:mod:`~boltzgen.energies.forcefield.custom`) run eagerly.
+
+``accumulate=torch.float64`` with ``dtype=torch.float32`` (for sampling): positions,
+parameters and forces in float32, the total energy of each configuration summed over
+the terms in float64 and returned in float64 (each term's own sum stays float32).
 
 Constraints in the System are ignored (the energy of any configuration is defined);
 periodic systems use the System's default box for every configuration.
@@ -45,9 +53,12 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.energies.forcefield.compile import compile_terms
 from boltzgen.energies.forcefield.geometry import Box, Frame, atoms_first, batch_first
-from boltzgen.energies.forcefield.kernels import EAGER, Kernels
+from boltzgen.energies.forcefield.kernels import EAGER, Kernels, compiler_available, note_once
 from boltzgen.energies.forcefield.terms import Term, move
 from boltzgen.energies.units import kt_kj_per_mol
+
+COMPILE_MIN_BATCH = 256
+"""With ``compile=None``, calls with at least this many configurations run compiled."""
 
 CACHE_BYTES = {False: 512 * 1024, True: 1024 * 1024}
 """Target size of one ``[P, chunk]`` tensor on CPU, eager and compiled (which holds
@@ -68,7 +79,10 @@ class TorchForceField(Energy):
             cache-sized chunk on CPU, the whole batch on GPU).
         compile: fuse the elementwise kernels with ``torch.compile`` where autograd is
             off (:mod:`~boltzgen.energies.forcefield.kernels`): each kernel compiles on
-            first use (seconds each), then runs several times faster.
+            first use (seconds each), then runs several times faster. None (default):
+            where a compiler exists, for calls of ≥ ``COMPILE_MIN_BATCH`` configurations.
+        accumulate: None, or torch.float64 to sum a float32 force field's terms in
+            float64 (energies returned in float64).
 
     Attributes:
         kT: R·T in kJ/mol.
@@ -90,7 +104,8 @@ class TorchForceField(Energy):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
         chunk_size: int | None = None,
-        compile: bool = False,
+        compile: bool | None = None,
+        accumulate: torch.dtype | None = None,
     ):
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -104,9 +119,15 @@ class TorchForceField(Energy):
             chunk_size,
             box,
         )
+        if accumulate not in (None, torch.float64):
+            raise ValueError(f"accumulate must be None or torch.float64, got {accumulate}")
         self._source = list(terms)
         self.terms = move(self._source, self.device, dtype)
-        self.kernels = Kernels(compile)
+        self.compile, self.accumulate = compile, accumulate
+        available = compile is not None or compiler_available(self.device)
+        if not available:
+            note_once("TorchForceField: no compiler for torch.compile found; running eagerly")
+        self.kernels = Kernels(bool(compile) if compile is not None else available)
 
     @classmethod
     def from_openmm(
@@ -116,7 +137,8 @@ class TorchForceField(Energy):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
         chunk_size: int | None = None,
-        compile: bool = False,
+        compile: bool | None = None,
+        accumulate: torch.dtype | None = None,
     ) -> TorchForceField:
         """Compile ``system``'s forces (see :mod:`~boltzgen.energies.forcefield.compile`).
 
@@ -127,7 +149,15 @@ class TorchForceField(Energy):
             raise TypeError(f"system must be an openmm.System, got {type(system).__name__}")
         terms, box = compile_terms(system)
         return cls(
-            terms, system.getNumParticles(), temperature, box, device, dtype, chunk_size, compile
+            terms,
+            system.getNumParticles(),
+            temperature,
+            box,
+            device,
+            dtype,
+            chunk_size,
+            compile,
+            accumulate,
         )
 
     def to(
@@ -142,7 +172,8 @@ class TorchForceField(Energy):
             self.device if device is None else device,
             self.dtype if dtype is None else dtype,
             self.chunk_size,
-            self.kernels.compile,
+            self.compile,
+            self.accumulate,
         )
 
     @property
@@ -160,28 +191,39 @@ class TorchForceField(Energy):
         size = self.effective_chunk_size or max(x.shape[0], 1)
         yield from x.split(size) if x.shape[0] else [x]
 
-    def _evaluate(self, x: Tensor, with_gradient: bool) -> tuple[Tensor, Tensor | None]:
+    def _kernels(self, batch: int) -> Kernels:
+        """Compiled kernels for a call of ``batch`` configurations, or the eager ones."""
+        if self.compile is None and batch < COMPILE_MIN_BATCH:
+            return EAGER
+        return self.kernels
+
+    def _evaluate(
+        self, x: Tensor, with_gradient: bool, kernels: Kernels
+    ) -> tuple[Tensor, Tensor | None]:
         """U ``[b]`` (kJ/mol) and, if asked, dU/dx ``[b, N, 3]`` of one chunk."""
         X = atoms_first(x.to(self.device, self.dtype))
         differentiable = torch.is_grad_enabled() and x.requires_grad
-        frame = Frame(X, self.box, with_gradient, EAGER if differentiable else self.kernels)
-        potential = x.new_zeros(x.shape[0], dtype=self.dtype, device=self.device)
+        frame = Frame(X, self.box, with_gradient, EAGER if differentiable else kernels)
+        total = self.accumulate or self.dtype
+        potential = x.new_zeros(x.shape[0], dtype=total, device=self.device)
         for term in self.terms:
-            potential = potential + term.energy(frame)
+            potential = potential + term.energy(frame).to(total)
         gradient = batch_first(frame.gradient_kj()) if with_gradient else None
         return potential, gradient
 
     def potential_energy(self, x: Tensor) -> Tensor:
         """U ``[B]`` in kJ/mol of ``x: [B, N, 3]`` (nm); differentiable by autograd."""
-        parts = [self._evaluate(chunk, with_gradient=False)[0] for chunk in self._chunks(x)]
+        kernels = self._kernels(x.shape[0])
+        parts = [self._evaluate(chunk, False, kernels)[0] for chunk in self._chunks(x)]
         return torch.cat(parts).to(x.device)
 
     def potential_energy_and_forces(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """U ``[B]`` (kJ/mol) and forces −∇U ``[B, N, 3]`` (kJ/mol/nm), detached."""
         energies, forces = [], []
+        kernels = self._kernels(x.shape[0])
         with torch.no_grad():
             for chunk in self._chunks(x):
-                potential, gradient = self._evaluate(chunk, with_gradient=True)
+                potential, gradient = self._evaluate(chunk, True, kernels)
                 energies.append(potential)
                 forces.append(-gradient)
         return torch.cat(energies).to(x.device), torch.cat(forces).to(x.device)

@@ -11,10 +11,32 @@ energy runs the kernels eagerly, so that it can differentiate to any order.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+_NOTED: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Warn with ``message`` once per process."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can generate code for ``device``: Triton on a GPU, a C++
+    compiler (``$CXX``, g++, c++ or clang++) on CPU."""
+    if device.type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    return any(c and shutil.which(c) for c in candidates)
 
 
 class Kernels:
@@ -22,7 +44,8 @@ class Kernels:
 
     Each kernel is compiled on its first call and recompiled, as ``torch.compile``
     does, for new dtypes or constant arguments, and once for a new batch size (after
-    which the batch size is dynamic).
+    which the batch size is dynamic). If compiling fails, the kernels run eagerly from
+    then on, with a one-line note.
     """
 
     def __init__(self, compile: bool = False):
@@ -35,7 +58,15 @@ class Kernels:
         compiled = self._compiled.get(kernel)
         if compiled is None:
             compiled = self._compiled[kernel] = torch.compile(kernel, fullgraph=True)
-        return compiled(*args)
+        try:
+            return compiled(*args)
+        except Exception as error:  # noqa: BLE001 - any compiler failure falls back
+            self.compile = False
+            note_once(
+                f"TorchForceField: torch.compile failed ({type(error).__name__}); "
+                "running the kernels eagerly"
+            )
+            return kernel(*args)
 
 
 EAGER = Kernels(compile=False)
