@@ -1,29 +1,26 @@
-"""How fast is TorchForceField? Energy+force evaluations per second against OpenMM.
+"""How fast is TorchForceField? Energy+force evaluations per second, in turns with OpenMM.
 
-For each peptide (alanine dipeptide in vacuum and in OBC implicit solvent, alanine
-hexapeptide in implicit solvent) and each batch size, prints the energy+force
-evaluations per second of ``TorchForceField.energy_and_force`` on every device, dtype
-and mode (``eager``, or ``compiled``: ``compile=True``, whose first call, which
-compiles, is not timed) asked for, with the ratio to
+For each system (alanine dipeptide in vacuum and in implicit solvent, alanine
+hexapeptide in implicit solvent by default), each setting (device, dtype, mode) and each
+batch size, the script alternates ``--repeats`` turns of
 
-* (a) a plain single-Context OpenMM loop in this process (CPU platform, 1 thread,
-  ``setPositions`` + ``getState(getEnergy=True, getForces=True)`` per configuration),
-  whose rate does not depend on the batch size and is measured once per system — and
-  the same loop on the Reference platform (a*), which on small molecules can be much
-  faster than the CPU platform, whose every call hands work to a thread (slow on an
-  idle virtual machine), and
-* (b) ``OpenMMEnergy`` with a pool of ``--workers`` processes (CPU platform, 1 thread
-  each) at the same batch size,
+1. OpenMM's one-thread loop: one Context, ``setPositions`` +
+   ``getState(getEnergy=True, getForces=True)`` per configuration, on the CPU platform
+   (``Threads=1``) and on the Reference platform; the faster of the two in that turn is
+   "OpenMM's best one-thread loop";
+2. ``TorchForceField.energy_and_force`` on a batch (configurations already on the
+   device; compiled kernels warmed up before the first turn),
 
-and the peak memory of one call: ``torch.cuda.max_memory_allocated`` on a GPU; on CPU
-the growth of the process's peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs`` after ``malloc_trim``) over its resident set before the call.
-Rates are the best of ``--repeats`` timings, each of at least ``--min-seconds``;
-configurations are on the device before timing starts.
+each timed for at least ``--min-seconds``, so that both see the same machine load. It
+prints, per row, the median rate of each and the ratio torch / best loop as
+``median [min–max]`` over the turns (each turn's ratio uses that turn's rates). Modes:
+``eager``, ``compiled`` (``compile=True``) and ``mixed`` (float32 compiled with float64
+accumulation of the total; give ``--dtypes float32``). ``--threads`` sets torch's
+threads (default 1: one core, like the loop).
 
     .venv/bin/python benchmarks/energy_throughput.py
     .venv/bin/python benchmarks/energy_throughput.py --systems alanine_dipeptide_vacuum \\
-        --batches 1024 8192 --dtypes float32 --devices cuda --no-pool
+        --batches 1024 4096 --dtypes float32 --modes compiled --repeats 7
 
 ``--xml DIR`` reads ``DIR/<system>.xml`` (``openmm.XmlSerializer``) and
 ``DIR/<system>.npy`` (positions, nm) instead of the system cards.
@@ -32,10 +29,8 @@ configurations are on the device before timing starts.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import math
 import os
-import resource
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +42,6 @@ import torch
 from openmm import unit
 
 from boltzgen.energies.forcefield import TorchForceField
-from boltzgen.energies.openmm import OpenMMEnergy
 
 SYSTEMS = (
     "alanine_dipeptide_vacuum",
@@ -55,7 +49,6 @@ SYSTEMS = (
     "alanine_hexapeptide_implicit",
 )
 TEMPERATURE = 300.0
-MIB = 2**20
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,9 @@ def load_molecules(names: list[str], xml: Path | None) -> list[Molecule]:
     for name in names:
         card = load_system(name)
         molecules.append(Molecule(name, card.openmm_system, card.initial_positions.numpy()))
-        card.energy.close()
+        close = getattr(card.energy, "close", None)
+        if close is not None:
+            close()
     return molecules
 
 
@@ -95,29 +90,21 @@ def perturbed(x0: np.ndarray, batch: int, noise: float, seed: int) -> torch.Tens
     return x0 + noise * torch.randn(batch, *x0.shape, dtype=torch.float64, generator=g)
 
 
-def best_rate(
-    evaluate: Callable[[], object], batch: int, repeats: int, min_seconds: float, sync: Callable
-) -> float:
-    """Configurations per second: the best of ``repeats`` timings of at least ``min_seconds``."""
-    evaluate()
-    sync()
-    best = math.inf
-    for _ in range(repeats):
-        calls, start = 0, time.perf_counter()
-        while True:
-            evaluate()
-            sync()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        best = min(best, elapsed / calls)
-    return batch / best
+def rate(evaluate: Callable[[], object], count: int, min_seconds: float, sync: Callable) -> float:
+    """Configurations per second of ``evaluate`` (``count`` each), timed ≥ ``min_seconds``."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        evaluate()
+        sync()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return count * calls / elapsed
 
 
-def context_loop(system: openmm.System, platform: str) -> Callable[[np.ndarray], None]:
-    """(a): one Context (``platform``; CPU with 1 thread), positions set row by row."""
-    properties = {"Threads": "1", "DeterministicForces": "true"} if platform == "CPU" else {}
+def context_loop(system: openmm.System, platform: str, x: np.ndarray) -> Callable[[], None]:
+    """One Context on ``platform`` (CPU with 1 thread) evaluating the rows of ``x``."""
+    properties = {"Threads": "1"} if platform == "CPU" else {}
     context = openmm.Context(
         system,
         openmm.VerletIntegrator(0.001),
@@ -125,7 +112,7 @@ def context_loop(system: openmm.System, platform: str) -> Callable[[np.ndarray],
         properties,
     )
 
-    def evaluate(x: np.ndarray) -> None:
+    def evaluate() -> None:
         for row in x:
             context.setPositions(row)
             state = context.getState(getEnergy=True, getForces=True)
@@ -135,156 +122,103 @@ def context_loop(system: openmm.System, platform: str) -> Callable[[np.ndarray],
     return evaluate
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def peak_memory(evaluate: Callable[[], object], device: torch.device) -> tuple[float, str]:
-    """Peak memory of one call of ``evaluate`` in MiB, and how it was measured."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        evaluate()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / MIB, "cuda"
-    try:
-        ctypes.CDLL(None).malloc_trim(0)  # hand freed heap back, so that reuse shows as growth
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to VmRSS
-        before = _status_kib("VmRSS")
-        evaluate()
-        peak = _status_kib("VmHWM")
-        if before is not None and peak is not None:
-            return (peak - before) / 1024, "VmHWM"
-    except OSError:
-        pass
-    evaluate()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "maxrss"
-
-
 def _sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
 
 @dataclass(frozen=True)
-class Baselines:
-    """(a) the Context loop's rate on the CPU and Reference platforms and (b) the pool's
-    rate per batch size (evaluations/s)."""
+class Turns:
+    """Rates (evaluations/s) of each turn: OpenMM's best loop and torch."""
 
-    loop: float
-    reference_loop: float
-    pool: dict[int, float]
+    loop: list[float]
+    torch: list[float]
+
+    def ratio_text(self) -> str:
+        ratios = sorted(t / b for t, b in zip(self.torch, self.loop, strict=True))
+        return f"{statistics.median(ratios):7.1f} [{ratios[0]:.1f}–{ratios[-1]:.1f}]"
 
 
-def measure_baselines(
-    molecule: Molecule, x_all: torch.Tensor, args: argparse.Namespace
-) -> Baselines:
-    """Rates of (a) and (b); measured before any torch work, whose idle OpenMP threads
-    would otherwise spin on the cores that OpenMM needs."""
-    baseline_x = x_all[: args.baseline_configs].numpy()
-    cpu = _sync(torch.device("cpu"))
-    rates = []
-    for platform in ("CPU", "Reference"):
-        loop = context_loop(molecule.system, platform)
-        rates.append(
-            best_rate(lambda loop=loop: loop(baseline_x), len(baseline_x), args.repeats, 0.0, cpu)
+def take_turns(
+    loops: list[Callable[[], None]],
+    loop_count: int,
+    evaluate: Callable[[], object],
+    batch: int,
+    args: argparse.Namespace,
+    sync: Callable[[], None],
+) -> Turns:
+    """Alternate the OpenMM loops and torch ``args.repeats`` times."""
+    best_loop, torch_rates = [], []
+    for _ in range(args.repeats):
+        best_loop.append(
+            max(rate(loop, loop_count, args.min_seconds, lambda: None) for loop in loops)
         )
-    pool_rates = {}
-    if not args.no_pool:
-        with OpenMMEnergy(molecule.system, TEMPERATURE, n_workers=args.workers) as pool:
-            for batch in args.batches:
-                x = x_all[:batch]
-                pool_rates[batch] = best_rate(
-                    lambda x=x: pool.energy_and_force(x), batch, args.repeats, args.min_seconds, cpu
-                )
-    return Baselines(rates[0], rates[1], pool_rates)
+        torch_rates.append(rate(evaluate, batch, args.min_seconds, sync))
+    return Turns(best_loop, torch_rates)
 
 
-def benchmark_molecule(
-    molecule: Molecule, x_all: torch.Tensor, baselines: Baselines, args: argparse.Namespace
-) -> None:
-    """Print the table of one system."""
-    print(
-        f"\n{molecule.name}: {molecule.system.getNumParticles()} atoms; "
-        f"(a) OpenMM Context loop (CPU, 1 thread): {baselines.loop:,.0f} evaluations/s; "
-        f"(a*) the same on Reference: {baselines.reference_loop:,.0f} evaluations/s"
+def force_field(molecule: Molecule, setting: tuple[str, str, str], args) -> TorchForceField:
+    device_name, dtype_name, mode = setting
+    return TorchForceField.from_openmm(
+        molecule.system,
+        TEMPERATURE,
+        device=device_name,
+        dtype=getattr(torch, dtype_name),
+        chunk_size=args.chunk_size,
+        compile=mode != "eager",
+        accumulate=torch.float64 if mode == "mixed" else None,
     )
+
+
+def benchmark_molecule(molecule: Molecule, args: argparse.Namespace) -> None:
+    """Print the table of one system."""
+    x_all = perturbed(molecule.positions, max(args.batches), args.noise, args.seed)
+    loop_x = x_all[: args.baseline_configs].numpy()
+    loops = [context_loop(molecule.system, p, loop_x) for p in ("CPU", "Reference")]
+    print(f"\n{molecule.name}: {molecule.system.getNumParticles()} atoms")
     print(
-        f"{'device':6s} {'dtype':8s} {'mode':8s} {'batch':>6s} {'torch e+f/s':>13s} {'x (a)':>8s} "
-        f"{'x (a*)':>8s} {'(b) pool/s':>11s} {'x (b)':>7s} {'peak MiB':>9s}"
+        f"{'device':6s} {'dtype':8s} {'mode':8s} {'batch':>6s} {'OpenMM loop/s':>14s} "
+        f"{'torch e+f/s':>13s} {'ratio median [min–max]':>24s}"
     )
     for device_name in args.devices:
         for dtype_name in args.dtypes:
             for mode in args.modes:
                 setting = (device_name, dtype_name, mode)
-                _benchmark_setting(molecule, args, x_all, baselines, setting)
-
-
-def _benchmark_setting(
-    molecule: Molecule,
-    args: argparse.Namespace,
-    x_all: torch.Tensor,
-    baselines: Baselines,
-    setting: tuple[str, str, str],
-) -> None:
-    """One table row per batch size for (device, dtype, mode)."""
-    pool_rates = baselines.pool
-    device_name, dtype_name, mode = setting
-    device, dtype = torch.device(device_name), getattr(torch, dtype_name)
-    ff = TorchForceField.from_openmm(
-        molecule.system,
-        TEMPERATURE,
-        device=device,
-        dtype=dtype,
-        chunk_size=args.chunk_size,
-        compile=mode == "compiled",
-    )
-    for batch in args.batches:
-        x = x_all[:batch].to(device, dtype)
-        rate = best_rate(
-            lambda x=x: ff.energy_and_force(x), batch, args.repeats, args.min_seconds, _sync(device)
-        )
-        memory, _ = peak_memory(lambda x=x: ff.energy_and_force(x), device)
-        pool = pool_rates.get(batch)
-        pool_text = f"{pool:11,.0f} {rate / pool:7.1f}" if pool else f"{'-':>11s} {'-':>7s}"
-        print(
-            f"{device_name:6s} {dtype_name:8s} {mode:8s} {batch:6d} {rate:13,.0f} "
-            f"{rate / baselines.loop:8.1f} {rate / baselines.reference_loop:8.1f} "
-            f"{pool_text} {memory:9.1f}",
-            flush=True,
-        )
+                ff = force_field(molecule, setting, args)
+                device = torch.device(device_name)
+                for batch in args.batches:
+                    x = x_all[:batch].to(device, getattr(torch, dtype_name))
+                    evaluate = lambda x=x, ff=ff: ff.energy_and_force(x)  # noqa: E731
+                    evaluate()  # compiles, if compiled
+                    turns = take_turns(loops, len(loop_x), evaluate, batch, args, _sync(device))
+                    print(
+                        f"{device_name:6s} {dtype_name:8s} {mode:8s} {batch:6d} "
+                        f"{statistics.median(turns.loop):14,.0f} "
+                        f"{statistics.median(turns.torch):13,.0f} {turns.ratio_text():>24s}",
+                        flush=True,
+                    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS))
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 8192])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1024, 4096])
     parser.add_argument(
         "--dtypes", nargs="+", choices=["float32", "float64"], default=["float64", "float32"]
     )
     default_devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=default_devices)
     parser.add_argument(
-        "--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"]
+        "--modes",
+        nargs="+",
+        choices=["eager", "compiled", "mixed"],
+        default=["eager", "compiled"],
     )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="processes of the OpenMMEnergy pool (b)"
-    )
-    parser.add_argument("--no-pool", action="store_true", help="skip the OpenMMEnergy pool (b)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--chunk-size", type=int, default=None, help="TorchForceField chunk_size")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--min-seconds", type=float, default=0.2, help="per timing")
+    parser.add_argument("--repeats", type=int, default=5, help="turns per row")
+    parser.add_argument("--min-seconds", type=float, default=0.5, help="per timing")
     parser.add_argument(
-        "--baseline-configs", type=int, default=256, help="configurations timed in (a)"
+        "--baseline-configs", type=int, default=200, help="configurations per OpenMM loop"
     )
     parser.add_argument("--noise", type=float, default=0.01, help="perturbation of the start, nm")
     parser.add_argument("--seed", type=int, default=0)
@@ -294,21 +228,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, openmm {openmm.__version__}, {torch.get_num_threads()} torch "
         f"thread(s), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         + (f", {torch.cuda.get_device_name()}" if "cuda" in args.devices else "")
     )
-    molecules = load_molecules(args.systems, args.xml)
-    batch = max(args.batches)
-    configurations = [perturbed(m.positions, batch, args.noise, args.seed) for m in molecules]
-    baselines = [
-        measure_baselines(m, x, args) for m, x in zip(molecules, configurations, strict=True)
-    ]
-    for molecule, x, baseline in zip(molecules, configurations, baselines, strict=True):
-        benchmark_molecule(molecule, x, baseline, args)
+    for molecule in load_molecules(args.systems, args.xml):
+        benchmark_molecule(molecule, args)
 
 
 if __name__ == "__main__":

@@ -521,7 +521,9 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_note(implicit_dipeptide, 
     monkeypatch.setattr(torch, "compile", broken)
     system = implicit_dipeptide.openmm_system
     x = implicit_dipeptide.initial_positions[None]
-    u_eager, f_eager = TorchForceField.from_openmm(system, TEMPERATURE, compile=False).energy_and_force(x)
+    u_eager, f_eager = TorchForceField.from_openmm(
+        system, TEMPERATURE, compile=False
+    ).energy_and_force(x)
     ff = TorchForceField.from_openmm(system, TEMPERATURE, compile=True)
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         u, f = ff.energy_and_force(x)

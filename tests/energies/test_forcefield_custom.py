@@ -138,7 +138,10 @@ def _lj_particles(force, rng):
         force.addParticle([rng.uniform(0.15, 0.3), rng.uniform(0.2, 1.0)])
 
 
-LJ = "4*epsilon*((sigma/r)^12-(sigma/r)^6); sigma=0.5*(sigma1+sigma2); epsilon=sqrt(epsilon1*epsilon2)"
+LJ = (
+    "4*epsilon*((sigma/r)^12-(sigma/r)^6); "
+    "sigma=0.5*(sigma1+sigma2); epsilon=sqrt(epsilon1*epsilon2)"
+)
 
 
 def custom_nonbonded(rng, method, switch=None, correction=False, groups=False, table=False):
@@ -202,8 +205,14 @@ CASES = {
         lambda rng: custom_nonbonded(rng, CNB.CutoffPeriodic, correction=True, groups=True),
         BOX,
     ),
-    "nonbonded-groups-nocutoff": (lambda rng: custom_nonbonded(rng, CNB.NoCutoff, groups=True), None),
-    "nonbonded-tabulated": (lambda rng: custom_nonbonded(rng, CNB.CutoffNonPeriodic, table=True), None),
+    "nonbonded-groups-nocutoff": (
+        lambda rng: custom_nonbonded(rng, CNB.NoCutoff, groups=True),
+        None,
+    ),
+    "nonbonded-tabulated": (
+        lambda rng: custom_nonbonded(rng, CNB.CutoffNonPeriodic, table=True),
+        None,
+    ),
     "nonbonded-computed-value": (computed_value_nonbonded, None),
 }
 
@@ -227,10 +236,19 @@ def test_long_range_correction_is_openmm_constant():
     with_correction, _ = reference(system, x)
     force.setUseLongRangeCorrection(False)
     without, _ = reference(system, x)
-    constant = TorchForceField.from_openmm(system_of(
-        custom_nonbonded(np.random.default_rng(5), CNB.CutoffPeriodic, 0.6, correction=True),
-        box=BOX,
-    ), 300.0).terms[0].constant
+    constant = (
+        TorchForceField.from_openmm(
+            system_of(
+                custom_nonbonded(
+                    np.random.default_rng(5), CNB.CutoffPeriodic, 0.6, correction=True
+                ),
+                box=BOX,
+            ),
+            300.0,
+        )
+        .terms[0]
+        .constant
+    )
     assert constant != 0.0
     assert constant == pytest.approx(with_correction[0] - without[0], rel=1e-6)
 
@@ -317,7 +335,12 @@ def test_cmap_patches_interpolate_the_map_and_its_spline_derivatives():
     for s in range(size):
         for t in range(size):
             patch = c[t, s]
-            corners = {(0, 0): (s, t), (1, 0): (s + 1, t), (0, 1): (s, t + 1), (1, 1): (s + 1, t + 1)}
+            corners = {
+                (0, 0): (s, t),
+                (1, 0): (s + 1, t),
+                (0, 1): (s, t + 1),
+                (1, 1): (s + 1, t + 1),
+            }
             for (u, v), (i, j) in corners.items():
                 value = sum(patch[k, m] * u**k * v**m for k in range(4) for m in range(4))
                 assert value == pytest.approx(energy[i % size + size * (j % size)], abs=1e-12)
@@ -339,8 +362,10 @@ def cmap(rng, periodic=False):
 def test_cmap_torsions_agree_with_openmm(periodic):
     rng = np.random.default_rng(21)
     system = system_of(cmap(rng, periodic), box=TRICLINIC if periodic else None)
-    x = scattered(rng, low=-0.8, high=2.6, min_distance=0.25, frames=6) if periodic else scattered(
-        rng, frames=6
+    x = (
+        scattered(rng, low=-0.8, high=2.6, min_distance=0.25, frames=6)
+        if periodic
+        else scattered(rng, frames=6)
     )
     assert_agrees(system, x)
 

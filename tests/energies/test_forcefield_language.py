@@ -60,13 +60,18 @@ def test_a_definition_is_computed_once_and_may_use_later_ones_only():
 
     assert Expression("f(1)*a+a; a=f(2)")({"f": count}) == 4.0
     assert sorted(calls) == [1.0, 2.0]
-    with pytest.raises(ExpressionError, match="undefined variable.*b"):
+    with pytest.raises(ExpressionError, match=r"undefined variable.*b"):
         Expression("a; b=1; a=b+1").check(set())
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("1+", "end of expression"), ("(1+2", "expected"), ("a=1", "cannot read"), ("2 3", "unexpected")],
+    [
+        ("1+", "end of expression"),
+        ("(1+2", "expected"),
+        ("a=1", "cannot read"),
+        ("2 3", "unexpected"),
+    ],
 )
 def test_malformed_expressions_are_refused(text, message):
     with pytest.raises(ExpressionError, match=message):
@@ -76,7 +81,7 @@ def test_malformed_expressions_are_refused(text, message):
 def test_wrong_argument_counts_and_unknown_names_are_refused():
     with pytest.raises(ExpressionError, match="atan2 takes 2"):
         Expression("atan2(x)")
-    with pytest.raises(ExpressionError, match="unknown function.*foo"):
+    with pytest.raises(ExpressionError, match=r"unknown function.*foo"):
         Expression("foo(x)").check({"x"})
 
 

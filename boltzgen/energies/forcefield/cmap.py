@@ -107,8 +107,10 @@ def bicubic(coefficients: Tensor, u: Tensor, v: Tensor) -> Tensor:
     """``Σ_{k,l} c[..., 4k + l] u^k v^l`` for ``c: [M, B, 16]``, ``u, v: [M, B]``."""
     energy = torch.zeros_like(u)
     for k in range(3, -1, -1):
-        row = ((coefficients[..., 4 * k + 3] * v + coefficients[..., 4 * k + 2]) * v
-               + coefficients[..., 4 * k + 1]) * v + coefficients[..., 4 * k]
+        row = (
+            (coefficients[..., 4 * k + 3] * v + coefficients[..., 4 * k + 2]) * v
+            + coefficients[..., 4 * k + 1]
+        ) * v + coefficients[..., 4 * k]
         energy = u * energy + row
     return energy
 
@@ -152,8 +154,11 @@ def cmap_torsions(force: openmm.CMAPTorsionForce) -> list[Term]:
     for k in range(force.getNumMaps()):
         size, energy = force.getMapParameters(k)
         energy = np.asarray(
-            [e.value_in_unit(openmm.unit.kilojoule_per_mole) if openmm.unit.is_quantity(e) else e
-             for e in energy] if not openmm.unit.is_quantity(energy)
+            [
+                e.value_in_unit(openmm.unit.kilojoule_per_mole) if openmm.unit.is_quantity(e) else e
+                for e in energy
+            ]
+            if not openmm.unit.is_quantity(energy)
             else energy.value_in_unit(openmm.unit.kilojoule_per_mole),
             dtype=np.float64,
         )

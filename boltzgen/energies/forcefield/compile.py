@@ -28,13 +28,12 @@ from boltzgen.energies.forcefield import (
     generalgb,
     nonbonded,
 )
-from boltzgen.energies.forcefield.language import ExpressionError
 from boltzgen.energies.forcefield.geometry import Box, PairList
+from boltzgen.energies.forcefield.language import ExpressionError
 from boltzgen.energies.forcefield.terms import Term
 
 IGNORED: tuple[type, ...] = (openmm.CMMotionRemover,)
 """Forces that do not contribute to the potential energy."""
-
 
 
 def _reason(check: Callable[[openmm.Force], None]) -> Callable[[openmm.Force], str | None]:
@@ -159,7 +158,9 @@ def _compile(force: openmm.Force, box: Box | None) -> list[Term]:
         return nonbonded.nonbonded(force, box)
     if isinstance(force, openmm.CMAPTorsionForce):
         return cmap.cmap_torsions(force)
-    if isinstance(force, (openmm.CustomBondForce, openmm.CustomAngleForce, openmm.CustomTorsionForce)):
+    if isinstance(
+        force, (openmm.CustomBondForce, openmm.CustomAngleForce, openmm.CustomTorsionForce)
+    ):
         return custom.bonded_expression(force)
     if isinstance(force, openmm.CustomExternalForce):
         return custom.external_expression(force)

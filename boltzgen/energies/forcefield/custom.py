@@ -20,7 +20,6 @@ Forces are the autograd gradient of the energy (:class:`AutogradTerm`).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,8 +141,6 @@ def check_definitions(force: openmm.Force) -> None:
         reason = check_tabulated(force.getTabulatedFunction(k))
         if reason is not None:
             raise ExpressionError(f"{force.getTabulatedFunctionName(k)}: {reason}")
-    if hasattr(force, "getNumEnergyParameterDerivatives") and force.getNumEnergyParameterDerivatives():
-        return
 
 
 def function_names(force: openmm.Force) -> set[str]:
@@ -249,8 +246,10 @@ def bonded_expression(force: openmm.Force) -> list[Term]:
 def _periodic_distance(box: BoxVectors | None) -> Callable[..., Tensor]:
     def distance(x: Value, y: Value, z: Value, x0: Value, y0: Value, z0: Value) -> Tensor:
         like = next(v for v in (x, y, z, x0, y0, z0) if isinstance(v, Tensor))
-        parts = [torch.as_tensor(a - b, dtype=like.dtype, device=like.device) for a, b in
-                 ((x, x0), (y, y0), (z, z0))]
+        parts = [
+            torch.as_tensor(a - b, dtype=like.dtype, device=like.device)
+            for a, b in ((x, x0), (y, y0), (z, z0))
+        ]
         shape = torch.broadcast_shapes(*(p.shape for p in parts))
         d = torch.stack([p.expand(shape) for p in parts], dim=1)
         if box is not None:
@@ -330,7 +329,14 @@ def compound_geometry(points: list[Tensor], box: BoxVectors | None) -> dict[str,
     }
 
 
-COMPOUND_FUNCTIONS = {"distance", "angle", "dihedral", "pointdistance", "pointangle", "pointdihedral"}
+COMPOUND_FUNCTIONS = {
+    "distance",
+    "angle",
+    "dihedral",
+    "pointdistance",
+    "pointangle",
+    "pointdihedral",
+}
 
 
 @dataclass(frozen=True)
@@ -350,9 +356,7 @@ class CompoundExpression(AutogradTerm):
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         points = [positions[index] for index in self.atoms]
         coordinates = {
-            f"{axis}{k + 1}": p[:, c]
-            for k, p in enumerate(points)
-            for c, axis in enumerate("xyz")
+            f"{axis}{k + 1}": p[:, c] for k, p in enumerate(points) for c, axis in enumerate("xyz")
         }
         environment = {
             **self.context.environment(),
@@ -386,6 +390,3 @@ def compound_expression(force: openmm.CustomCompoundBondForce) -> list[Term]:
             force.usesPeriodicBoundaryConditions(),
         )
     ]
-
-
-_ = itertools

@@ -220,10 +220,13 @@ def long_range_correction(force: _NB, context: Definitions, box: Box) -> float:
         return (torch.zeros(shape, dtype=torch.float64) + value).numpy()
 
     cutoff = force.getCutoffDistance().value_in_unit(openmm.unit.nanometer)
-    tail = _midpoint_thirds(
-        lambda x: integrand(cutoff / x) * (cutoff / x) ** 4,
-        "CustomNonbondedForce: the long-range correction does not converge",
-    ) / cutoff
+    tail = (
+        _midpoint_thirds(
+            lambda x: integrand(cutoff / x) * (cutoff / x) ** 4,
+            "CustomNonbondedForce: the long-range correction does not converge",
+        )
+        / cutoff
+    )
     if force.getUseSwitchingFunction():
         start = force.getSwitchingDistance().value_in_unit(openmm.unit.nanometer)
 
@@ -244,7 +247,10 @@ def _class_values(
 ) -> dict[str, np.ndarray]:
     values = {name: classes[:, k] for k, name in enumerate(names)}
     for name, expression in _computed(force):
-        environment = {**context.environment(), **{k: torch.as_tensor(v) for k, v in values.items()}}
+        environment = {
+            **context.environment(),
+            **{k: torch.as_tensor(v) for k, v in values.items()},
+        }
         result = expression(environment)
         values[name] = (torch.zeros(len(classes), dtype=torch.float64) + result).numpy()
     return values

@@ -91,10 +91,7 @@ class GeneralGB(AutogradTerm):
             "y": positions[:, 1],
             "z": positions[:, 2],
         }
-        pair_sets = {
-            PAIR: (self.pairs[:, self.included], None),
-            PAIR_ALL: (self.pairs, None),
-        }
+        pair_sets = {PAIR: self.pairs[:, self.included], PAIR_ALL: self.pairs}
         energy = positions.new_zeros(batch)
         for step in self.steps:
             if step.kind == SINGLE:
@@ -105,8 +102,7 @@ class GeneralGB(AutogradTerm):
                 else:
                     values[step.name] = result
                 continue
-            pairs, _ = pair_sets[step.kind]
-            first, second = pairs
+            first, second = pair_sets[step.kind]
             r = torch.sqrt(squared_norm(displacements(positions, first, second, box)))
             inside = None if self.cutoff is None else r < self.cutoff
             forward = self._pair(step, values, first, second, r, inside)
@@ -179,9 +175,9 @@ def general_gb(force: _GB) -> list[Term]:
     """Compile any CustomGBForce (see :func:`check_general_gb`)."""
     n = force.getNumParticles()
     names = names_of(force, "getNumPerParticleParameters", "getPerParticleParameterName")
-    rows = np.asarray(
-        [force.getParticleParameters(i) for i in range(n)], dtype=np.float64
-    ).reshape(n, len(names))
+    rows = np.asarray([force.getParticleParameters(i) for i in range(n)], dtype=np.float64).reshape(
+        n, len(names)
+    )
     i, j = np.triu_indices(n, k=1)
     excluded = {
         (min(a, b), max(a, b))

@@ -60,7 +60,7 @@ class Kernels:
             compiled = self._compiled[kernel] = torch.compile(kernel, fullgraph=True)
         try:
             return compiled(*args)
-        except Exception as error:  # noqa: BLE001 - any compiler failure falls back
+        except Exception as error:
             self.compile = False
             note_once(
                 f"TorchForceField: torch.compile failed ({type(error).__name__}); "

@@ -33,12 +33,12 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
-Value = Union[Tensor, float]
+Value = Tensor | float
 
 
 class ExpressionError(ValueError):
@@ -73,7 +73,7 @@ class Call:
     arguments: tuple[Node, ...]
 
 
-Node = Union[Number, Variable, Negate, Binary, Call]
+Node = Number | Variable | Negate | Binary | Call
 
 _OPERATORS = {"+": (0, True), "-": (0, True), "*": (1, True), "/": (1, True), "^": (3, False)}
 _TOKEN = re.compile(
@@ -113,7 +113,7 @@ class _Parser:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
 
     def expect(self, symbol: str) -> None:
-        kind, text = self.next()
+        _, text = self.next()
         if text != symbol:
             raise ExpressionError(f"expected {symbol!r}, got {text!r}")
 
@@ -173,12 +173,12 @@ def parse(text: str) -> Node:
         raise ExpressionError(f"in expression {text!r}: {error}") from None
 
 
+_UNARY_NAMES = (
+    "sqrt exp log sin cos sec csc tan cot asin acos atan sinh cosh tanh erf erfc "
+    "step delta square cube recip abs floor ceil"
+)
 BUILTINS: dict[str, int] = {
-    **dict.fromkeys(
-        "sqrt exp log sin cos sec csc tan cot asin acos atan sinh cosh tanh erf erfc "
-        "step delta square cube recip abs floor ceil".split(),
-        1,
-    ),
+    **dict.fromkeys(_UNARY_NAMES.split(" "), 1),
     "atan2": 2,
     "min": 2,
     "max": 2,
@@ -318,6 +318,7 @@ FUNCTIONS: dict[str, Callable[..., Value]] = {
     "max": _extremum(torch.maximum, max),
     "atan2": _atan2,
 }
+
 
 def _divide(a: Value, b: Value) -> Value:
     if isinstance(a, Tensor) or isinstance(b, Tensor) or b != 0:

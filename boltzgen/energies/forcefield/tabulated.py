@@ -33,7 +33,9 @@ from torch import Tensor
 from boltzgen.energies.forcefield.language import ExpressionError, Value
 
 
-def solve_tridiagonal(a: list[float], b: list[float], c: list[float], rhs: list[float]) -> list[float]:
+def solve_tridiagonal(
+    a: list[float], b: list[float], c: list[float], rhs: list[float]
+) -> list[float]:
     """Solve ``a_k s_{k−1} + b_k s_k + c_k s_{k+1} = rhs_k`` (Thomas algorithm)."""
     n = len(a)
     gamma, solution = [0.0] * n, [0.0] * n
@@ -93,7 +95,7 @@ def periodic_spline(x: list[float], y: list[float]) -> list[float]:
     z = solve_tridiagonal(a, b, c, u)
     scale = (deriv[0] + beta * deriv[m - 1] / gamma) / (1.0 + z[0] + beta * z[m - 1] / gamma)
     deriv = [d - scale * zi for d, zi in zip(deriv, z, strict=True)]
-    return deriv + [deriv[0]]
+    return [*deriv, deriv[0]]
 
 
 def spline_derivative(x: list[float], y: list[float], deriv: list[float], t: float) -> float:
@@ -223,4 +225,3 @@ def check_tabulated(function: openmm.TabulatedFunction) -> str | None:
     if not isinstance(function, supported):
         return f"tabulated function {type(function).__name__} is not supported"
     return None
-
