@@ -10,8 +10,11 @@ raising, whether a System can be compiled; otherwise ``from_openmm`` raises
 Modules: ``geometry`` (layout, boxes, pair lists, frames), ``terms`` (the Term
 contract), ``kernels`` (eager or ``torch.compile``-fused kernels), ``bonded``,
 ``nonbonded``, ``gbsa`` (GBSAOBCForce and the shared GB energy), ``customgb`` +
-``expressions`` (the openmm.app OBC2/GBn2 CustomGBForce forms), ``compile`` (reading
-the System), ``energy`` (TorchForceField).
+``expressions`` (the openmm.app OBC2/GBn2 CustomGBForce forms, recognised by template),
+``language`` (OpenMM's expression language as torch functions), ``tabulated`` (splines
+and tables), ``custom`` (custom bonded, external and compound forces), ``customnonbonded``,
+``generalgb`` (any CustomGBForce), ``cmap``, ``compile`` (reading the System), ``energy``
+(TorchForceField).
 """
 
 from boltzgen.energies.forcefield.compile import (

@@ -1,14 +1,18 @@
 """Reading an ``openmm.System`` into torch terms, or saying why it cannot be read.
 
 Supported: HarmonicBondForce, HarmonicAngleForce, PeriodicTorsionForce, NonbondedForce
-(NoCutoff, CutoffNonPeriodic, CutoffPeriodic), GBSAOBCForce, and the CustomGBForce forms
-openmm.app creates for implicit/obc2.xml and implicit/gbn2.xml. CMMotionRemover is
-ignored (it changes velocities, not the energy). Constraints are ignored: the energy
-of a configuration is defined whether or not it satisfies them. Force groups are
-ignored: every force counts, as in ``Context.getState(getEnergy=True)``.
+(NoCutoff, CutoffNonPeriodic, CutoffPeriodic), GBSAOBCForce and CMAPTorsionForce by
+hand-written or table-driven terms; CustomBondForce, CustomAngleForce,
+CustomTorsionForce, CustomExternalForce, CustomCompoundBondForce, CustomNonbondedForce
+and CustomGBForce from their expressions (:mod:`~boltzgen.energies.forcefield.language`;
+openmm.app's OBC2 and GBn2 CustomGBForce forms keep their hand-written kernels).
+CMMotionRemover is ignored (it changes velocities, not the energy). Constraints are
+ignored: the energy of a configuration is defined whether or not it satisfies them.
+Force groups are ignored: every force counts, as in ``Context.getState(getEnergy=True)``.
 
 Anything else raises :class:`UnsupportedForceError`; :func:`unsupported_forces` lists
-the problems without raising, so that a caller can fall back to OpenMM.
+the problems without raising (each names the force and the feature), so that a caller
+can fall back to OpenMM.
 """
 
 from __future__ import annotations

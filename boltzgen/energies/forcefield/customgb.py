@@ -9,10 +9,12 @@ pair energy (with a ``1/f - 1/r_c`` shift when a cutoff is given and
 ``alpha, beta, gamma, radindex`` and the neck correction with its tables ``getd0``
 and ``getm0`` (``Discrete2DFunction``, ``f(x, y) = values[x + size_x·y]``).
 
-A force is accepted only if every expression matches one of the templates below
-(:mod:`boltzgen.energies.forcefield.expressions`); it is then evaluated by
-:class:`~boltzgen.energies.forcefield.gbsa.GeneralizedBorn`. Anything else — HCT,
-OBC1, GBn, global parameters, exclusions that matter — is refused with the reason.
+A force whose every expression matches one of the templates below
+(:mod:`boltzgen.energies.forcefield.expressions`) is evaluated by the hand-written
+:class:`~boltzgen.energies.forcefield.gbsa.GeneralizedBorn` (analytic gradients, fused
+kernels). Anything else — HCT, OBC1, GBn, global parameters, exclusions that matter —
+is not a template match (:func:`recognise` says why) and is compiled from its
+expressions by :mod:`~boltzgen.energies.forcefield.generalgb`.
 """
 
 from __future__ import annotations
