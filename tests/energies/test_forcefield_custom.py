@@ -387,3 +387,16 @@ def test_cmap_force_fields_agree_with_openmm(files, sequence):
     x0 = np.asarray(peptide.positions)
     # large perturbations so that the torsions visit many patches
     assert_agrees(system, x0 + rng.normal(scale=0.03, size=(4, *x0.shape)))
+
+
+@pytest.mark.parametrize(
+    "expression", ["2.5", "t(2)", "k*t(1)"], ids=["number", "table", "parameter-table"]
+)
+def test_energies_that_do_not_depend_on_positions_count_every_bond(expression):
+    force = openmm.CustomCompoundBondForce(2, expression)
+    force.addPerBondParameter("k")
+    force.addTabulatedFunction("t", openmm.Discrete1DFunction([0.5, 1.5, 4.0]))
+    for i in range(5):
+        force.addBond([i, i + 1], [1.0 + i])
+    rng = np.random.default_rng(2)
+    assert_agrees(system_of(force, n=6), scattered(rng, n=6))

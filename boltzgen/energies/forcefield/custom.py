@@ -52,6 +52,8 @@ class AutogradTerm(Term):
         with torch.enable_grad():
             positions = frame.positions.detach().requires_grad_(True)
             energy = self.potential(positions, box)
+            if not energy.requires_grad:  # no dependence on the positions
+                return energy.detach()
             (gradient,) = torch.autograd.grad(energy.sum(), positions, allow_unused=True)
         frame.add_gradient(gradient)
         return energy.detach()
@@ -62,8 +64,7 @@ def summed(value: Value, count: int, positions: Tensor) -> Tensor:
     batch = positions.shape[2]
     if not isinstance(value, Tensor):
         return positions.new_full((batch,), float(value) * count)
-    value = value.expand(count, batch) if value.dim() == 2 else value.expand(batch)
-    return value.sum(0) if value.dim() == 2 else value
+    return value.broadcast_to((count, batch)).sum(0)
 
 
 def dot(a: Tensor, b: Tensor) -> Tensor:
