@@ -151,14 +151,10 @@ def test_unsupported_force_falls_back_to_openmm_with_a_warning(tmp_path):
     from boltzgen.systems import build_system
 
     card = {
-        "name": "hct",
-        "energy": {
-            "kind": "openmm",
-            "sequence": "A",
-            "forcefield": ["amber99sbildn.xml", "implicit/hct.xml"],
-        },
+        "name": "amoeba",
+        "energy": {"kind": "openmm", "sequence": "A", "forcefield": ["amoeba2018.xml"]},
         "temperature": 300.0,
     }
-    with pytest.warns(UserWarning, match="CustomGBForce"):
-        system = build_system(card, tmp_path / "hct.yaml")
+    with pytest.warns(UserWarning, match="AmoebaMultipoleForce"):
+        system = build_system(card, tmp_path / "amoeba.yaml")
     assert type(system.energy).__name__ == "OpenMMEnergy"
