@@ -233,6 +233,9 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
         if temperature != energy.temperature:
             energy = energy.at_temperature(temperature)
+    reference_kind = _reference_kind(card.get("reference", {}), source)
+    if reference_kind == "exact":
+        _check_exact(energy, source)
     topology = molecule.mdtraj_topology if molecule is not None else None
     states = _build_states(card.get("states", {}), energy, topology, source)
     start = card.get("initial_positions", "structure" if molecule is not None else None)
@@ -244,7 +247,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         states=states,
         free_energy_pairs=_build_pairs(card.get("free_energies", []), states, source),
         initial_positions=_initial_positions(start, energy, source),
-        reference_kind=_reference_kind(card.get("reference", {}), source),
+        reference_kind=reference_kind,
         description=str(card.get("description", "")),
         card_path=source,
         topology=topology,
@@ -405,6 +408,27 @@ def _initial_positions(spec: Any, energy: Energy, source: Path) -> Tensor:
     if not math.isfinite(float(energy.energy(x[None])[0])):
         raise ConfigError(source, "initial_positions", "has a non-finite energy")
     return x
+
+
+EXACT_CAPABILITIES = ("log_z", "interval_log_prob", "sample_exact")
+
+
+def _check_exact(energy: Energy, source: Path) -> None:
+    """Refuse ``reference: exact`` for an energy that cannot compute its exact answers.
+
+    A toy energy at another temperature keeps them when its family is closed under
+    u → s·u (double wells, Gaussians); otherwise (a tempered mixture) it has none.
+    """
+    missing = [name for name in EXACT_CAPABILITIES if not hasattr(energy, name)]
+    if missing:
+        raise ConfigError(
+            source,
+            "reference.kind",
+            f"is exact, but {type(energy).__name__} at temperature {energy.temperature:g} "
+            f"has no {', '.join(missing)}: use the energy's native temperature or "
+            "`reference: {kind: none}`",
+            "exact",
+        )
 
 
 def _reference_kind(spec: Any, source: Path) -> str:
