@@ -118,5 +118,5 @@ def test_tempered_mixture_card_with_an_exact_reference_is_refused(tmp_path):
     data["temperature"] = 2.0
     path = tmp_path / "mixture.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="`reference.kind`.*native temperature"):
+    with pytest.raises(ConfigError, match=r"`reference\.kind`.*native temperature"):
         load_system(path)

@@ -1,4 +1,14 @@
-"""Score one sampler's output on one system: the numbers that go into ``result.json``."""
+"""Score one sampler's output on one system: the numbers that go into ``result.json``.
+
+Every estimate entry (``free_energies``, ``log_z``, ``observables``) carries ``converged``
+and ``rhat``. Chains (``samples.n_chains`` set) get the rank-normalised split-R̂ of the
+series the estimate uses (:mod:`boltzgen.metrics.convergence`); an estimate with R̂ > 1.01,
+a state some chain never visits, or a non-finite value or error is ``converged: false``
+and its ``stderr`` is null. Independent draws have ``rhat: null`` and are converged when
+value and error are finite. Samplers that return correlated runs (SMC, ``n_runs`` set)
+get between-run errors (:mod:`boltzgen.metrics.runs`); SMC's log Z always comes from
+its unclipped per-run estimates.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,7 @@ import torch
 from torch import Tensor
 
 from boltzgen import metrics
+from boltzgen.metrics.convergence import Convergence, chain_convergence
 from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import State, System
 
@@ -47,20 +58,57 @@ def load_reference_for(system: System, n: int) -> Reference | None:
     return Reference(data.energies[keep], phi_psi)
 
 
-def _estimate(value: float, stderr: float, reference: Any = None, note: str = "") -> dict:
-    """A result entry; a non-finite estimate (a state never sampled) is stored as null."""
-    out: dict[str, Any] = {"value": float(value), "stderr": float(stderr), "reference": reference}
+def _estimate(
+    value: float,
+    stderr: float,
+    reference: Any = None,
+    note: str = "",
+    convergence: Convergence | None = None,
+) -> dict:
+    """A result entry with its convergence verdict.
+
+    A non-finite estimate (a state never sampled) is stored as null; an unconverged
+    one keeps its value but no stderr.
+    """
+    finite = math.isfinite(value) and math.isfinite(stderr)
+    converged = finite and (convergence is None or convergence.converged)
+    out: dict[str, Any] = {
+        "value": float(value),
+        "stderr": float(stderr) if converged else None,
+        "reference": reference,
+        "converged": converged,
+        "rhat": None if convergence is None else convergence.rhat,
+    }
     if not math.isfinite(value):
         out["note"] = "a state was never sampled"
+    elif convergence is not None and not convergence.all_visited:
+        out["note"] = "a state was not visited by every chain"
     if note:
         out["reference_note"] = note
     return out
 
 
 def _free_energy(samples: WeightedSamples, a: State, b: State, gen: torch.Generator):
+    if samples.n_runs is not None:
+        return metrics.runs_free_energy_difference(samples, a, b)
     if samples.n_chains == 1:
         return metrics.block_free_energy_difference(samples, a, b)
     return metrics.free_energy_difference(samples, a, b, generator=gen)
+
+
+def _pair_convergence(samples: WeightedSamples, a: State, b: State) -> Convergence | None:
+    """R̂ and visits of the two state indicators, for chains; ``None`` for draws."""
+    if not samples.is_chain:
+        return None
+    indicators = [samples.chains(state(samples.x).to(torch.float64)) for state in (a, b)]
+    return chain_convergence((), indicators)
+
+
+def _log_z(samples: WeightedSamples) -> metrics.Estimate:
+    """log Z: between runs for correlated runs (unclipped), else from the weights."""
+    if samples.n_runs is not None:
+        return metrics.samples_runs_log_z(samples)
+    return metrics.log_partition_function(samples)
 
 
 def _torsion_metrics(system: System, samples: WeightedSamples, reference: Reference, gen) -> dict:
@@ -99,11 +147,14 @@ def evaluate(
     references = system.reference_estimates()
     for a, b in system.free_energy_pairs:
         name = f"{b}_vs_{a}"
-        est = _free_energy(samples, system.states[a], system.states[b], generator)
+        state_a, state_b = system.states[a], system.states[b]
+        est = _free_energy(samples, state_a, state_b, generator)
         ref = references[name]
-        out["free_energies"][name] = _estimate(est.value, est.stderr, ref.value, ref.note)
+        convergence = _pair_convergence(samples, state_a, state_b)
+        entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence)
+        out["free_energies"][name] = entry
     if not samples.is_chain:
-        est = metrics.log_partition_function(samples)
+        est = _log_z(samples)
         out["log_z"] = _estimate(est.value, est.stderr, system.reference_log_z())
     if reference is not None:
         finite = torch.isfinite(samples.energies)
