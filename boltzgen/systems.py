@@ -56,6 +56,8 @@ CARD_FIELDS = {
 }
 REFERENCE_KINDS = {"exact", "md", "pt", "none"}
 MIN_TRANSITIONS = 10
+DISPERSED_TEMPERATURE_FACTOR = 2.0
+"""Chains of exactly solvable systems start from draws at this multiple of T."""
 """An MD reference ΔF counts only after this many transitions between the two states."""
 
 
@@ -178,6 +180,21 @@ class System:
 
     def reference_log_z(self) -> float | None:
         return float(self.energy.log_z) if self.has_exact_reference else None
+
+    def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
+
+        Convergence diagnostics (split-R̂) need chains started from points spread wider
+        than the target, so that chains which fail to forget their start disagree
+        (Gelman & Rubin 1992; Vehtari et al. 2021). An energy with an exact sampler draws
+        them from itself at twice the system's temperature (overdispersed, every basin
+        represented); other systems start every chain from ``initial_positions``.
+        These draws are set-up, not sampling: they are not charged.
+        """
+        hot = self.energy.at_temperature(DISPERSED_TEMPERATURE_FACTOR * self.temperature)
+        if hasattr(hot, "sample_exact"):
+            return hot.sample_exact(n, generator).to(self.initial_positions)
+        return self.initial_positions.expand(n, *self.energy.event_shape).clone()
 
     def sample_reference(self, n: int, generator: torch.Generator) -> Tensor | None:
         """``n`` exact draws when the system has an exact sampler, else ``None``."""
