@@ -11,6 +11,12 @@ An estimate from chains is trusted only if R̂ ≤ 1.01 for every series it uses
 ΔF, the two state indicators) and every chain visits every state it needs: a chain that
 never leaves its starting basin makes R̂ large, and a state no chain reaches shows up only
 as a missing visit. An indicator constant over all chains has no R̂ (``None``).
+
+Samplers without chains get the analogous checks (:func:`state_coverage`): independent
+runs (SMC) must each put weight in every state, and independent weighted draws need a
+Kish ESS of at least :data:`MIN_STATE_ESS` inside each state — with fewer, the
+bootstrap or delta-method error of ln P_S is itself unreliable (and a state the draws
+missed is invisible to it).
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 
 RHAT_THRESHOLD = 1.01
+MIN_STATE_ESS = 10.0
+"""Weighted draws need this Kish ESS inside a state before its probability gets an error bar."""
 
 
 @dataclass(frozen=True)
@@ -77,3 +86,25 @@ def chain_convergence(series: Sequence[Tensor], indicators: Sequence[Tensor] = (
     defined = [r for r in rhats if r is not None]
     visited = all(bool((ind.reshape(ind.shape[0], -1) != 0).any(dim=0).all()) for ind in indicators)
     return Convergence(max(defined) if defined else None, visited)
+
+
+def state_coverage(log_weights: Tensor, masks: Sequence[Tensor], n_runs: int | None) -> bool:
+    """Whether weighted draws sample every state in ``masks`` (each ``bool[n]``) enough.
+
+    With ``n_runs`` (runs stored one after another) every run must give each state
+    positive weight; otherwise each state needs a Kish ESS ≥ :data:`MIN_STATE_ESS`
+    computed from the weights of the draws inside it.
+    """
+    lw = log_weights.detach().to(torch.float64)
+    for mask in masks:
+        inside = torch.where(mask, lw, -math.inf)
+        if n_runs is not None:
+            if not bool(torch.isfinite(inside.reshape(n_runs, -1)).any(dim=1).all()):
+                return False
+            continue
+        if not bool(torch.isfinite(inside).any()):
+            return False
+        w = torch.softmax(inside, dim=0)
+        if float(1.0 / w.square().sum()) < MIN_STATE_ESS:
+            return False
+    return True

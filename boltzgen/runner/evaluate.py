@@ -4,9 +4,10 @@ Every estimate entry (``free_energies``, ``log_z``, ``observables``) carries ``c
 and ``rhat``. Chains (``samples.n_chains`` set) get the rank-normalised split-R̂ of the
 series the estimate uses (:mod:`boltzgen.metrics.convergence`); an estimate with R̂ > 1.01,
 a state some chain never visits, or a non-finite value or error is ``converged: false``
-and its ``stderr`` is null. Independent draws have ``rhat: null`` and are converged when
-value and error are finite. Samplers that return correlated runs (SMC, ``n_runs`` set)
-get between-run errors (:mod:`boltzgen.metrics.runs`); SMC's log Z always comes from
+and its ``stderr`` is null. Weighted draws have ``rhat: null``; their estimates need every
+state it depends on (both states of a ΔF, every named state for log Z) sampled by each
+run (SMC) or with a Kish ESS ≥ 10 inside it (independent draws). Samplers that return
+correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`); SMC's log Z always comes from
 its unclipped per-run estimates.
 """
 
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from boltzgen import metrics
-from boltzgen.metrics.convergence import Convergence, chain_convergence
+from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
 from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import State, System
 
@@ -82,7 +83,7 @@ def _estimate(
     if not math.isfinite(value):
         out["note"] = "a state was never sampled"
     elif convergence is not None and not convergence.all_visited:
-        out["note"] = "a state was not visited by every chain"
+        out["note"] = "a state was not visited by every chain or run, or too rarely sampled"
     if note:
         out["reference_note"] = note
     return out
@@ -96,12 +97,19 @@ def _free_energy(samples: WeightedSamples, a: State, b: State, gen: torch.Genera
     return metrics.free_energy_difference(samples, a, b, generator=gen)
 
 
-def _pair_convergence(samples: WeightedSamples, a: State, b: State) -> Convergence | None:
-    """R̂ and visits of the two state indicators, for chains; ``None`` for draws."""
-    if not samples.is_chain:
+def _coverage(samples: WeightedSamples, states: list[State]) -> Convergence | None:
+    """Convergence of an estimate that depends on ``states``.
+
+    Chains: R̂ and visits of the state indicators. Weighted draws and runs: whether
+    every state is sampled enough (:func:`boltzgen.metrics.convergence.state_coverage`).
+    ``None`` when there is nothing to check (no states).
+    """
+    if not states:
         return None
-    indicators = [samples.chains(state(samples.x).to(torch.float64)) for state in (a, b)]
-    return chain_convergence((), indicators)
+    masks = [state(samples.x) for state in states]
+    if samples.is_chain:
+        return chain_convergence((), [samples.chains(m.to(torch.float64)) for m in masks])
+    return Convergence(None, state_coverage(samples.log_weights, masks, samples.n_runs))
 
 
 def _log_z(samples: WeightedSamples) -> metrics.Estimate:
@@ -150,12 +158,13 @@ def evaluate(
         state_a, state_b = system.states[a], system.states[b]
         est = _free_energy(samples, state_a, state_b, generator)
         ref = references[name]
-        convergence = _pair_convergence(samples, state_a, state_b)
+        convergence = _coverage(samples, [state_a, state_b])
         entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence)
         out["free_energies"][name] = entry
     if not samples.is_chain:
         est = _log_z(samples)
-        out["log_z"] = _estimate(est.value, est.stderr, system.reference_log_z())
+        coverage = _coverage(samples, list(system.states.values()))
+        out["log_z"] = _estimate(est.value, est.stderr, system.reference_log_z(), "", coverage)
     if reference is not None:
         finite = torch.isfinite(samples.energies)
         w2 = metrics.energy_w2(
