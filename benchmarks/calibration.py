@@ -94,11 +94,11 @@ def _pt(models: Models, g: torch.Generator) -> WeightedSamples:
     ladder = geometric_ladder(system.temperature, 6.0 * system.temperature, 8)
     pt = ParallelTempering(system.energy, ladder, "hmc", 0.1, 5)
     x0 = system.dispersed_starts(8, g)
-    return pt.sample(x0, 1500, g, 200, 1, False, dict(system.states))
+    return pt.sample(x0, 800, g, 200, 1, False, dict(system.states))
 
 
 def _hmc(models: Models, g: torch.Generator) -> WeightedSamples:
-    params = HMCParams(n_chains=8, n_warmup=200, n_steps=1500, n_leapfrog=5, step_size=0.1)
+    params = HMCParams(n_chains=16, n_warmup=150, n_steps=600, n_leapfrog=5, step_size=0.1)
     return run_hmc(models.system, params, g, None, False)
 
 
@@ -108,9 +108,9 @@ SAMPLERS: dict[str, Callable[[Models, torch.Generator], WeightedSamples]] = {
     "snf": lambda m, g: m.snf.sample(N_DRAWS, g),
     "flow_perturbation": lambda m, g: m.fp.sample(N_DRAWS, g),
     "flow_mcmc": lambda m, g: FlowIndependenceMetropolis(m.bg, m.system.energy).sample(
-        16, 500, g, 50
+        64, 150, g, 30
     ),
-    "flow_hmc": lambda m, g: FlowHMC(m.bg, m.system.energy, 0.1, 3, 0.8).sample(16, 100, g, 30),
+    "flow_hmc": lambda m, g: FlowHMC(m.bg, m.system.energy, 0.1, 3, 0.8).sample(32, 60, g, 30),
     "hmc": _hmc,
     "pt": _pt,
 }

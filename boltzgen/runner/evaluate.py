@@ -7,8 +7,8 @@ a state some chain never visits, or a non-finite value or error is ``converged: 
 and its ``stderr`` is null. Weighted draws have ``rhat: null``; their estimates need every
 state it depends on (both states of a ΔF, every named state for log Z) sampled by each
 run (SMC) or with a Kish ESS ≥ 10 inside it (independent draws). Samplers that return
-correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`); SMC's log Z always comes from
-its unclipped per-run estimates.
+correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`);
+SMC's log Z always comes from its unclipped per-run estimates.
 """
 
 from __future__ import annotations
