@@ -8,7 +8,9 @@ and its ``stderr`` is null. Weighted draws have ``rhat: null``; their estimates 
 state it depends on (both states of a ΔF, every named state for log Z) sampled by each
 run (SMC) or with a Kish ESS ≥ 10 inside it (independent draws). Samplers that return
 correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`);
-SMC's log Z always comes from its unclipped per-run estimates.
+SMC's log Z always comes from its unclipped per-run estimates. Samplers whose error bars
+failed the coverage benchmark (SNF, flow perturbation: ``UNCALIBRATED_SAMPLERS``) report
+their values without a stderr and with ``errors_calibrated: false``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import State, System
 
 REFERENCE_SEED = 2_718_281
+UNCALIBRATED_SAMPLERS = frozenset({"snf", "flow_perturbation"})
+"""Samplers whose error bars failed the coverage benchmark (docs/calibration.md): their
+estimates are reported without a stderr, and ``errors_calibrated: false``."""
 MAX_TORSION_POINTS = 10_000
 
 
@@ -65,17 +70,19 @@ def _estimate(
     reference: Any = None,
     note: str = "",
     convergence: Convergence | None = None,
+    calibrated: bool = True,
 ) -> dict:
     """A result entry with its convergence verdict.
 
     A non-finite estimate (a state never sampled) is stored as null; an unconverged
-    one keeps its value but no stderr.
+    one keeps its value but no stderr, and so does one from a sampler whose error bars
+    are not calibrated.
     """
     finite = math.isfinite(value) and math.isfinite(stderr)
     converged = finite and (convergence is None or convergence.converged)
     out: dict[str, Any] = {
         "value": float(value),
-        "stderr": float(stderr) if converged else None,
+        "stderr": float(stderr) if converged and calibrated else None,
         "reference": reference,
         "converged": converged,
         "rhat": None if convergence is None else convergence.rhat,
@@ -84,6 +91,8 @@ def _estimate(
         out["note"] = "a state was never sampled"
     elif convergence is not None and not convergence.all_visited:
         out["note"] = "a state was not visited by every chain or run, or too rarely sampled"
+    if not calibrated:
+        out["errors_calibrated"] = False
     if note:
         out["reference_note"] = note
     return out
@@ -153,18 +162,20 @@ def evaluate(
         },
     }
     references = system.reference_estimates()
+    calibrated = samples.info.get("sampler") not in UNCALIBRATED_SAMPLERS
     for a, b in system.free_energy_pairs:
         name = f"{b}_vs_{a}"
         state_a, state_b = system.states[a], system.states[b]
         est = _free_energy(samples, state_a, state_b, generator)
         ref = references[name]
         convergence = _coverage(samples, [state_a, state_b])
-        entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence)
+        entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence, calibrated)
         out["free_energies"][name] = entry
     if not samples.is_chain:
         est = _log_z(samples)
         coverage = _coverage(samples, list(system.states.values()))
-        out["log_z"] = _estimate(est.value, est.stderr, system.reference_log_z(), "", coverage)
+        reference_log_z = system.reference_log_z()
+        out["log_z"] = _estimate(est.value, est.stderr, reference_log_z, "", coverage, calibrated)
     if reference is not None:
         finite = torch.isfinite(samples.energies)
         w2 = metrics.energy_w2(

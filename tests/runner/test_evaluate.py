@@ -103,3 +103,19 @@ def test_a_state_missed_by_one_chain_is_not_converged() -> None:
     entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["free_energies"]
     assert entry["right_vs_left"]["converged"] is False
     assert "not visited" in entry["right_vs_left"]["note"]
+
+
+@pytest.mark.parametrize("sampler", ["snf", "flow_perturbation"])
+def test_samplers_with_uncalibrated_error_bars_report_no_stderr(sampler: str) -> None:
+    """SNF and flow perturbation failed the coverage benchmark (docs/calibration.md)."""
+    system = load_system("double_well_2d")
+    x = system.sample_reference(20_000, torch.Generator().manual_seed(5))
+    zeros = torch.zeros(len(x), dtype=F64)
+    samples = WeightedSamples(x, zeros, system.energy.energy(x), info={"sampler": sampler})
+    result = evaluate(system, samples, None, torch.Generator().manual_seed(0))
+    for entry in (result["log_z"], result["free_energies"]["right_vs_left"]):
+        assert entry["stderr"] is None and entry["errors_calibrated"] is False
+        assert math.isfinite(entry["value"])
+    samples.info["sampler"] = "boltzmann_generator"
+    entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["log_z"]
+    assert entry["stderr"] is not None and "errors_calibrated" not in entry
