@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "calibration
 def _benchmark():
     spec = importlib.util.spec_from_file_location("calibration", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["calibration"] = module  # dataclasses look their module up while building
     spec.loader.exec_module(module)
     return module
 
