@@ -56,6 +56,8 @@ CARD_FIELDS = {
 }
 REFERENCE_KINDS = {"exact", "md", "pt", "none"}
 MIN_TRANSITIONS = 10
+DISPERSED_TEMPERATURE_FACTOR = 2.0
+"""Chains of exactly solvable systems start from draws at this multiple of T."""
 """An MD reference ΔF counts only after this many transitions between the two states."""
 
 
@@ -179,6 +181,21 @@ class System:
     def reference_log_z(self) -> float | None:
         return float(self.energy.log_z) if self.has_exact_reference else None
 
+    def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
+
+        Convergence diagnostics (split-R̂) need chains started from points spread wider
+        than the target, so that chains which fail to forget their start disagree
+        (Gelman & Rubin 1992; Vehtari et al. 2021). An energy with an exact sampler draws
+        them from itself at twice the system's temperature (overdispersed, every basin
+        represented); other systems start every chain from ``initial_positions``.
+        These draws are set-up, not sampling: they are not charged.
+        """
+        hot = self.energy.at_temperature(DISPERSED_TEMPERATURE_FACTOR * self.temperature)
+        if hasattr(hot, "sample_exact"):
+            return hot.sample_exact(n, generator).to(self.initial_positions)
+        return self.initial_positions.expand(n, *self.energy.event_shape).clone()
+
     def sample_reference(self, n: int, generator: torch.Generator) -> Tensor | None:
         """``n`` exact draws when the system has an exact sampler, else ``None``."""
         if not self.has_exact_reference:
@@ -233,6 +250,9 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
         if temperature != energy.temperature:
             energy = energy.at_temperature(temperature)
+    reference_kind = _reference_kind(card.get("reference", {}), source)
+    if reference_kind == "exact":
+        _check_exact(energy, source)
     topology = molecule.mdtraj_topology if molecule is not None else None
     states = _build_states(card.get("states", {}), energy, topology, source)
     start = card.get("initial_positions", "structure" if molecule is not None else None)
@@ -244,7 +264,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         states=states,
         free_energy_pairs=_build_pairs(card.get("free_energies", []), states, source),
         initial_positions=_initial_positions(start, energy, source),
-        reference_kind=_reference_kind(card.get("reference", {}), source),
+        reference_kind=reference_kind,
         description=str(card.get("description", "")),
         card_path=source,
         topology=topology,
@@ -405,6 +425,27 @@ def _initial_positions(spec: Any, energy: Energy, source: Path) -> Tensor:
     if not math.isfinite(float(energy.energy(x[None])[0])):
         raise ConfigError(source, "initial_positions", "has a non-finite energy")
     return x
+
+
+EXACT_CAPABILITIES = ("log_z", "interval_log_prob", "sample_exact")
+
+
+def _check_exact(energy: Energy, source: Path) -> None:
+    """Refuse ``reference: exact`` for an energy that cannot compute its exact answers.
+
+    A toy energy at another temperature keeps them when its family is closed under
+    u → s·u (double wells, Gaussians); otherwise (a tempered mixture) it has none.
+    """
+    missing = [name for name in EXACT_CAPABILITIES if not hasattr(energy, name)]
+    if missing:
+        raise ConfigError(
+            source,
+            "reference.kind",
+            f"is exact, but {type(energy).__name__} at temperature {energy.temperature:g} "
+            f"has no {', '.join(missing)}: use the energy's native temperature or "
+            "`reference: {kind: none}`",
+            "exact",
+        )
 
 
 def _reference_kind(spec: Any, source: Path) -> str:

@@ -72,3 +72,51 @@ def test_bad_card_names_file_and_field(tmp_path, changes, field):
 def test_unknown_system_lists_the_catalog():
     with pytest.raises(ConfigError, match="double_well_2d"):
         load_system("double_wel_2d")
+
+
+def _grid_log_z_and_right(energy, low=-8.0, high=8.0, n=1601):
+    """log ∫exp(−u) and log P(x₁ > 0) of a 2-D energy by a trapezoid grid (independent check)."""
+    t = torch.linspace(low, high, n, dtype=torch.float64)
+    x1, x2 = torch.meshgrid(t, t, indexing="ij")
+    u = energy.energy(torch.stack([x1.flatten(), x2.flatten()], dim=1)).reshape(n, n)
+    density = torch.exp(-u)
+    total = torch.trapezoid(torch.trapezoid(density, t, dim=1), t)
+    right = torch.trapezoid(torch.trapezoid(density * (x1 > 0), t, dim=1), t)
+    return math.log(float(total)), math.log(float(right / total))
+
+
+@pytest.mark.parametrize("temperature", [0.7, 2.0])
+def test_double_well_card_at_another_temperature_keeps_an_exact_reference(tmp_path, temperature):
+    system = load_system(card(tmp_path, temperature=temperature))
+    assert system.energy.temperature == temperature
+    x = torch.tensor([[-2.0, 0.5], [1.5, -1.0]], dtype=torch.float64)
+    native = load_system("double_well_2d").energy.energy(x)
+    torch.testing.assert_close(system.energy.energy(x), native / temperature)
+    log_z, log_right = _grid_log_z_and_right(system.energy)
+    assert system.reference_log_z() == pytest.approx(log_z, abs=1e-6)
+    # the grid's step at the state boundary x₁ = 0 limits its accuracy to ~1e-3
+    assert system.energy.interval_log_prob(0, 0.0, math.inf) == pytest.approx(log_right, abs=2e-3)
+    draws = system.sample_reference(200_000, torch.Generator().manual_seed(3))
+    p_right = float((draws[:, 0] > 0).double().mean())
+    se = math.sqrt(p_right * (1 - p_right) / len(draws))
+    assert abs(p_right - math.exp(log_right)) < 5 * se
+
+
+def test_tempered_gaussian_is_the_gaussian_with_scaled_covariance():
+    from boltzgen.energies.toy import CorrelatedGaussian
+
+    base = CorrelatedGaussian([0.5, -1.0], [[1.0, 0.6], [0.6, 2.0]])
+    hot = base.at_temperature(3.0)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(hot.energy(x), base.energy(x) / 3.0)
+    assert hot.log_z == pytest.approx(base.log_z + math.log(3.0), abs=1e-12)  # det(3Σ)^{1/2}
+    assert hot.counter is base.counter
+
+
+def test_tempered_mixture_card_with_an_exact_reference_is_refused(tmp_path):
+    data = yaml.safe_load(load_system("gaussian_mixture_2d").card_path.read_text())
+    data["temperature"] = 2.0
+    path = tmp_path / "mixture.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"`reference\.kind`.*native temperature"):
+        load_system(path)

@@ -14,6 +14,13 @@ are what samplers are checked against.
   adaptive quadrature, and exact samples come from the tabulated inverse CDF of x₁.
 * :class:`CorrelatedGaussian` — u = ½(x−μ)ᵀΣ⁻¹(x−μ).
 * :class:`GaussianMixture` — u = −log Σₖ πₖ N(x; μₖ, diag σₖ²) (normalised: log Z = 0).
+
+At another temperature T the reduced energy is u_T = s·u with s = T_ref / T. For the
+double wells and the Gaussian, s·u is again an energy of the same family (every
+coefficient times s; the covariance divided by s), so :meth:`Energy.at_temperature`
+returns that energy, with its exact ``log_z``, ``interval_log_prob`` and
+``sample_exact``, sharing the original's evaluation counter. (exp(−s·u) of a mixture
+is not a mixture: a tempered :class:`GaussianMixture` has no exact reference.)
 """
 
 from __future__ import annotations
@@ -33,6 +40,20 @@ from boltzgen.energies.base import Energy
 
 def _as_tensor(values: Sequence[float] | Tensor, dtype: torch.dtype) -> Tensor:
     return torch.as_tensor(values, dtype=dtype)
+
+
+def _scale(energy: Energy, temperature: float) -> float:
+    """s = T_energy / temperature, the factor of the reduced energy at ``temperature``."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return energy.temperature / float(temperature)
+
+
+def _as_view(tempered: Energy, original: Energy, temperature: float) -> Energy:
+    """``tempered`` reduced at ``temperature``, charging ``original``'s counter."""
+    tempered.temperature = float(temperature)
+    tempered.counter = original.counter
+    return tempered
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,17 @@ class DoubleWell(Energy):
         force[:, 1::2] = -self.k * x2
         return self._energy(x), force
 
+    def at_temperature(self, temperature: float) -> Energy:
+        """The same family with every coefficient times s = T / temperature (exact).
+
+        u_T = s·u = s·q4·x₁⁴ + s·q2·x₁² + s·q1·x₁ + ½·(s·k)·x₂², so quadrature and
+        sampling stay exact. Shares this energy's evaluation counter.
+        """
+        s = _scale(self, temperature)
+        w = self.well
+        tempered = DoubleWell(self.n_copies, s * w.q4, s * w.q2, s * w.q1, s * self.k)
+        return _as_view(tempered, self, temperature)
+
     @property
     def minimum(self) -> Tensor:
         """The global minimum ``[2·n_copies]`` (every copy in its deeper well)."""
@@ -201,6 +233,11 @@ class CorrelatedGaussian(Energy):
 
     def _force(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._energy(x), -(x - self.mean.to(x)) @ self.precision.to(x)
+
+    def at_temperature(self, temperature: float) -> Energy:
+        """The Gaussian with covariance Σ / s, s = T / temperature (exact; shared counter)."""
+        s = _scale(self, temperature)
+        return _as_view(CorrelatedGaussian(self.mean, self.cov / s), self, temperature)
 
     @property
     def log_z(self) -> float:

@@ -22,6 +22,12 @@ from boltzgen.metrics.free_energy import (
     state_mask,
     state_probabilities,
 )
+from boltzgen.metrics.runs import (
+    runs_free_energy_difference,
+    runs_log_z,
+    samples_runs_log_z,
+    t_factor,
+)
 from boltzgen.metrics.torsions import (
     ramachandran_histogram,
     ramachandran_kl,
@@ -50,9 +56,13 @@ __all__ = [
     "normalized_weights",
     "ramachandran_histogram",
     "ramachandran_kl",
+    "runs_free_energy_difference",
+    "runs_log_z",
     "sample_ess",
+    "samples_runs_log_z",
     "state_mask",
     "state_probabilities",
+    "t_factor",
     "torus_cost_matrix",
     "torus_w2",
     "wasserstein_2_1d",

@@ -22,7 +22,9 @@ from boltzgen.samplers.base import WeightedSamples
 def sample_ess(samples: WeightedSamples, observables: Sequence[Tensor] = ()) -> float:
     """Effective sample size of ``samples``.
 
-    * independent draws (``samples.n_chains is None``): Kish ESS of the log-weights;
+    * independent draws (``samples.n_chains is None``): Kish ESS of the log-weights, at
+      most ``samples.info["lineage_ess"]`` when the sampler reports one (SMC: resampled
+      copies are not independent, see :mod:`boltzgen.samplers.smc`);
     * chains: n / max τ_int over the energies and each observable, every series
       reshaped to ``[T, C]``. Chain log-weights are taken as uniform (MCMC, MD).
 
@@ -32,7 +34,8 @@ def sample_ess(samples: WeightedSamples, observables: Sequence[Tensor] = ()) -> 
             used for chains only.
     """
     if not samples.is_chain:
-        return kish_ess(samples.log_weights)
+        kish = kish_ess(samples.log_weights)
+        return min(kish, float(samples.info.get("lineage_ess", kish)))
     for k, obs in enumerate(observables):
         if obs.shape != (len(samples),):
             raise ValueError(

@@ -1,4 +1,17 @@
-"""Score one sampler's output on one system: the numbers that go into ``result.json``."""
+"""Score one sampler's output on one system: the numbers that go into ``result.json``.
+
+Every estimate entry (``free_energies``, ``log_z``, ``observables``) carries ``converged``
+and ``rhat``. Chains (``samples.n_chains`` set) get the rank-normalised split-R̂ of the
+series the estimate uses (:mod:`boltzgen.metrics.convergence`); an estimate with R̂ > 1.01,
+a state some chain never visits, or a non-finite value or error is ``converged: false``
+and its ``stderr`` is null. Weighted draws have ``rhat: null``; their estimates need every
+state it depends on (both states of a ΔF, every named state for log Z) sampled by each
+run (SMC) or with a Kish ESS ≥ 10 inside it (independent draws). Samplers that return
+correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`);
+SMC's log Z always comes from its unclipped per-run estimates. Samplers whose error bars
+failed the coverage benchmark (SNF, flow perturbation: ``UNCALIBRATED_SAMPLERS``) report
+their values without a stderr and with ``errors_calibrated: false``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +23,14 @@ import torch
 from torch import Tensor
 
 from boltzgen import metrics
+from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
 from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import State, System
 
 REFERENCE_SEED = 2_718_281
+UNCALIBRATED_SAMPLERS = frozenset({"snf", "flow_perturbation"})
+"""Samplers whose error bars failed the coverage benchmark (docs/calibration.md): their
+estimates are reported without a stderr, and ``errors_calibrated: false``."""
 MAX_TORSION_POINTS = 10_000
 
 
@@ -47,20 +64,68 @@ def load_reference_for(system: System, n: int) -> Reference | None:
     return Reference(data.energies[keep], phi_psi)
 
 
-def _estimate(value: float, stderr: float, reference: Any = None, note: str = "") -> dict:
-    """A result entry; a non-finite estimate (a state never sampled) is stored as null."""
-    out: dict[str, Any] = {"value": float(value), "stderr": float(stderr), "reference": reference}
+def _estimate(
+    value: float,
+    stderr: float,
+    reference: Any = None,
+    note: str = "",
+    convergence: Convergence | None = None,
+    calibrated: bool = True,
+) -> dict:
+    """A result entry with its convergence verdict.
+
+    A non-finite estimate (a state never sampled) is stored as null; an unconverged
+    one keeps its value but no stderr, and so does one from a sampler whose error bars
+    are not calibrated.
+    """
+    finite = math.isfinite(value) and math.isfinite(stderr)
+    converged = finite and (convergence is None or convergence.converged)
+    out: dict[str, Any] = {
+        "value": float(value),
+        "stderr": float(stderr) if converged and calibrated else None,
+        "reference": reference,
+        "converged": converged,
+        "rhat": None if convergence is None else convergence.rhat,
+    }
     if not math.isfinite(value):
         out["note"] = "a state was never sampled"
+    elif convergence is not None and not convergence.all_visited:
+        out["note"] = "a state was not visited by every chain or run, or too rarely sampled"
+    if not calibrated:
+        out["errors_calibrated"] = False
     if note:
         out["reference_note"] = note
     return out
 
 
 def _free_energy(samples: WeightedSamples, a: State, b: State, gen: torch.Generator):
+    if samples.n_runs is not None:
+        return metrics.runs_free_energy_difference(samples, a, b)
     if samples.n_chains == 1:
         return metrics.block_free_energy_difference(samples, a, b)
     return metrics.free_energy_difference(samples, a, b, generator=gen)
+
+
+def _coverage(samples: WeightedSamples, states: list[State]) -> Convergence | None:
+    """Convergence of an estimate that depends on ``states``.
+
+    Chains: R̂ and visits of the state indicators. Weighted draws and runs: whether
+    every state is sampled enough (:func:`boltzgen.metrics.convergence.state_coverage`).
+    ``None`` when there is nothing to check (no states).
+    """
+    if not states:
+        return None
+    masks = [state(samples.x) for state in states]
+    if samples.is_chain:
+        return chain_convergence((), [samples.chains(m.to(torch.float64)) for m in masks])
+    return Convergence(None, state_coverage(samples.log_weights, masks, samples.n_runs))
+
+
+def _log_z(samples: WeightedSamples) -> metrics.Estimate:
+    """log Z: between runs for correlated runs (unclipped), else from the weights."""
+    if samples.n_runs is not None:
+        return metrics.samples_runs_log_z(samples)
+    return metrics.log_partition_function(samples)
 
 
 def _torsion_metrics(system: System, samples: WeightedSamples, reference: Reference, gen) -> dict:
@@ -97,14 +162,20 @@ def evaluate(
         },
     }
     references = system.reference_estimates()
+    calibrated = samples.info.get("sampler") not in UNCALIBRATED_SAMPLERS
     for a, b in system.free_energy_pairs:
         name = f"{b}_vs_{a}"
-        est = _free_energy(samples, system.states[a], system.states[b], generator)
+        state_a, state_b = system.states[a], system.states[b]
+        est = _free_energy(samples, state_a, state_b, generator)
         ref = references[name]
-        out["free_energies"][name] = _estimate(est.value, est.stderr, ref.value, ref.note)
+        convergence = _coverage(samples, [state_a, state_b])
+        entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence, calibrated)
+        out["free_energies"][name] = entry
     if not samples.is_chain:
-        est = metrics.log_partition_function(samples)
-        out["log_z"] = _estimate(est.value, est.stderr, system.reference_log_z())
+        est = _log_z(samples)
+        coverage = _coverage(samples, list(system.states.values()))
+        reference_log_z = system.reference_log_z()
+        out["log_z"] = _estimate(est.value, est.stderr, reference_log_z, "", coverage, calibrated)
     if reference is not None:
         finite = torch.isfinite(samples.energies)
         w2 = metrics.energy_w2(

@@ -66,7 +66,10 @@ def shared_generator(
 
 @dataclass(frozen=True)
 class SMCParams:
-    """SMC from the trained flow to the target (Tan et al. 2025)."""
+    """SMC from the trained flow to the target (Tan et al. 2025).
+
+    ``n_runs`` independent runs share the particles; their spread gives the error bars.
+    """
 
     generator: BoltzmannGeneratorParams = field(default_factory=BoltzmannGeneratorParams)
     n_particles: int = 10_000
@@ -79,6 +82,7 @@ class SMCParams:
     resample_threshold: float = 0.5
     target_acceptance: float | None = 0.6
     clip_fraction: float | None = None
+    n_runs: int = 8
 
 
 def run_smc(
@@ -101,6 +105,7 @@ def run_smc(
         clip_fraction=params.clip_fraction,
         target_acceptance=params.target_acceptance,
         n_leapfrog=params.n_leapfrog,
+        n_runs=params.n_runs,
     )
     return to_cpu(sampler.sample(params.n_particles, trained.draws(), progress))
 

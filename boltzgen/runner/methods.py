@@ -45,7 +45,7 @@ def _too_small(method: str, budget: int, needed: int) -> ValueError:
 
 @dataclass(frozen=True)
 class HMCParams:
-    """Batched HMC: ``n_chains`` chains from the card's initial positions."""
+    """Batched HMC: ``n_chains`` chains from the system's dispersed starts."""
 
     n_chains: int = 256
     n_warmup: int = 500
@@ -63,7 +63,7 @@ def run_hmc(
     checkpoint_dir: Path | None,
     progress: bool,
 ) -> WeightedSamples:
-    x0 = system.initial_positions.expand(params.n_chains, *system.energy.event_shape).clone()
+    x0 = system.dispersed_starts(params.n_chains, generator)
     hmc = HMC(system.energy, params.step_size, params.n_leapfrog, params.target_acceptance)
     return hmc.sample(x0, params.n_steps, generator, params.n_warmup, params.thin, progress)
 

@@ -56,7 +56,7 @@ def _torch_pt(system: System, params: PTParams, generator: torch.Generator, prog
     sampler = ParallelTempering(
         system.energy, _ladder(system, params), params.move, params.step_size, params.n_leapfrog
     )
-    x0 = system.initial_positions.expand(params.n_chains, *system.energy.event_shape).clone()
+    x0 = system.dispersed_starts(params.n_chains, generator)
     return sampler.sample(
         x0, params.n_steps, generator, params.n_warmup, params.thin, progress, dict(system.states)
     )
@@ -189,7 +189,7 @@ def run_tsf_exchange(
         params.flow_every,
         training_cost=cost,
     )
-    x0 = system.initial_positions.expand(params.n_chains, *energy.event_shape).clone()
+    x0 = system.dispersed_starts(params.n_chains, g)
     samples = sampler.sample(
         x0, params.n_steps, g, params.n_warmup, params.thin, progress, dict(system.states)
     )

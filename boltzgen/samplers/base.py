@@ -127,6 +127,9 @@ class WeightedSamples:
         info: sampler diagnostics (JSON-serialisable after conversion).
         n_chains: number of MCMC chains (samples step-major), ``None`` for
             independent draws.
+        n_runs: number of independent runs of a sampler whose particles are correlated
+            within a run (SMC after resampling), stored run after run in equal blocks;
+            errors then come from the spread between runs. ``None`` otherwise.
     """
 
     x: Tensor
@@ -135,6 +138,7 @@ class WeightedSamples:
     cost: Cost = field(default_factory=Cost)
     info: dict[str, Any] = field(default_factory=dict)
     n_chains: int | None = None
+    n_runs: int | None = None
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
@@ -145,6 +149,8 @@ class WeightedSamples:
             )
         if self.n_chains is not None and (self.n_chains < 1 or n % self.n_chains):
             raise ValueError(f"{n} samples do not split into {self.n_chains} chains")
+        if self.n_runs is not None and (self.n_runs < 1 or n % self.n_runs):
+            raise ValueError(f"{n} samples do not split into {self.n_runs} runs")
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -162,7 +168,7 @@ class WeightedSamples:
         """Write ``samples.npz`` (x, log_weights, energies) and ``result.json``.
 
         ``result.json`` holds ``result`` (if given) plus ``n_samples``, ``cost``,
-        ``n_chains`` and ``info``. Returns the directory.
+        ``n_chains``, ``n_runs`` and ``info``. Returns the directory.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -176,6 +182,7 @@ class WeightedSamples:
         record.setdefault("n_samples", len(self))
         record["cost"] = self.cost.to_dict()
         record["n_chains"] = self.n_chains
+        record["n_runs"] = self.n_runs
         record["info"] = self.info
         write_json(directory / "result.json", record)
         return directory
@@ -200,6 +207,7 @@ class WeightedSamples:
             Cost.from_dict(record.get("cost", {})),
             record.get("info", {}),
             record.get("n_chains"),
+            record.get("n_runs"),
         )
 
 

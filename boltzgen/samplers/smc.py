@@ -32,6 +32,30 @@ previous reset) times the final mean weight, i.e. the usual
 invariant (its bias is O(ε)), and a step size adapted on the particles makes the kernels
 depend on them (consistent, but not exactly unbiased at finite n).
 
+Error bars need independent replicates. After a resampling step the particles are
+correlated copies, so any error formula that treats them as independent draws is too
+small. With ``n_runs = R ≥ 2`` the n particles are split into R independent SMC runs of
+n/R particles each (own resampling, own step-size adaptation); run r's final weights
+carry its Ẑ_r, so the pooled particles are a valid weighted sample and
+
+    log Ẑ = log (1/R) Σ_r Ẑ_r,     se(log Ẑ) = t_R · sd_r(Ẑ_r / Ẑ) / √R,
+
+with t_R the Student-t factor of :mod:`boltzgen.metrics.runs`; ΔF gets the same
+between-run error. The returned samples are stored run after run (``n_runs`` set).
+
+Effective sample size: Kish's (Σw)²/Σw² counts resampled copies as independent (after
+resampling without moves, 144 distinct particles of 1000 read as ESS = 1000). The ESS
+reported here (``info["lineage_ess"]``, also ``info["ess"]``) is, summed over runs,
+
+    ESS_r = min(Kish ESS of the final weights with identical particles merged,
+                Kish ESS just before the run's last resampling),
+
+where merging adds up the weights of particles that are still exact copies (no move
+accepted since they were duplicated), so k copies count once, and the second term says
+that resampling and moves cannot create more independent draws than the weights held
+when the run last resampled. Without resampling it is the Kish ESS, comparable with a
+Boltzmann generator's.
+
 Cost: n force evaluations for the initial particles, then n per ULA/MALA sweep and n·L per
 HMC sweep (``L`` leapfrog steps); no energy-only evaluations. Flow passes (configurations
 pushed through the flow, either direction) are not target evaluations; they are counted
@@ -50,7 +74,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
-from boltzgen.samplers.base import CostMeter, WeightedSamples
+from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator, batch_ess
 from boltzgen.samplers.mcmc import draw_momentum, kinetic_energy
 
@@ -222,6 +246,7 @@ class SMCState:
         stage: index k of the current β_k in the schedule (0 after :meth:`SMCSampler.init`).
         step_size: ε for the next moves (adapted, or the initial value).
         flow_evals: configurations pushed through the flow so far.
+        resampled_ess: Kish ESS just before the last resampling (n if none yet).
     """
 
     particles: Particles
@@ -229,6 +254,7 @@ class SMCState:
     stage: int
     step_size: float
     flow_evals: int
+    resampled_ess: float
 
 
 @dataclass(frozen=True)
@@ -365,6 +391,9 @@ class SMCSampler:
             the mean acceptance probability; ``None`` keeps ε fixed (or scheduled).
         n_leapfrog: leapfrog steps per HMC sweep.
         beta_min: first non-zero β of the geometric schedule.
+        n_runs: R independent SMC runs sharing the n particles (n/R each), whose spread
+            gives the error bars (see the module docstring); 1 runs one population,
+            whose error cannot be estimated once it has resampled.
 
     Example:
         >>> smc = SMCSampler(model, energy, n_steps=20, kernel="mala")
@@ -386,6 +415,7 @@ class SMCSampler:
         target_acceptance: float | None = 0.6,
         n_leapfrog: int = 5,
         beta_min: float = 1e-3,
+        n_runs: int = 1,
     ):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -397,6 +427,8 @@ class SMCSampler:
             raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
         if clip_fraction is not None and not 0.0 < clip_fraction < 1.0:
             raise ValueError(f"clip_fraction must lie in (0, 1), got {clip_fraction}")
+        if n_runs < 1:
+            raise ValueError(f"n_runs must be a positive integer, got {n_runs}")
         self.model = model
         self.energy = energy
         self.betas = beta_schedule(schedule, n_steps, beta_min)
@@ -408,6 +440,7 @@ class SMCSampler:
         self.clip_fraction = clip_fraction
         self.target_acceptance = target_acceptance
         self.n_leapfrog = int(n_leapfrog)
+        self.n_runs = int(n_runs)
 
     def _step_sizes(
         self, step_size: float | Sequence[float], target_acceptance: float | None
@@ -440,7 +473,8 @@ class SMCSampler:
         with torch.no_grad():
             x, _ = self.model.sample_with_log_prob(n, generator)
         particles = self.evaluate(x)
-        return SMCState(particles, torch.zeros_like(particles.energy), 0, self.step_sizes[0], 2 * n)
+        zeros = torch.zeros_like(particles.energy)
+        return SMCState(particles, zeros, 0, self.step_sizes[0], 2 * n, float(n))
 
     def reweight_and_resample(
         self, state: SMCState, generator: torch.Generator
@@ -497,45 +531,79 @@ class SMCSampler:
         particles, acceptance, next_eps = self.move(particles, beta, eps, generator)
         per_sweep = self.n_leapfrog if self.kernel == "hmc" else 1
         flow_evals = state.flow_evals + self.n_mcmc * per_sweep * log_w.shape[0]
-        new = SMCState(particles, log_w, k, next_eps, flow_evals)
+        last_ess = ess if resampled else state.resampled_ess
+        new = SMCState(particles, log_w, k, next_eps, flow_evals, last_ess)
         info = SMCInfo(beta, ess, resampled, _log_z(log_w), acceptance, eps)
         return new, info
 
     def sample(self, n: int, generator: torch.Generator, progress: bool = False) -> WeightedSamples:
-        """Run all K stages with ``n`` particles.
+        """Run all K stages with ``n`` particles, split into ``n_runs`` independent runs.
 
         Returns:
-            :class:`WeightedSamples` of the final particles with their log-weights (log
-            mean exp of them is log Ẑ, unless clipped), target energies, the sampling cost
-            on ``energy`` plus the model's training cost, and ``info`` with the schedule,
-            ``ess_history`` (per stage, after reweighting), ``resampling_steps`` (stages
-            k ≥ 1 that resampled), ``log_z_history`` (log Ẑ_{β_k} after each stage),
-            ``acceptance_history``, ``step_size_history``, ``log_z``, ``flow_evals`` and
-            the ESS of the returned weights.
+            :class:`WeightedSamples` of the final particles (run after run, ``n_runs`` set
+            when there are several runs or a run resampled; ⌊n/R⌋·R particles) with their
+            log-weights (log mean exp of them is log Ẑ, unless clipped), target energies,
+            the sampling cost on ``energy`` plus the model's training cost, and ``info``
+            with the schedule, ``ess_history`` (per stage, after reweighting, summed over
+            runs), ``resampling_steps`` (stages k ≥ 1 at which some run resampled),
+            ``log_z_history`` (log Ẑ_{β_k} after each stage), ``acceptance_history`` and
+            ``step_size_history`` (means over runs), ``log_z`` and ``run_log_z`` (per run,
+            never clipped), ``flow_evals``, ``lineage_ess`` (= ``ess``, see the module
+            docstring) and ``kish_ess`` of the returned weights.
         """
+        if n < self.n_runs:
+            raise ValueError(f"{n} particles cannot be split into {self.n_runs} runs")
         meter = CostMeter(self.energy)
-        infos: list[SMCInfo] = []
+        runs: list[tuple[SMCState, list[SMCInfo]]] = []
         with meter.measure():
-            state = self.init(n, generator)
-            for _ in tqdm(range(self.n_steps), desc="SMC", disable=not progress):
-                state, info = self.step(state, generator)
-                infos.append(info)
-        log_w = state.log_weights
-        summary = self._summary(state, infos)
+            for _ in range(self.n_runs):
+                runs.append(self._run(n // self.n_runs, generator, progress))
+        return self._collect(runs, meter.cost)
+
+    def _run(
+        self, n: int, generator: torch.Generator, progress: bool
+    ) -> tuple[SMCState, list[SMCInfo]]:
+        """One SMC run of ``n`` particles through all K stages."""
+        state = self.init(n, generator)
+        infos: list[SMCInfo] = []
+        for _ in tqdm(range(self.n_steps), desc="SMC", disable=not progress):
+            state, info = self.step(state, generator)
+            infos.append(info)
+        return state, infos
+
+    def _collect(self, runs: list[tuple[SMCState, list[SMCInfo]]], cost: Cost) -> WeightedSamples:
+        """The runs' final particles pooled into one :class:`WeightedSamples`."""
+        states = [state for state, _ in runs]
+        log_w = torch.cat([state.log_weights for state in states])
+        lineage = sum(
+            lineage_ess(st.particles.x, st.log_weights, st.resampled_ess) for st in states
+        )
+        summary = self._summary(runs)
         if self.clip_fraction is not None:
             log_w = clip_log_weights(log_w, self.clip_fraction)
-        ess = batch_ess(log_w)
-        summary.update(ess=ess, ess_fraction=ess / n)
-        summary["n_nonfinite"] = int((~torch.isfinite(state.particles.energy)).sum())
-        cost = meter.cost.with_training(self.model.training_cost)
-        return WeightedSamples(state.particles.x, log_w, state.particles.energy, cost, summary)
+        summary.update(ess=lineage, ess_fraction=lineage / log_w.shape[0], lineage_ess=lineage)
+        summary["kish_ess"] = batch_ess(log_w)
+        energy = torch.cat([state.particles.energy for state in states])
+        summary["n_nonfinite"] = int((~torch.isfinite(energy)).sum())
+        correlated = self.n_runs > 1 or bool(summary["resampling_steps"])
+        return WeightedSamples(
+            torch.cat([state.particles.x for state in states]),
+            log_w,
+            energy,
+            cost.with_training(self.model.training_cost),
+            summary,
+            n_runs=self.n_runs if correlated else None,
+        )
 
-    def _summary(self, state: SMCState, infos: list[SMCInfo]) -> dict[str, object]:
-        """The ``info`` dictionary of :meth:`sample`."""
+    def _summary(self, runs: list[tuple[SMCState, list[SMCInfo]]]) -> dict[str, object]:
+        """The ``info`` dictionary of :meth:`sample` (histories combined over runs)."""
+        stages = list(zip(*(infos for _, infos in runs), strict=True))
+        run_log_z = [_log_z(state.log_weights) for state, _ in runs]
         return {
             "sampler": "smc",
             "kernel": self.kernel,
-            "n_particles": state.log_weights.shape[0],
+            "n_particles": sum(state.log_weights.shape[0] for state, _ in runs),
+            "n_runs": self.n_runs,
             "n_steps": self.n_steps,
             "n_mcmc": self.n_mcmc,
             "n_leapfrog": self.n_leapfrog if self.kernel == "hmc" else None,
@@ -543,11 +611,41 @@ class SMCSampler:
             "resample_threshold": self.resample_threshold,
             "target_acceptance": self.target_acceptance,
             "clip_fraction": self.clip_fraction,
-            "ess_history": [i.ess for i in infos],
-            "resampling_steps": [k + 1 for k, i in enumerate(infos) if i.resampled],
-            "log_z_history": [i.log_z for i in infos],
-            "acceptance_history": [i.acceptance for i in infos],
-            "step_size_history": [i.step_size for i in infos],
-            "log_z": _log_z(state.log_weights),
-            "flow_evals": state.flow_evals,
+            "ess_history": [sum(i.ess for i in stage) for stage in stages],
+            "resampling_steps": [
+                k + 1 for k, st in enumerate(stages) if any(i.resampled for i in st)
+            ],
+            "log_z_history": [_log_mean([i.log_z for i in stage]) for stage in stages],
+            "acceptance_history": [_mean([i.acceptance for i in stage]) for stage in stages],
+            "step_size_history": [_mean([i.step_size for i in stage]) for stage in stages],
+            "log_z": _log_mean(run_log_z),
+            "run_log_z": run_log_z,
+            "flow_evals": sum(state.flow_evals for state, _ in runs),
         }
+
+
+def lineage_ess(x: Tensor, log_weights: Tensor, resampled_ess: float) -> float:
+    """min(Kish ESS with exact copies merged, ``resampled_ess``) of one run.
+
+    ``x: [n, *event]``, ``log_weights: [n]``; identical rows of ``x`` pool their weights.
+    """
+    if not bool(torch.isfinite(log_weights).any()):
+        return 0.0
+    _, group = torch.unique(x.reshape(x.shape[0], -1), dim=0, return_inverse=True)
+    w = torch.softmax(log_weights.to(torch.float64), dim=0)
+    merged = torch.zeros(int(group.max()) + 1, dtype=w.dtype, device=w.device)
+    merged.index_add_(0, group, w)
+    return min(float(1.0 / merged.square().sum()), float(resampled_ess))
+
+
+def _any_resampled(stage: Sequence[SMCInfo]) -> bool:
+    return any(info.resampled for info in stage)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _log_mean(values: list[float]) -> float:
+    """log of the mean of exp(values) (−inf if every value is −inf)."""
+    return _log_z(torch.tensor(values, dtype=torch.float64))

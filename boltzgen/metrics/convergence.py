@@ -1,0 +1,110 @@
+"""Convergence of MCMC chains: rank-normalised split-R̂ and state visits.
+
+Chains started from dispersed points that have forgotten their starts look alike. The
+rank-normalised split-R̂ of Vehtari, Gelman, Simpson, Carpenter, Bürkner, "Rank-
+normalization, folding, and localization: an improved R̂ for assessing convergence of
+MCMC", Bayesian Analysis 16, 2021 (arXiv 1903.08008) compares between- and within-chain
+variance of the half-chains after replacing values by their normal scores (and does the
+same for |x − median|, reporting the larger); ArviZ's ``rhat(method="rank")`` computes it.
+
+An estimate from chains is trusted only if R̂ ≤ 1.01 for every series it uses (for
+ΔF, the two state indicators) and every chain visits every state it needs: a chain that
+never leaves its starting basin makes R̂ large, and a state no chain reaches shows up only
+as a missing visit. An indicator constant over all chains has no R̂ (``None``).
+
+Samplers without chains get the analogous checks (:func:`state_coverage`): independent
+runs (SMC) must each put weight in every state, and independent weighted draws need a
+Kish ESS of at least :data:`MIN_STATE_ESS` inside each state — with fewer, the
+bootstrap or delta-method error of ln P_S is itself unreliable (and a state the draws
+missed is invisible to it).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+RHAT_THRESHOLD = 1.01
+MIN_STATE_ESS = 10.0
+"""Weighted draws need this Kish ESS inside a state before its probability gets an error bar."""
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """R̂ (the largest over the series; ``None`` if none has one) and the verdict.
+
+    Attributes:
+        rhat: max rank-normalised split-R̂ over the series, ``None`` if undefined.
+        all_visited: every chain visits every state (indicators only).
+        converged: ``all_visited`` and R̂ ≤ :data:`RHAT_THRESHOLD` (or undefined).
+    """
+
+    rhat: float | None
+    all_visited: bool
+
+    @property
+    def converged(self) -> bool:
+        return self.all_visited and (self.rhat is None or self.rhat <= RHAT_THRESHOLD)
+
+
+def split_rhat(series: Tensor) -> float | None:
+    """Rank-normalised split-R̂ of ``series: [T, C]`` (step-major chains), via ArviZ.
+
+    A single chain is first cut into two halves (ArviZ needs two chains; it then splits
+    each again). Returns ``None`` when it is undefined (a constant series, or fewer than
+    8 steps).
+    """
+    values = np.asarray(series.detach().cpu().double().numpy())
+    if values.ndim != 2:
+        raise ValueError(f"series must have shape [T, C], got {list(values.shape)}")
+    if values.shape[0] < 8 or np.ptp(values) == 0:
+        return None
+    if values.shape[1] == 1:
+        half = values.shape[0] // 2
+        values = np.stack([values[:half, 0], values[half : 2 * half, 0]], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz
+
+        rhat = float(arviz.rhat(values.T, method="rank"))
+    return rhat if math.isfinite(rhat) else None
+
+
+def chain_convergence(series: Sequence[Tensor], indicators: Sequence[Tensor] = ()) -> Convergence:
+    """Convergence of an estimate using ``series`` and state ``indicators``, each ``[T, C]``.
+
+    R̂ is taken over every series and indicator; each indicator must be true at least
+    once in every chain.
+    """
+    rhats = [split_rhat(s) for s in (*series, *indicators)]
+    defined = [r for r in rhats if r is not None]
+    visited = all(bool((ind.reshape(ind.shape[0], -1) != 0).any(dim=0).all()) for ind in indicators)
+    return Convergence(max(defined) if defined else None, visited)
+
+
+def state_coverage(log_weights: Tensor, masks: Sequence[Tensor], n_runs: int | None) -> bool:
+    """Whether weighted draws sample every state in ``masks`` (each ``bool[n]``) enough.
+
+    With ``n_runs`` (runs stored one after another) every run must give each state
+    positive weight; otherwise each state needs a Kish ESS ≥ :data:`MIN_STATE_ESS`
+    computed from the weights of the draws inside it.
+    """
+    lw = log_weights.detach().to(torch.float64)
+    for mask in masks:
+        inside = torch.where(mask, lw, -math.inf)
+        if n_runs is not None:
+            if not bool(torch.isfinite(inside.reshape(n_runs, -1)).any(dim=1).all()):
+                return False
+            continue
+        if not bool(torch.isfinite(inside).any()):
+            return False
+        w = torch.softmax(inside, dim=0)
+        if float(1.0 / w.square().sum()) < MIN_STATE_ESS:
+            return False
+    return True

@@ -1,0 +1,121 @@
+"""What ``result.json`` says about an estimate: errors, convergence flags and R̂."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from boltzgen.flows import AffineFlow, GaussianPrior
+from boltzgen.runner.evaluate import evaluate
+from boltzgen.samplers.base import WeightedSamples
+from boltzgen.samplers.importance import BoltzmannGenerator
+from boltzgen.samplers.smc import SMCSampler
+from boltzgen.systems import load_system
+
+F64 = torch.float64
+
+
+def _smc_samples(**kwargs) -> tuple:
+    system = load_system("double_well_2d")
+    flow = AffineFlow(torch.zeros(2, dtype=F64), torch.diag(torch.tensor([2.0, 1.1], dtype=F64)))
+    model = BoltzmannGenerator(GaussianPrior(2), flow, system.energy)
+    smc = SMCSampler(model, system.energy, n_steps=4, step_size=0.02, **kwargs)
+    return system, smc.sample(800, torch.Generator().manual_seed(0))
+
+
+def test_smc_log_z_comes_from_the_unclipped_weights() -> None:
+    system, samples = _smc_samples(n_runs=4, clip_fraction=0.05, resample_threshold=0.0)
+    result = evaluate(system, samples, None, torch.Generator().manual_seed(0))
+    assert result["log_z"]["value"] == pytest.approx(samples.info["log_z"], abs=1e-12)
+
+
+def test_smc_without_moves_is_not_reported_as_perfectly_efficient() -> None:
+    system, samples = _smc_samples(n_runs=8, n_mcmc=0, resample_threshold=1.0)
+    result = evaluate(system, samples, None, torch.Generator().manual_seed(0))
+    assert result["ess_fraction"] < 0.5
+    for entry in (result["log_z"], result["free_energies"]["right_vs_left"]):
+        assert entry["rhat"] is None
+        # either an honest, non-zero error or no error at all (never "± 0.000")
+        assert entry["stderr"] > 0.0 if entry["converged"] else entry["stderr"] is None
+
+
+def test_smc_runs_that_miss_a_state_are_not_converged() -> None:
+    """Runs of 25 particles without moves lose the rare right well (P ≈ 0.8 %)."""
+    system, samples = _smc_samples(n_runs=32, n_mcmc=0, resample_threshold=1.0)
+    right = system.states["right"](samples.x).reshape(32, -1)
+    assert not bool(right.any(dim=1).all())
+    result = evaluate(system, samples, None, torch.Generator().manual_seed(0))
+    for entry in (result["log_z"], result["free_energies"]["right_vs_left"]):
+        assert entry["converged"] is False and entry["stderr"] is None
+
+
+def test_weighted_draws_with_few_samples_in_a_state_are_not_converged() -> None:
+    system = load_system("double_well_2d")
+    x = system.sample_reference(600, torch.Generator().manual_seed(4))  # ~5 in the right well
+    samples = WeightedSamples(x, torch.zeros(600, dtype=F64), system.energy.energy(x))
+    assert 0 < int(system.states["right"](x).sum()) < 10
+    entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["free_energies"]
+    assert entry["right_vs_left"]["converged"] is False
+
+
+def _stuck_chains(n_steps: int = 400, n_chains: int = 8) -> WeightedSamples:
+    """Chains that never leave their starting well: half left, half right."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n_steps, n_chains, 2, generator=g, dtype=F64) * 0.3
+    x[:, : n_chains // 2, 0] -= 2.5
+    x[:, n_chains // 2 :, 0] += 2.5
+    x = x.reshape(-1, 2)
+    return WeightedSamples(
+        x, torch.zeros(len(x), dtype=F64), torch.zeros(len(x), dtype=F64), n_chains=n_chains
+    )
+
+
+def test_chains_that_never_mix_are_flagged_without_a_stderr() -> None:
+    system = load_system("double_well_2d")
+    result = evaluate(system, _stuck_chains(), None, torch.Generator().manual_seed(0))
+    entry = result["free_energies"]["right_vs_left"]
+    assert entry["converged"] is False
+    assert entry["stderr"] is None
+    assert entry["rhat"] > 1.01
+    assert math.isfinite(entry["value"])
+
+
+def test_well_mixed_chains_are_converged_with_rhat_near_one() -> None:
+    system = load_system("double_well_2d")
+    x = system.sample_reference(4000 * 8, torch.Generator().manual_seed(2))
+    zeros = torch.zeros(len(x), dtype=F64)
+    samples = WeightedSamples(x, zeros, system.energy.energy(x), n_chains=8)
+    entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["free_energies"]
+    entry = entry["right_vs_left"]
+    assert entry["converged"] is True and entry["rhat"] < 1.01
+    assert entry["stderr"] > 0
+
+
+def test_a_state_missed_by_one_chain_is_not_converged() -> None:
+    system = load_system("double_well_2d")
+    x = system.sample_reference(4000 * 8, torch.Generator().manual_seed(3)).reshape(4000, 8, 2)
+    x[:, 0, 0] = -2.5 - x[:, 0, 0].abs() * 0.0  # chain 0 stays in the left well
+    x = x.reshape(-1, 2)
+    zeros = torch.zeros(len(x), dtype=F64)
+    samples = WeightedSamples(x, zeros, system.energy.energy(x), n_chains=8)
+    entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["free_energies"]
+    assert entry["right_vs_left"]["converged"] is False
+    assert "not visited" in entry["right_vs_left"]["note"]
+
+
+@pytest.mark.parametrize("sampler", ["snf", "flow_perturbation"])
+def test_samplers_with_uncalibrated_error_bars_report_no_stderr(sampler: str) -> None:
+    """SNF and flow perturbation failed the coverage benchmark (docs/calibration.md)."""
+    system = load_system("double_well_2d")
+    x = system.sample_reference(20_000, torch.Generator().manual_seed(5))
+    zeros = torch.zeros(len(x), dtype=F64)
+    samples = WeightedSamples(x, zeros, system.energy.energy(x), info={"sampler": sampler})
+    result = evaluate(system, samples, None, torch.Generator().manual_seed(0))
+    for entry in (result["log_z"], result["free_energies"]["right_vs_left"]):
+        assert entry["stderr"] is None and entry["errors_calibrated"] is False
+        assert math.isfinite(entry["value"])
+    samples.info["sampler"] = "boltzmann_generator"
+    entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["log_z"]
+    assert entry["stderr"] is not None and "errors_calibrated" not in entry
