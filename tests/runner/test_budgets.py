@@ -89,6 +89,24 @@ def test_every_method_spends_80_to_100_percent_of_the_budget(tmp_path, label):
     assert 0.8 * BUDGET <= spent(result["cost"]) <= BUDGET, (label, result["cost"])
 
 
+MOLECULAR = {
+    "md": {"method": "md", "n_equilibration": 2000, "frame_interval": 100},
+    "pt-openmm": {
+        "method": "parallel_tempering",
+        "backend": "openmm",
+        "n_temperatures": 2,
+        "steps_per_iteration": 200,
+        "n_warmup": 5,
+    },
+}
+
+
+@pytest.mark.parametrize("label", list(MOLECULAR))
+def test_openmm_methods_spend_80_to_100_percent_of_the_budget(tmp_path, label):
+    result = run(tmp_path, "alanine_dipeptide_vacuum", label, MOLECULAR[label])
+    assert 0.8 * BUDGET <= spent(result["cost"]) <= BUDGET, (label, result["cost"])
+
+
 @pytest.mark.parametrize("label", ["bg-forward", "smc-mala", "fp-path"])
 def test_exact_training_draws_are_charged_one_evaluation_each(tmp_path, label):
     result = run(tmp_path, "double_well_2d", label, CASES[label])
