@@ -16,16 +16,16 @@ FLOW = {"n_layers": 2, "hidden": 8}
 DATA_TRAIN = {"steps": 10, "batch_size": 32, "n_data": 3000}
 GENERATOR = {"flow": FLOW, "train": {**DATA_TRAIN, "loss": "mixed"}}
 SNF = {"n_blocks": 2, "block_steps": 2, "hidden": 8, "train_steps": 5, "batch_size": 32}
-TSF = {"n_temperatures": 3, "n_chains": 4, "hidden": 8, "n_layers": 2, "train_steps": 5}
+TSF = {"n_temperatures": 3, "n_chains": 32, "hidden": 8, "n_layers": 2, "train_steps": 5}
 FP = {"hidden": 8, "train_steps": 10, "n_data": 3000, "ode_steps": 3, "scale_steps": 2}
 
 CASES = {
-    "hmc": {"method": "hmc", "n_chains": 8, "n_leapfrog": 5},
-    "pt-hmc": {"method": "parallel_tempering", "n_temperatures": 3, "n_chains": 4, "move": "hmc"},
+    "hmc": {"method": "hmc", "n_chains": 64, "n_leapfrog": 5},
+    "pt-hmc": {"method": "parallel_tempering", "n_temperatures": 3, "n_chains": 32, "move": "hmc"},
     "pt-langevin": {
         "method": "parallel_tempering",
         "n_temperatures": 3,
-        "n_chains": 4,
+        "n_chains": 32,
         "move": "langevin",
     },
     "tsf-hmc": {"method": "tsf_replica_exchange", **TSF, "move": "hmc", "n_leapfrog": 4},
@@ -95,7 +95,7 @@ MOLECULAR = {
         "method": "parallel_tempering",
         "backend": "openmm",
         "n_temperatures": 2,
-        "steps_per_iteration": 200,
+        "steps_per_iteration": 1000,
         "n_warmup": 5,
     },
 }
