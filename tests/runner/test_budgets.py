@@ -95,7 +95,7 @@ MOLECULAR = {
         "method": "parallel_tempering",
         "backend": "openmm",
         "n_temperatures": 2,
-        "steps_per_iteration": 1000,
+        "steps_per_iteration": 500,
         "n_warmup": 5,
     },
 }
