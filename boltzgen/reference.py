@@ -5,12 +5,21 @@ the card's temperature and writes ``DATA/<system>/md/``:
 
 * ``reference.npz`` — subsampled positions ``x [n, N, 3]`` (nm), reduced energies
   ``u [n]``, backbone torsions ``phi [n, K]`` and ``psi [n, K]`` (radians);
-* ``manifest.json`` — force field, temperature, length, seed, MD settings, versions
-  and the SHA-256 checksum of ``reference.npz``;
+* ``manifest.json`` — force field, temperature, length, seed, MD settings, versions,
+  the training/evaluation ``split`` and the SHA-256 checksum of ``reference.npz``;
 * ``checkpoint.npz`` while running, so an interrupted run resumes.
 
 ``DATA`` is ``$BOLTZGEN_DATA`` or ``data/`` at the repository root. Metrics read the
 set with :func:`load_reference`.
+
+**Training and evaluation parts.** Every set is split into two disjoint, contiguous
+halves in time order: frames ``[0, n_train)`` are the *training* part (forward-KL and
+flow-matching data) and ``[n_train, n)`` the *evaluation* part (E-W2/T-W2 reference
+frames and the reference ΔF). A method is never scored against frames it trained on.
+The split is written to the manifest (``split``); a set written before splits existed
+gets the same deterministic rule on load (``split.rule`` says so). Contiguous halves,
+not interleaved frames, keep the two parts as nearly independent as one trajectory
+allows (only the frames near the cut are correlated across it).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,8 @@ from boltzgen.systems import System
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 METHODS = ("md", "pt")
+PARTS = ("all", "training", "evaluation")
+SPLIT_RULE = "contiguous halves in time order: training [0, n_train), evaluation [n_train, n)"
 
 
 def data_dir() -> Path:
@@ -51,19 +62,62 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def split_manifest(n_frames: int) -> dict[str, Any]:
+    """The deterministic training/evaluation split of ``n_frames`` frames in time order.
+
+    ``n_train = n_frames // 2``: the evaluation part gets the later (better equilibrated)
+    frame when ``n_frames`` is odd.
+    """
+    n_train = n_frames // 2
+    return {"rule": SPLIT_RULE, "training": [0, n_train], "evaluation": [n_train, n_frames]}
+
+
 @dataclass
 class ReferenceSet:
-    """A reference data set: frames, reduced energies, φ/ψ and its manifest."""
+    """A reference data set: frames, reduced energies, φ/ψ and its manifest.
+
+    ``part`` says which frames it holds: ``"all"``, ``"training"`` or ``"evaluation"``
+    (see the module docstring); ``manifest["split"]`` gives the index ranges.
+    """
 
     x: Tensor
     energies: Tensor
     phi: Tensor
     psi: Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
+    part: str = "all"
 
     def samples(self) -> WeightedSamples:
         """The frames as one MD chain (zero log-weights)."""
         return WeightedSamples(self.x, torch.zeros_like(self.energies), self.energies, n_chains=1)
+
+    def select(self, part: str) -> ReferenceSet:
+        """The ``training`` or ``evaluation`` frames of a whole set (``all``: itself)."""
+        if part not in PARTS:
+            raise ValueError(f"reference part must be one of {PARTS}, got {part!r}")
+        if part == self.part:
+            return self
+        if self.part != "all":
+            raise ValueError(f"the {self.part} part of a reference set holds no {part} frames")
+        start, stop = self.manifest["split"][part]
+        return ReferenceSet(
+            self.x[start:stop],
+            self.energies[start:stop],
+            self.phi[start:stop],
+            self.psi[start:stop],
+            self.manifest,
+            part,
+        )
+
+    def cost_per_frame(self) -> dict[str, float]:
+        """What producing one frame cost: the whole run's cost over its frame count.
+
+        Training data drawn from the set are charged this per frame used (the run that
+        made them, equilibration included, amortised over every frame it kept).
+        """
+        total = self.manifest.get("cost", {})
+        n = max(1, int(self.manifest["split"]["evaluation"][1]))
+        return {k: float(total.get(k, 0)) / n for k in ("energy_evals", "force_evals", "wall_s")}
 
 
 def _torsions(system: System, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -156,6 +210,7 @@ def _manifest(
         "frame_interval_steps": config.frame_interval,
         "settings": settings.__dict__,
         "cost": samples.cost.to_dict(),
+        "split": split_manifest(len(samples)),
         "versions": versions(),
         "sha256": {"reference.npz": sha256(out / "reference.npz")},
     }
@@ -181,9 +236,9 @@ def generate_pt_reference(
     """Parallel tempering of ``system``; frames at its temperature and ΔF by MBAR.
 
     The NetCDF storage (``pt.nc``) makes an interrupted run resume. The reference ΔF
-    of each named pair is MBAR over every temperature of the ladder.
+    of each named pair is MBAR over every temperature of the ladder, from the iterations
+    of the evaluation part only (disjoint from the training frames).
     """
-    from boltzgen.metrics.mbar import ladder_state_free_energy
     from boltzgen.samplers.openmm_replica_exchange import openmm_parallel_tempering
     from boltzgen.samplers.parallel_tempering import geometric_ladder
 
@@ -205,11 +260,10 @@ def generate_pt_reference(
         states=dict(system.states),
     )
     samples.info.update(info)
-    free_energies = {}
-    for a, b in system.free_energy_pairs:
-        estimate = ladder_state_free_energy(samples, a, b)
-        free_energies[f"{b}_vs_{a}"] = {"value": estimate.value, "stderr": estimate.stderr}
     keep = torch.linspace(0, len(samples) - 1, min(settings.n_frames, len(samples))).long()
+    split = split_manifest(len(keep))
+    first_evaluation_iteration = int(keep[split["evaluation"][0]])
+    free_energies = _ladder_free_energies(system, samples, first_evaluation_iteration)
     x = samples.x[keep].to(torch.float64)
     u = samples.energies[keep].to(torch.float64)
     phi, psi = _torsions(system, x)
@@ -227,6 +281,8 @@ def generate_pt_reference(
         "settings": settings.__dict__,
         "n_frames": len(keep),
         "free_energies": free_energies,
+        "free_energies_from": "evaluation part: MBAR over the iterations of its frames",
+        "split": split,
         "cost": samples.cost.to_dict(),
         "swap_acceptance": info.get("swap_acceptance"),
         "versions": versions(),
@@ -236,11 +292,36 @@ def generate_pt_reference(
     return out
 
 
-def load_reference(
-    system_name: str, method: str = "md", root: Path | None = None
-) -> ReferenceSet | None:
-    """The reference set of a system, or ``None`` if it has not been generated.
+def _ladder_free_energies(
+    system: System, samples: WeightedSamples, first_iteration: int
+) -> dict[str, dict[str, float]]:
+    """MBAR ΔF of each named pair over the ladder iterations from ``first_iteration`` on.
 
+    Only the iterations of the evaluation part count, so the reference ΔF shares no
+    configuration with the training part.
+    """
+    from boltzgen.metrics.mbar import ladder_state_free_energy
+
+    info = dict(samples.info)
+    info["ladder_energies"] = torch.as_tensor(info["ladder_energies"])[first_iteration:]
+    info["ladder_states"] = {
+        k: torch.as_tensor(v)[first_iteration:] for k, v in info["ladder_states"].items()
+    }
+    later = replace(samples, info=info)
+    out = {}
+    for a, b in system.free_energy_pairs:
+        estimate = ladder_state_free_energy(later, a, b)
+        out[f"{b}_vs_{a}"] = {"value": estimate.value, "stderr": estimate.stderr}
+    return out
+
+
+def load_reference(
+    system_name: str, method: str = "md", root: Path | None = None, part: str = "all"
+) -> ReferenceSet | None:
+    """The reference set of a system (``part``: all, training or evaluation frames).
+
+    Returns ``None`` if it has not been generated. A manifest without a ``split`` (a set
+    written before splits existed) gets :func:`split_manifest`'s deterministic split.
     Raises ``ValueError`` if the data no longer match the manifest's checksum.
     """
     out = reference_dir(system_name, method, root)
@@ -252,4 +333,6 @@ def load_reference(
         raise ValueError(f"{npz} does not match the checksum in {manifest_path}: regenerate it")
     with np.load(npz) as data:
         x, u, phi, psi = (torch.from_numpy(data[k]) for k in ("x", "u", "phi", "psi"))
-    return ReferenceSet(x, u, phi, psi, manifest)
+    if "split" not in manifest:
+        manifest["split"] = {**split_manifest(len(u)), "assigned": "on load"}
+    return ReferenceSet(x, u, phi, psi, manifest).select(part)

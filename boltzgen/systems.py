@@ -59,6 +59,7 @@ MIN_TRANSITIONS = 10
 DISPERSED_TEMPERATURE_FACTOR = 2.0
 """Chains of exactly solvable systems start from draws at this multiple of T."""
 """An MD reference ΔF counts only after this many transitions between the two states."""
+PT_UNSPLIT = "pt: MBAR over the whole run, training frames included: regenerate the set"
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ class System:
                 out[name] = ReferenceValue(exact, 0.0, "exact")
             elif reference is not None and self.reference_kind == "pt":
                 fe = reference.manifest.get("free_energies", {}).get(name, {})
-                out[name] = ReferenceValue(fe.get("value"), fe.get("stderr"), "pt: MBAR")
+                note = "pt: MBAR" if "free_energies_from" in reference.manifest else PT_UNSPLIT
+                out[name] = ReferenceValue(fe.get("value"), fe.get("stderr"), note)
             elif reference is not None:
                 out[name] = _md_reference_value(reference.samples(), self.states[a], self.states[b])
             else:
@@ -172,7 +174,7 @@ class System:
             return None
         from boltzgen.reference import load_reference
 
-        return load_reference(self.name, self.reference_kind)
+        return load_reference(self.name, self.reference_kind, part="evaluation")
 
     def _state_log_prob(self, state: str) -> float:
         s = self.states[state]

@@ -87,6 +87,9 @@ def test_md_reference_set_round_trip_and_checksum(tmp_path, monkeypatch):
     reference = load_reference("alanine_dipeptide_vacuum")
     assert reference.x.shape == (20, 22, 3) and reference.phi.shape == (20, 1)
     assert reference.manifest["temperature"] == 300.0 and reference.manifest["seed"] == 3
+    assert reference.manifest["split"]["training"] == [0, 10]
+    assert reference.manifest["split"]["evaluation"] == [10, 20]
+    assert "assigned" not in reference.manifest["split"]  # written with the set, not on load
     torch.testing.assert_close(
         reference.energies, system.energy.energy(reference.x), rtol=1e-8, atol=0
     )
@@ -143,6 +146,12 @@ def test_pt_reference_gives_an_mbar_free_energy(tmp_path, monkeypatch):
     reference = load_reference("alanine_dipeptide_vacuum", "pt")
     assert reference.x.shape == (8, 22, 3)
     assert set(reference.manifest["free_energies"]) == {"phi_pos_vs_phi_neg"}
+    assert reference.manifest["split"] == {
+        "rule": reference.manifest["split"]["rule"],
+        "training": [0, 4],
+        "evaluation": [4, 8],
+    }
+    assert "evaluation" in reference.manifest["free_energies_from"]
     assert reference.manifest["cost"]["force_evals"] == 3 * 12 * 50
     assert (out / "pt.nc").exists()
 

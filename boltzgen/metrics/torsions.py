@@ -24,11 +24,17 @@ assignment took over ten times as long). Larger sets are subsampled uniformly wi
 replacement; weights stay attached to the kept samples (resampling by weight would add
 noise to an exact distance).
 
+**Backbone vectors.** A frame of a peptide with K residues that have both torsions is
+the vector θ = (φ_1, ψ_1, …, φ_K, ψ_K) ∈ [−π, π)^{2K} (:func:`backbone_torsions`);
+T-W2 compares these whole vectors, so correlations between residues count.
+
 **Ramachandran KL.** With 2-D histograms p (reference) and q (samples) of (φ, ψ) on
 ``bins × bins`` equal cells of [−π, π)², KL(p ‖ q) = Σ_c p_c ln(p_c / q_c). An empty
 sample cell under reference mass would make it infinite, so both histograms are
 regularised as p̃ = (p + ε) / (1 + Kε) with K = bins² cells; identical histograms still
-give exactly 0, and an empty cell costs about p_c ln(p_c / ε).
+give exactly 0, and an empty cell costs about p_c ln(p_c / ε). A peptide has one
+Ramachandran plot per residue; :func:`mean_ramachandran_kl` reports the mean of the K
+per-residue divergences (a joint 2K-dimensional histogram would need 36^{2K} cells).
 """
 
 from __future__ import annotations
@@ -198,3 +204,51 @@ def ramachandran_kl(
     p, q = ((h + eps) / (1.0 + eps * h.numel()) for h in (p, q))
     support = p > 0
     return float((p[support] * (p[support] / q[support]).log()).sum())
+
+
+def backbone_torsions(phi: Tensor, psi: Tensor) -> Tensor:
+    """Per-frame backbone vectors (φ_1, ψ_1, …, φ_K, ψ_K) ``[n, 2K]`` from ``phi, psi: [n, K]``.
+
+    Example:
+        >>> backbone_torsions(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0]]))
+        tensor([[1., 3., 2., 4.]])
+    """
+    if phi.shape != psi.shape or phi.dim() != 2:
+        raise ValueError(
+            f"phi and psi must both have shape [n, K], got {list(phi.shape)}, {list(psi.shape)}"
+        )
+    return torch.stack([phi, psi], dim=2).reshape(phi.shape[0], -1)
+
+
+def mean_ramachandran_kl(
+    reference: Tensor,
+    samples: Tensor,
+    sample_log_weights: Tensor | None = None,
+    bins: int = 36,
+    eps: float = 1e-10,
+) -> float:
+    """Mean over residues of KL(reference ‖ samples) of each residue's (φ_k, ψ_k) histogram.
+
+    Args:
+        reference: ``[n, 2K]`` backbone vectors (:func:`backbone_torsions`).
+        samples: ``[m, 2K]`` backbone vectors of the sampler's configurations.
+        sample_log_weights: ``[m]`` log importance weights (``None``: uniform).
+        bins, eps: as in :func:`ramachandran_kl`.
+    """
+    if reference.shape[1] != samples.shape[1] or reference.shape[1] % 2:
+        raise ValueError(
+            f"backbone vectors must have one even width, got {reference.shape[1]} "
+            f"and {samples.shape[1]}"
+        )
+    residues = range(reference.shape[1] // 2)
+    kls = [
+        ramachandran_kl(
+            reference[:, 2 * k : 2 * k + 2],
+            samples[:, 2 * k : 2 * k + 2],
+            sample_log_weights,
+            bins,
+            eps,
+        )
+        for k in residues
+    ]
+    return float(sum(kls) / len(kls))

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from boltzgen import metrics
 from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
+from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl
 from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import State, System
 
@@ -36,14 +37,16 @@ MAX_TORSION_POINTS = 10_000
 
 @dataclass(frozen=True)
 class Reference:
-    """What a system's samples are compared with: energies and, for peptides, φ/ψ."""
+    """What a system's samples are compared with: energies and, for peptides, the
+    backbone vectors ``phi_psi: [n, 2K]`` = (φ_1, ψ_1, …, φ_K, ψ_K) of every frame."""
 
     energies: Tensor
     phi_psi: Tensor | None = None
 
 
 def load_reference_for(system: System, n: int) -> Reference | None:
-    """Up to ``n`` reference points: exact draws (fixed seed) or the MD reference set.
+    """Up to ``n`` reference points: exact draws (fixed seed) or the *evaluation* part of
+    the MD/PT reference set, never its training part (see :mod:`boltzgen.reference`).
 
     These evaluations are bookkeeping, not a method's cost: they are made outside
     any sampler's cost meter.
@@ -56,12 +59,11 @@ def load_reference_for(system: System, n: int) -> Reference | None:
         return None
     from boltzgen.reference import load_reference
 
-    data = load_reference(system.name, system.reference_kind)
+    data = load_reference(system.name, system.reference_kind, part="evaluation")
     if data is None:
         return None
     keep = torch.linspace(0, len(data.energies) - 1, min(n, len(data.energies))).long()
-    phi_psi = torch.cat([data.phi[keep, :1], data.psi[keep, :1]], dim=1)
-    return Reference(data.energies[keep], phi_psi)
+    return Reference(data.energies[keep], backbone_torsions(data.phi[keep], data.psi[keep]))
 
 
 def _estimate(
@@ -131,13 +133,13 @@ def _log_z(samples: WeightedSamples) -> metrics.Estimate:
 def _torsion_metrics(system: System, samples: WeightedSamples, reference: Reference, gen) -> dict:
     from boltzgen.observables.peptides import phi_psi
 
+    """T-W2 over whole backbone vectors and the per-residue mean Ramachandran KL."""
     finite = torch.isfinite(samples.energies)
-    phi, psi = phi_psi(samples.x[finite], system.topology)
-    points = torch.stack([phi[:, 0], psi[:, 0]], dim=1)
+    points = backbone_torsions(*phi_psi(samples.x[finite], system.topology))
     log_w = samples.log_weights[finite]
     return {
         "t_w2": metrics.torus_w2(reference.phi_psi, points, log_w, MAX_TORSION_POINTS, gen),
-        "ramachandran_kl": metrics.ramachandran_kl(reference.phi_psi, points, log_w),
+        "ramachandran_kl": mean_ramachandran_kl(reference.phi_psi, points, log_w),
     }
 
 

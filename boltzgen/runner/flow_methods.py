@@ -107,7 +107,7 @@ def run_smc(
         n_leapfrog=params.n_leapfrog,
         n_runs=params.n_runs,
     )
-    return to_cpu(sampler.sample(params.n_particles, trained.draws(), progress))
+    return to_cpu(trained.label(sampler.sample(params.n_particles, trained.draws(), progress)))
 
 
 def _smc_cost(params: SMCParams) -> int:
@@ -115,9 +115,9 @@ def _smc_cost(params: SMCParams) -> int:
     return params.n_particles * (1 + params.n_steps * params.n_mcmc * leapfrog)
 
 
-def fit_smc(params: SMCParams, budget: int) -> SMCParams:
+def fit_smc(params: SMCParams, budget: int, system: System) -> SMCParams:
     """Training as planned; the particles sized to spend the rest."""
-    left = budget - planned_training_evals(params.generator)
+    left = budget - planned_training_evals(params.generator, system)
     per_particle = _smc_cost(replace(params, n_particles=1))
     n = left // per_particle
     if n < 2:
@@ -153,12 +153,12 @@ def run_flow_mcmc(
         params.thin,
         progress=progress,
     )
-    return to_cpu(samples)
+    return to_cpu(trained.label(samples))
 
 
-def fit_flow_mcmc(params: FlowMCMCParams, budget: int) -> FlowMCMCParams:
+def fit_flow_mcmc(params: FlowMCMCParams, budget: int, system: System) -> FlowMCMCParams:
     """One evaluation per chain and step (plus the initial draw), after training."""
-    left = budget - planned_training_evals(params.generator) - params.n_chains
+    left = budget - planned_training_evals(params.generator, system) - params.n_chains
     return fit_chain_steps(params, left // params.n_chains, "flow_mcmc", budget)
 
 
@@ -199,12 +199,12 @@ def run_flow_hmc(
         params.thin,
         progress=progress,
     )
-    return to_cpu(samples)
+    return to_cpu(trained.label(samples))
 
 
-def fit_flow_hmc(params: FlowHMCParams, budget: int) -> FlowHMCParams:
+def fit_flow_hmc(params: FlowHMCParams, budget: int, system: System) -> FlowHMCParams:
     """n_leapfrog evaluations per chain and step, after training."""
-    left = budget - planned_training_evals(params.generator) - params.n_chains
+    left = budget - planned_training_evals(params.generator, system) - params.n_chains
     return fit_chain_steps(
         params, left // (params.n_chains * params.n_leapfrog), "flow_hmc", budget
     )

@@ -8,6 +8,7 @@ energy, training included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,14 +30,15 @@ from boltzgen.training.loop import TrainConfig, train
 class Method:
     """A registered method: its parameter dataclass, run function and budget rule.
 
-    ``fit_budget(params, energy_evals)`` returns the parameters resized so that the
-    run spends at most ``energy_evals`` target evaluations (energy + force, training
-    included); it raises ``ValueError`` when the budget cannot cover the fixed part.
+    ``fit_budget(params, energy_evals, system)`` returns the parameters resized so that
+    the run on ``system`` spends between 80 % and 100 % of ``energy_evals`` target
+    evaluations (energy + force, training and the charge of training data included);
+    it raises ``ValueError`` when the budget cannot cover the fixed part.
     """
 
     params: type
     run: Callable[[System, Any, torch.Generator, Path | None, bool], WeightedSamples]
-    fit_budget: Callable[[Any, int], Any]
+    fit_budget: Callable[[Any, int, System], Any]
 
 
 def _too_small(method: str, budget: int, needed: int) -> ValueError:
@@ -80,7 +82,7 @@ def fit_chain_steps(params: Any, total_steps: int, method: str, budget: int) -> 
     return replace(params, n_warmup=int(warmup), n_steps=int(steps))
 
 
-def fit_hmc(params: HMCParams, budget: int) -> HMCParams:
+def fit_hmc(params: HMCParams, budget: int, system: System) -> HMCParams:
     """n_chains·(1 + (n_warmup + n_steps)·n_leapfrog) ≤ budget; warm-up kept ≤ a third."""
     total = (budget - params.n_chains) // (params.n_chains * params.n_leapfrog)
     return fit_chain_steps(params, total, "hmc", budget)
@@ -149,50 +151,111 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _reference_data(system: System, n: int, generator: torch.Generator) -> tuple[Tensor, Cost]:
-    """``n`` frames of the system's reference set and what producing the whole set cost."""
+EXACT_DRAW_EVALS = 1
+"""Target evaluations charged per exact draw of a toy system used as training data.
+
+An exact draw costs no energy evaluation here (inverse-CDF / rejection on a quadrature),
+but no method could obtain it for less than one evaluation of u: even a perfect
+rejection sampler must evaluate the target once to accept a draw. This charge is that
+lower bound; ``train.loss: reverse_kl`` trains without data and is charged nothing.
+"""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training samples ``x [n, *event_shape]`` (``None``: none), their charge and source.
+
+    ``source`` is ``"none"``, ``"exact"`` (toy draws, :data:`EXACT_DRAW_EVALS` each) or
+    ``"md"`` / ``"pt"`` (frames of the training part of that reference set, each charged
+    the run's cost per frame, see :meth:`boltzgen.reference.ReferenceSet.cost_per_frame`).
+    """
+
+    x: Tensor | None
+    cost: Cost
+    source: str
+
+    def record(self) -> dict[str, Any]:
+        """What ``result.json`` says about the data (``info.training_data``)."""
+        return {
+            "source": self.source,
+            "n": 0 if self.x is None else len(self.x),
+            "charged_evals": self.cost.energy_evals + self.cost.force_evals,
+        }
+
+
+def _training_reference(system: System) -> Any:
+    """The training part of the system's MD/PT reference set (never its evaluation part)."""
     from boltzgen.reference import load_reference
 
-    reference = load_reference(system.name) if system.reference_kind == "md" else None
+    kind = system.reference_kind
+    reference = load_reference(system.name, kind, part="training") if kind in ("md", "pt") else None
     if reference is None:
         raise ValueError(
             f"{system.name} has no reference data for forward-KL training: run "
             f"`boltzgen reference {system.name} --method md --ns N` or use train.loss: reverse_kl"
         )
-    index = torch.randperm(len(reference.x), generator=generator)[:n]
-    c = reference.manifest.get("cost", {})
-    cost = Cost(c.get("energy_evals", 0), c.get("force_evals", 0), c.get("wall_s", 0.0))
-    return reference.x[index], cost
+    return reference
 
 
-def _training_data(
-    system: System, params: TrainParams, generator: torch.Generator
-) -> tuple[Tensor | None, Cost]:
-    """Training samples for forward/mixed KL and their cost.
+def _frame_cost(reference: Any, n: int) -> Cost:
+    """The charge of ``n`` frames: the reference run's cost per frame, times ``n`` (rounded up)."""
+    per = reference.cost_per_frame()
+    return Cost(
+        math.ceil(per["energy_evals"] * n), math.ceil(per["force_evals"] * n), per["wall_s"] * n
+    )
 
-    Toy systems draw exact samples (no target evaluations). Molecules use their MD
-    reference set, whose full simulation cost is charged to training.
+
+def data_charge(system: System, params: TrainParams) -> int:
+    """Target evaluations the training data of one stage will be charged (for planning)."""
+    if params.loss == "reverse_kl":
+        return 0
+    if system.has_exact_reference:
+        return params.n_data * EXACT_DRAW_EVALS
+    reference = _training_reference(system)
+    cost = _frame_cost(reference, min(params.n_data, len(reference.x)))
+    return cost.energy_evals + cost.force_evals
+
+
+def _training_data(system: System, params: TrainParams, generator: torch.Generator) -> TrainingData:
+    """Training samples for forward/mixed KL and their charge.
+
+    Toy systems draw exact samples, charged :data:`EXACT_DRAW_EVALS` each. Molecules draw
+    frames of the training part of their reference set, charged per frame.
     """
     if params.loss == "reverse_kl":
-        return None, Cost()
+        return TrainingData(None, Cost(), "none")
     data = system.sample_reference(params.n_data, generator)
     if data is not None:
-        return data, Cost()
-    return _reference_data(system, params.n_data, generator)
+        return TrainingData(data, Cost(params.n_data * EXACT_DRAW_EVALS), "exact")
+    reference = _training_reference(system)
+    index = torch.randperm(len(reference.x), generator=generator)[: params.n_data]
+    return TrainingData(
+        reference.x[index], _frame_cost(reference, len(index)), system.reference_kind
+    )
 
 
 @dataclass
 class TrainedGenerator:
-    """A trained generator (its ``training_cost`` set), its last loss and sampling seed."""
+    """A trained generator (its ``training_cost`` set), its last loss and sampling seed.
+
+    ``training_data`` records, per stage with data, where the data came from and what
+    they were charged (:meth:`TrainingData.record`).
+    """
 
     model: BoltzmannGenerator
     final_loss: float | None
     sampling_seed: int
+    training_data: list[dict[str, Any]] = field(default_factory=list)
 
     def draws(self) -> torch.Generator:
         """The generator of sampling randomness, on the model's device."""
         device = next(self.model.parameters()).device
         return torch.Generator(device=device).manual_seed(self.sampling_seed)
+
+    def label(self, samples: WeightedSamples) -> WeightedSamples:
+        """``samples`` with the training-data record in ``info["training_data"]``."""
+        samples.info["training_data"] = self.training_data
+        return samples
 
 
 def train_generator(
@@ -202,19 +265,20 @@ def train_generator(
     checkpoint_dir: Path | None,
     progress: bool,
 ) -> TrainedGenerator:
-    """Build and train the generator; its ``training_cost`` holds everything it cost.
+    """Build and train the generator; its ``training_cost`` holds everything it cost,
+    the charge of its training data included.
 
     Training resumes from ``checkpoint_dir`` (one sub-folder per stage), so a
     finished training is loaded rather than repeated.
     """
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    data, data_cost = _training_data(system, params.train, generator)
-    model = build_generator(system, params.flow, seed, data).to(_device(params.device))
-    cost, last_loss = _train_stages(
-        model, system, params, seed, (data, data_cost), generator, checkpoint_dir, progress
+    data = _training_data(system, params.train, generator)
+    model = build_generator(system, params.flow, seed, data.x).to(_device(params.device))
+    cost, last_loss, records = _train_stages(
+        model, system, params, seed, data, generator, checkpoint_dir, progress
     )
     model.training_cost = cost
-    return TrainedGenerator(model, last_loss, seed + 1)
+    return TrainedGenerator(model, last_loss, seed + 1, records)
 
 
 def run_boltzmann_generator(
@@ -227,7 +291,7 @@ def run_boltzmann_generator(
     trained = train_generator(system, params, generator, checkpoint_dir, progress)
     samples = trained.model.sample(params.n_samples, trained.draws())
     samples.info["train_loss_final"] = trained.final_loss
-    return to_cpu(samples)
+    return to_cpu(trained.label(samples))
 
 
 def to_cpu(samples: WeightedSamples) -> WeightedSamples:
@@ -249,35 +313,36 @@ def _train_stages(
     system: System,
     params: BoltzmannGeneratorParams,
     seed: int,
-    first_data: tuple[Tensor | None, Cost],
+    first_data: TrainingData,
     generator: torch.Generator,
     checkpoint_dir: Path | None,
     progress: bool,
-) -> tuple[Cost, float | None]:
+) -> tuple[Cost, float | None, list[dict[str, Any]]]:
     """Run ``train`` then ``finetune`` (if set), each resumable in its own folder.
 
-    The data of the first stage are given (they also set the flow's scales); the
-    cost of producing training data is charged once.
+    The data of the first stage are given (they also set the flow's scales). Each stage
+    with data is charged for its own draws (a frame two stages both draw is charged
+    twice: an upper bound).
     """
-    data, total = first_data
-    last = None
+    data, total, last, records = first_data, Cost(), None, []
     for name, stage in (("train", params.train), ("finetune", params.finetune)):
         if stage is None:
             continue
         if name == "finetune":
-            data, data_cost = _training_data(system, stage, generator)
-            total = _plus(total, Cost() if data_cost == first_data[1] else data_cost)
+            data = _training_data(system, stage, generator)
+        total = _plus(total, data.cost)
+        records.append({"stage": name, **data.record()})
         where = None if checkpoint_dir is None else checkpoint_dir / name
-        result = train(model, system.energy, stage.config(seed), data, where, progress)
+        result = train(model, system.energy, stage.config(seed), data.x, where, progress)
         total = _plus(total, result.cost)
         last = result.losses[-1] if result.losses else last
-    return total, last
+    return total, last, records
 
 
-def planned_training_evals(params: BoltzmannGeneratorParams) -> int:
-    """Target evaluations the generator's training stages will spend."""
+def planned_training_evals(params: BoltzmannGeneratorParams, system: System) -> int:
+    """Target evaluations the generator's training stages will spend, data charges included."""
     stages = [s for s in (params.train, params.finetune) if s is not None]
-    return int(sum(s.steps * _step_cost(s) for s in stages))
+    return int(sum(s.steps * _step_cost(s) + data_charge(system, s) for s in stages))
 
 
 def _step_cost(stage: TrainParams) -> float:
@@ -286,17 +351,16 @@ def _step_cost(stage: TrainParams) -> float:
 
 
 def fit_boltzmann_generator(
-    params: BoltzmannGeneratorParams, budget: int
+    params: BoltzmannGeneratorParams, budget: int, system: System
 ) -> BoltzmannGeneratorParams:
     """Training as planned (so flow methods can share it); ``n_samples`` spends the rest.
 
-    The cost of a reference data set used for forward KL is not known when planning;
-    it is charged in the result's training cost.
+    The training data's charge (:func:`data_charge`) is part of the plan.
     """
-    n = budget - planned_training_evals(params)
-    if n < 2:
-        raise _too_small("boltzmann_generator", budget, planned_training_evals(params) + 2)
-    return replace(params, n_samples=int(n))
+    planned = planned_training_evals(params, system)
+    if budget - planned < 2:
+        raise _too_small("boltzmann_generator", budget, planned + 2)
+    return replace(params, n_samples=int(budget - planned))
 
 
 @dataclass(frozen=True)
@@ -345,7 +409,7 @@ def run_md(
     return samples
 
 
-def fit_md(params: MDParams, budget: int) -> MDParams:
+def fit_md(params: MDParams, budget: int, system: System) -> MDParams:
     """n_equilibration + n_frames·(frame_interval + 1) ≤ budget (a frame's energy counts)."""
     frames = (budget - params.n_equilibration) // (params.frame_interval + 1)
     if frames < 1:

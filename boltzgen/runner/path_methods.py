@@ -8,8 +8,9 @@
   trained scale (Peng & Gao 2024); ``n_segments > 1`` perturbs every piece of the ODE
   (the multi-step, variance-reduced form).
 
-Both charge every target evaluation; flow matching spends none, but reference data
-drawn from an MD set are charged with that set's cost.
+Both charge every target evaluation; flow matching evaluates no energy, but its
+training data are charged (exact toy draws one evaluation each, reference frames the
+cost per frame of the run that made them; see :func:`boltzgen.runner.methods.data_charge`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import torch
 
 from boltzgen.flows import GaussianPrior, make_spline_flow
 from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
-from boltzgen.runner.methods import TrainParams, _training_data, to_cpu
+from boltzgen.runner.methods import (
+    TrainingData,
+    TrainParams,
+    _training_data,
+    data_charge,
+    to_cpu,
+)
 from boltzgen.samplers.base import Cost, WeightedSamples
 from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
 from boltzgen.samplers.snf import (
@@ -92,7 +99,7 @@ def _per_path(p: SNFParams) -> int:
     return p.n_blocks * (p.block_steps + 1)
 
 
-def fit_snf(params: SNFParams, budget: int) -> SNFParams:
+def fit_snf(params: SNFParams, budget: int, system: System) -> SNFParams:
     """Training as planned; the samples spend the rest."""
     per_path = _per_path(params)
     left = budget - params.train_steps * params.batch_size * per_path
@@ -135,29 +142,34 @@ def _flow_matching(
         schedule.step()
 
 
+def _data_stage(p: FlowPerturbationParams) -> TrainParams:
+    """Flow matching's data, drawn and charged as forward-KL data of ``n_data`` samples."""
+    return TrainParams(loss="forward_kl", n_data=p.n_data)
+
+
 def _trained_field(
     system: System, p: FlowPerturbationParams, seed: int, g: torch.Generator, folder: Path | None
-) -> tuple[VectorField, Cost]:
-    """Flow matching on reference samples; the field is saved and reloaded from ``folder``."""
+) -> tuple[VectorField, Cost, TrainingData]:
+    """Flow matching on the training data (charged, see :func:`~boltzgen.runner.methods.
+    data_charge`); the field is saved and reloaded from ``folder``."""
     field = VectorField(system.energy.dim, p.hidden, p.n_layers, seed=seed)
-    stage = TrainParams(loss="forward_kl", n_data=p.n_data)
-    data, data_cost = _training_data(system, stage, g)
+    data = _training_data(system, _data_stage(p), g)
     saved = None if folder is None else folder / "field.pt"
     if saved is not None and saved.exists():
         state = torch.load(saved, weights_only=True)
         field.load_state_dict(state["field"])
-        return field, Cost.from_dict(state["cost"])
+        return field, Cost.from_dict(state["cost"]), data
     start = time.perf_counter()
-    _flow_matching(field, data.reshape(len(data), -1).to(torch.float64), p, g)
+    _flow_matching(field, data.x.reshape(len(data.x), -1).to(torch.float64), p, g)
     cost = Cost(
-        data_cost.energy_evals,
-        data_cost.force_evals,
-        data_cost.wall_s + time.perf_counter() - start,
+        data.cost.energy_evals,
+        data.cost.force_evals,
+        data.cost.wall_s + time.perf_counter() - start,
     )
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"field": field.state_dict(), "cost": cost.to_dict()}, saved)
-    return field, cost
+    return field, cost, data
 
 
 def run_flow_perturbation(
@@ -169,7 +181,7 @@ def run_flow_perturbation(
 ) -> WeightedSamples:
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     g = torch.Generator().manual_seed(seed + 1)
-    field, cost = _trained_field(system, params, seed, g, checkpoint_dir)
+    field, cost, data = _trained_field(system, params, seed, g, checkpoint_dir)
     cnf = ContinuousFlow(field, n_steps=params.ode_steps)
     steps = cnf if params.n_segments == 1 else cnf.segments(params.n_segments)
     prior = GaussianPrior(system.energy.dim)
@@ -177,11 +189,18 @@ def run_flow_perturbation(
     train_perturbation_scale(fp, params.scale_steps, params.batch_size, 1e-2, g)
     samples = fp.sample(params.n_samples, g)
     samples.cost = samples.cost.with_training(cost)
+    samples.info["training_data"] = [{"stage": "flow_matching", **data.record()}]
     return to_cpu(samples)
 
 
-def fit_flow_perturbation(params: FlowPerturbationParams, budget: int) -> FlowPerturbationParams:
-    """One target evaluation per sample; training spends none."""
-    if budget < 2:
-        raise ValueError(f"flow_perturbation: a budget of {budget} evaluations is too small")
-    return replace(params, n_samples=int(budget))
+def fit_flow_perturbation(
+    params: FlowPerturbationParams, budget: int, system: System
+) -> FlowPerturbationParams:
+    """One target evaluation per sample; flow matching spends only its data's charge."""
+    left = budget - data_charge(system, _data_stage(params))
+    if left < 2:
+        raise ValueError(
+            f"flow_perturbation: a budget of {budget} evaluations leaves {left} after the "
+            f"charge of its {params.n_data} training samples"
+        )
+    return replace(params, n_samples=int(left))

@@ -131,12 +131,19 @@ def _peptide_figures(
         torsions[method] = (phi[:, 0], psi[:, 0], lw)
         energies[method] = (samples.energies, lw)
     kind = system.reference_kind
-    reference = load_reference(system.name, kind) if kind in ("md", "pt") else None
+    reference = (
+        load_reference(system.name, kind, part="evaluation") if kind in ("md", "pt") else None
+    )
     ref_torsions = None if reference is None else (reference.phi[:, 0], reference.psi[:, 0], None)
     ref_u = None if reference is None else reference.energies
     out = []
     for figure, suffix in (
-        (ramachandran_figure(torsions, ref_torsions, f"{name}: Ramachandran (reweighted)"), "rama"),
+        (
+            ramachandran_figure(
+                torsions, ref_torsions, f"{name}: Ramachandran of residue 1 (reweighted)"
+            ),
+            "rama",
+        ),
         (energy_histogram_figure(energies, ref_u, f"{name}: reduced energies"), "energies"),
     ):
         path = run_dir / f"{name}_{suffix}.png"

@@ -124,14 +124,16 @@ def _with_ladder(system: System, samples: WeightedSamples, folder: Path) -> Weig
     return samples
 
 
-def fit_pt(params: PTParams, budget: int) -> PTParams:
-    """Every replica pays: K·C·(1 + L·steps) (torch) or K·iterations·MD steps (openmm)."""
+def fit_pt(params: PTParams, budget: int, system: System) -> PTParams:
+    """Every replica pays: K·C·(1 + L·steps) (torch; L = 1 for Langevin/MALA moves, as the
+    sampler uses) or K·iterations·MD steps (openmm)."""
     k = params.n_temperatures
     if params.backend == "openmm":
         per_iteration = k * (params.steps_per_iteration + 1)
         total = (budget - k) // per_iteration
     else:
-        per_step = k * params.n_chains * params.n_leapfrog
+        leapfrog = params.n_leapfrog if params.move == "hmc" else 1
+        per_step = k * params.n_chains * leapfrog
         total = (budget - k * params.n_chains) // per_step
     return fit_chain_steps(params, total, "parallel_tempering", budget)
 
@@ -198,7 +200,7 @@ def run_tsf_exchange(
     return _with_ladder(system, samples, folder)
 
 
-def fit_tsf_exchange(params: TSFExchangeParams, budget: int) -> TSFExchangeParams:
+def fit_tsf_exchange(params: TSFExchangeParams, budget: int, system: System) -> TSFExchangeParams:
     """Training as planned; local and flow moves of every replica fill the rest."""
     k, c = params.n_temperatures, params.n_chains
     left = budget - params.train_steps * k * params.batch_size - k * c

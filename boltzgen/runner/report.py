@@ -1,9 +1,18 @@
 """Aggregate a run folder: ``summary.csv``, ``report.md`` and plots.
 
 One row per (system, method, estimated quantity): ESS fraction and ESS per 1000
-energy evaluations as mean ± standard error over seeds, the free energy or log Z
-as the mean over seeds with the combined standard error sqrt(Σ seᵢ²)/n, the exact
-or reference value, and wall seconds (training included).
+energy evaluations as mean ± standard error over seeds, the free energy (kT) or log Z
+as the mean over the *usable* seeds with the combined standard error sqrt(Σ seᵢ²)/n,
+the exact or reference value, and wall seconds (training included).
+
+A seed is usable for a quantity when its estimate is finite and converged. Every row
+says how many seeds were not: ``failed`` (no finite estimate, e.g. a state never
+visited) and ``not converged`` (``converged: false`` in ``result.json``; an entry
+without the field counts as converged). Dropping them silently would bias the mean
+towards the seeds that happened to work, so the counts stand beside it; when a usable
+seed has no standard error the combined one is unknown (–), never understated. The
+``training data`` column says where each method's training samples came from and
+what they were charged (``info.training_data``).
 """
 
 from __future__ import annotations
@@ -22,6 +31,11 @@ import numpy as np
 from boltzgen.runner import plots
 
 
+def unit(quantity: str) -> str:
+    """Free energies are in kT (reduced units); log Z is a dimensionless log, in nats."""
+    return "kT" if quantity.startswith("ΔF") else "nats"
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the comparison table."""
@@ -38,6 +52,15 @@ class Row:
     reference: float | None
     energy_evals: float
     wall_s: float
+    n_failed: int = 0
+    n_not_converged: int = 0
+    unit: str = ""
+    training_data: str = "none"
+
+    @property
+    def n_used(self) -> int:
+        """Seeds whose estimate enters the mean: finite and converged."""
+        return self.n_seeds - self.n_failed - self.n_not_converged
 
     @property
     def error_in_se(self) -> float | None:
@@ -67,6 +90,48 @@ def _quantities(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """One quantity over seeds: mean and combined se of the usable seeds, and the counts."""
+
+    value: float
+    stderr: float
+    n_failed: int
+    n_not_converged: int
+
+
+def pool(estimates: Sequence[dict[str, Any]]) -> Pooled:
+    """Mean over finite, converged estimates; se = sqrt(Σ seᵢ²)/n over them (NaN when
+    one of them has no finite stderr)."""
+    failed = [e for e in estimates if not _finite(e.get("value"))]
+    unconverged = [e for e in estimates if _finite(e.get("value")) and not e.get("converged", True)]
+    used = [e for e in estimates if _finite(e.get("value")) and e.get("converged", True)]
+    if not used:
+        return Pooled(math.nan, math.nan, len(failed), len(unconverged))
+    value = float(np.mean([e["value"] for e in used]))
+    ses = [e.get("stderr") for e in used]
+    se = math.sqrt(sum(s * s for s in ses)) / len(ses) if all(map(_finite, ses)) else math.nan
+    return Pooled(value, se, len(failed), len(unconverged))
+
+
+def training_data_label(result: dict[str, Any]) -> str:
+    """Where a result's training samples came from and their charge.
+
+    E.g. ``exact ×500 (500 evals)``; ``none`` when the method trained without data.
+    """
+    records = result.get("info", {}).get("training_data") or []
+    parts = [
+        f"{r['source']} ×{r['n']} ({r['charged_evals']:.3g} evals)"
+        for r in records
+        if r.get("source", "none") != "none"
+    ]
+    return "; ".join(parts) if parts else "none"
+
+
 def summarize(results: Sequence[dict[str, Any]]) -> list[Row]:
     """Aggregate per-seed results into table rows."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -79,11 +144,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[Row]:
         evals, _ = _mean_se([_total_evals(r["cost"]) for r in rs])
         wall, _ = _mean_se([r["cost"]["wall_s"] + r["cost"]["train_wall_s"] for r in rs])
         for quantity in _quantities(rs[0]):
-            estimates = [_quantities(r)[quantity] for r in rs]
-            values = [e["value"] for e in estimates if e["value"] is not None]
-            ses = [e["stderr"] for e in estimates if e["stderr"] is not None]
-            value = float(np.mean(values)) if values else math.nan
-            se = math.sqrt(sum(s * s for s in ses)) / len(ses) if ses else math.nan
+            estimates = [_quantities(r).get(quantity, {}) for r in rs]
+            pooled = pool(estimates)
             rows.append(
                 Row(
                     system,
@@ -93,11 +155,15 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[Row]:
                     ess_se,
                     per_1k,
                     quantity,
-                    value,
-                    se,
-                    estimates[0]["reference"],
+                    pooled.value,
+                    pooled.stderr,
+                    estimates[0].get("reference"),
                     evals,
                     wall,
+                    pooled.n_failed,
+                    pooled.n_not_converged,
+                    unit(quantity),
+                    training_data_label(rs[0]),
                 )
             )
     return rows
@@ -114,24 +180,29 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
-def _fmt_estimate(value: float, stderr: float) -> str:
-    if not math.isfinite(value):
-        return "not sampled"
-    return f"{value:.3f} ± {stderr:.3f}"
+def _fmt_estimate(row: Row) -> str:
+    if not math.isfinite(row.value):
+        return "not converged" if row.n_not_converged else "not sampled"
+    se = f"{row.stderr:.3f}" if math.isfinite(row.stderr) else "–"
+    return f"{row.value:.3f} ± {se}"
 
 
 HEADER = [
     "system",
     "method",
     "seeds",
+    "failed",
+    "not converged",
     "ESS fraction",
     "ESS / 1k evals",
     "quantity",
+    "unit",
     "estimate ± se",
     "reference",
     "(est−ref)/se",
     "evals",
     "wall s",
+    "training data",
 ]
 
 
@@ -147,14 +218,18 @@ def table_lines(rows: Sequence[Row]) -> list[list[str]]:
                 r.system,
                 r.method,
                 str(r.n_seeds),
+                str(r.n_failed),
+                str(r.n_not_converged),
                 ess,
                 _fmt(r.ess_per_1k_evals),
                 r.quantity,
-                _fmt_estimate(r.value, r.stderr),
+                r.unit,
+                _fmt_estimate(r),
                 _fmt(r.reference, 5),
                 _fmt(r.error_in_se, 2),
                 f"{r.energy_evals:.3g}",
                 f"{r.wall_s:.1f}",
+                r.training_data,
             ]
         )
     return lines
@@ -192,9 +267,13 @@ def build_report(run_dir: Path) -> list[Row]:
     lines = [
         f"# Run report: {run_dir.name}",
         "",
-        "Estimates are means over seeds; ± is the combined standard error. ESS fraction is",
+        "Estimates are means over the seeds that gave a finite, converged estimate; ± is",
+        "their combined standard error. `failed` counts seeds without a finite estimate (a",
+        "state never visited), `not converged` seeds flagged by their convergence check;",
+        "neither enters the mean. Free energies are in kT, log Z in nats. ESS fraction is",
         "Kish's (Σw)²/(nΣw²) for weighted samples and n/τ_int for MCMC chains. Evaluations",
-        "and wall seconds include training.",
+        "and wall seconds include training and the charge of training data (exact toy",
+        "draws: one evaluation each; reference frames: the run's cost per frame).",
         "",
         format_table(rows, markdown=True),
         "",

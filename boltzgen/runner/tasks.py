@@ -48,20 +48,31 @@ def plan(experiment: Experiment) -> list[Task]:
     With a budget, each method's parameters are first resized to spend it; a budget
     too small for a method is a :class:`ConfigError` before anything runs.
     """
-    methods = [_fit(experiment, m) for m in experiment.methods]
     return [
         Task(system, method, seed, experiment.n_reference, experiment.energy_backend)
         for system in experiment.systems
-        for method in methods
+        for method in _fitted(experiment, system)
         for seed in experiment.seeds
     ]
 
 
-def _fit(experiment: Experiment, method: MethodSpec) -> MethodSpec:
+def _fitted(experiment: Experiment, system_name: str) -> list[MethodSpec]:
+    """The experiment's methods, each resized to the budget on this system (its data
+    charges differ from system to system)."""
     if experiment.budget is None:
-        return method
+        return list(experiment.methods)
+    system = load_system(system_name, backend=experiment.energy_backend)
     try:
-        params = METHODS[method.method].fit_budget(method.params, experiment.budget.energy_evals)
+        return [_fit(experiment, m, system) for m in experiment.methods]
+    finally:
+        system.energy.close()
+
+
+def _fit(experiment: Experiment, method: MethodSpec, system: Any) -> MethodSpec:
+    try:
+        params = METHODS[method.method].fit_budget(
+            method.params, experiment.budget.energy_evals, system
+        )
     except ValueError as error:
         raise ConfigError(
             experiment.source, f"budget (methods.{method.label})", str(error)

@@ -1,4 +1,5 @@
-"""Temperature-steerable flows: q_T ∝ q_T0^{T0/T} exactly, volume-preserving layers."""
+"""Temperature-steerable flows: q_T ∝ q_T0^{T0/T} exactly, volume-preserving layers.
+Statistical checks compare many entries at once and allow 6 standard errors each."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Cartesian Transformer flow: exact inverse, log-det on the zero-centroid subspace V,
-autoregressive structure, centroid handling, the prior on V, random rotations."""
+autoregressive structure, centroid handling, the prior on V, random rotations.
+Statistical checks compare many entries at once and allow 6 standard errors each."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from boltzgen.errors import ConfigError
 from boltzgen.runner.config import load_experiment
 from boltzgen.runner.registry import METHODS
 from boltzgen.runner.tasks import plan
+from boltzgen.systems import load_system
 
 BASE = {
     "name": "t",
@@ -73,10 +74,12 @@ def test_optional_finetune_stage_parses_and_budget_sizes_the_samples(tmp_path):
     experiment = load_experiment(write(tmp_path, {**BASE, "methods": {"bg": bg}}))
     params = experiment.methods[0].params
     assert params.finetune.loss == "reverse_kl" and params.finetune.lr_schedule == "cosine"
-    fitted = METHODS["boltzmann_generator"].fit_budget(params, 11_000 + 5_000)
+    system = load_system("double_well_2d")
+    data = 20_000  # default n_data exact draws, charged one evaluation each
+    fitted = METHODS["boltzmann_generator"].fit_budget(params, 11_000 + data + 5_000, system)
     assert (fitted.train.steps, fitted.finetune.steps, fitted.n_samples) == (1000, 100, 5_000)
     with pytest.raises(ValueError, match="budget"):
-        METHODS["boltzmann_generator"].fit_budget(params, 11_000)
+        METHODS["boltzmann_generator"].fit_budget(params, 11_000 + data, system)
     assert load_experiment(write(tmp_path, BASE)).methods[0].params is not None
 
 

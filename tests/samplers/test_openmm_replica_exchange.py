@@ -81,18 +81,19 @@ def test_records_states_of_every_replica(tmp_path: Path) -> None:
 
 
 def test_harmonic_energy_and_ladder_free_energies_match_equipartition(tmp_path: Path) -> None:
+    """⟨U⟩ = (d/2) kT and MBAR f_k − f_0 = −(d/2) ln(T_k/T_0), each within 4 standard errors."""
     samples, info = _run(tmp_path / "pt.nc", 300, seed=3, n_discard=10)
     dim = 3 * N_PARTICLES
     u = samples.energies
     stderr = float(u.std()) * math.sqrt(integrated_time(u) / len(u))
-    assert abs(float(u.mean()) - dim / 2) < 5 * stderr  # ⟨U⟩ = (d/2) kT
+    assert abs(float(u.mean()) - dim / 2) < 4 * stderr  # ⟨U⟩ = (d/2) kT
     # configurational Z_k ∝ T_k^{d/2}: f_k − f_0 = −(d/2) ln(T_k / T_0)
     exact = -0.5 * dim * np.log(np.array(LADDER) / LADDER[0])
     f_k, df_k = (
         np.array(info["ladder_free_energies"]),
         np.array(info["ladder_free_energies_stderr"]),
     )
-    assert np.all(np.abs(f_k - exact)[1:] < 5 * df_k[1:]), (f_k, exact, df_k)
+    assert np.all(np.abs(f_k - exact)[1:] < 4 * df_k[1:]), (f_k, exact, df_k)
     acceptance = np.array(info["swap_acceptance"])
     assert acceptance.shape == (len(LADDER) - 1,) and np.all((acceptance > 0) & (acceptance < 1))
     assert info["round_trips"] > 0
