@@ -24,6 +24,7 @@ from typing import Any
 from boltzgen.errors import ConfigError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
     run.add_argument("--executor", choices=("local", "debug", "slurm", "dask"), default=None)
     run.add_argument(
-        "--dry-run", action="store_true", help="print the tasks (and job script) and stop"
+        "--dry-run",
+        action="store_true",
+        help="check everything, print the tasks and what would be submitted, and stop",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="delete and recompute results made with other settings",
     )
     run.add_argument(
         "--set",
@@ -80,22 +88,68 @@ def _cmd_systems(_: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from boltzgen.runner import report
     from boltzgen.runner.config import load_experiment
-    from boltzgen.runner.executors import EXECUTORS, render_job_script
-    from boltzgen.runner.manifest import finish_manifest, write_manifest
-    from boltzgen.runner.tasks import Task, plan
+    from boltzgen.runner.executors import check_executor
+    from boltzgen.runner.preflight import preflight
+    from boltzgen.runner.tasks import plan
 
     experiment = load_experiment(args.experiment, args.overrides)
-    run_dir = args.out or Path("runs") / experiment.name
+    run_dir = (args.out or Path("runs") / experiment.name).resolve()
     executor = args.executor or experiment.executor
     tasks = plan(experiment)
+    check_executor(experiment, executor)
     if args.dry_run:
-        for task in tasks:
-            print(f"  {task.key}  {task.method.params}")
-        if executor in ("slurm", "dask"):
-            print(render_job_script(experiment, executor))
+        preflight(experiment, tasks, None if args.force else run_dir)
+        print(dry_run_summary(experiment, tasks, executor, run_dir))
         return 0
+    preflight(experiment, tasks, run_dir, force=args.force)
+    return _execute(experiment, tasks, executor, run_dir)
+
+
+def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> str:
+    """What ``boltzgen run`` would do: tasks, budget, executor, and the job script."""
+    from boltzgen.runner.executors import describe_executor
+
+    n_sys, n_methods = len(experiment.systems), len(experiment.methods)
+    lines = [
+        f"{experiment.name}: {len(tasks)} tasks ({n_sys} systems × {n_methods} methods × "
+        f"{len(experiment.seeds)} seeds) → {run_dir}",
+        "budget: "
+        + (
+            f"{experiment.budget.energy_evals:,} energy evaluations per task"
+            if experiment.budget
+            else "none (each method runs its own settings)"
+        ),
+        "methods:",
+    ]
+    for method in experiment.methods:
+        lines.append(f"  {method.label:<16} {method.method:<22} {_changed(method.params)}")
+    lines.append(describe_executor(experiment, executor, run_dir))
+    lines.append("checks passed: the run can start every task.")
+    return "\n".join(lines)
+
+
+def _changed(params: Any) -> str:
+    """The settings that differ from the method's defaults, as ``key=value``."""
+    import dataclasses
+
+    default = type(params)()
+    out = []
+    for f in dataclasses.fields(params):
+        value, base = getattr(params, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(value) and value != base:
+            out.append(f"{f.name}({_changed(value)})")
+        elif value != base:
+            out.append(f"{f.name}={value}")
+    return ", ".join(out) or "defaults"
+
+
+def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> int:
+    from boltzgen.runner import report
+    from boltzgen.runner.executors import EXECUTORS
+    from boltzgen.runner.manifest import finish_manifest, write_manifest
+    from boltzgen.runner.tasks import Task
+
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, experiment, executor, tasks)
     print(f"{experiment.name}: {len(tasks)} tasks on the {executor} executor → {run_dir}")
@@ -105,11 +159,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def on_done(task: Task, result: dict[str, Any] | None, error: str | None) -> None:
         if error is not None:
             failures.append(f"{task.key}: {error}")
-            print(f"  FAILED {task.key}: {error}", flush=True)
+            print(f"  failed {task.key}: {error}", flush=True)
         else:
-            print(f"  done   {task.key}  ESS fraction {result['ess_fraction']:.3g}", flush=True)
+            spent = result["cost"].get("wall_s", 0.0) + result["cost"].get("train_wall_s", 0.0)
+            print(
+                f"  done   {task.key}  ESS fraction {result['ess_fraction']:.3g}  ({spent:.0f} s)",
+                flush=True,
+            )
 
-    EXECUTORS[executor](tasks, run_dir, on_done, experiment)
+    try:
+        EXECUTORS[executor](tasks, run_dir, on_done, experiment)
+    except KeyboardInterrupt:
+        return _interrupted(run_dir, tasks)
     finish_manifest(run_dir)
     print(f"finished in {time.perf_counter() - start:.0f} s\n")
     if len(failures) < len(tasks):
@@ -119,6 +180,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _interrupted(run_dir: Path, tasks: Sequence[Any]) -> int:
+    """Mark the run interrupted and say, in one line, how to resume."""
+    from boltzgen.runner.manifest import mark_interrupted
+
+    done, resumable = mark_interrupted(run_dir, tasks)
+    where = f"; {resumable} continue from their checkpoints" if resumable else ""
+    print(
+        f"\ninterrupted; rerun the same command to resume ({done} of {len(tasks)} tasks "
+        f"done{where})",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -201,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

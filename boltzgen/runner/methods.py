@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.runner.models import FlowParams, build_generator
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
@@ -209,10 +209,13 @@ def train_generator(
     """
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     data, data_cost = _training_data(system, params.train, generator)
-    model = build_generator(system, params.flow, seed, data).to(_device(params.device))
+    meter = CostMeter(system.energy)
+    with meter.measure():
+        model = build_generator(system, params.flow, seed, data).to(_device(params.device))
     cost, last_loss = _train_stages(
         model, system, params, seed, (data, data_cost), generator, checkpoint_dir, progress
     )
+    cost = _plus(cost, meter.cost)
     model.training_cost = cost
     return TrainedGenerator(model, last_loss, seed + 1)
 
