@@ -97,11 +97,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = (args.out or Path("runs") / experiment.name).resolve()
     executor = args.executor or experiment.executor
     tasks = plan(experiment)
-    check_executor(experiment, executor)
     if args.dry_run:
         preflight(experiment, tasks, None if args.force else run_dir)
         print(dry_run_summary(experiment, tasks, executor, run_dir))
         return 0
+    check_executor(experiment, executor)
     preflight(experiment, tasks, run_dir, force=args.force)
     return _execute(experiment, tasks, executor, run_dir)
 
@@ -110,10 +110,13 @@ def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_di
     """What ``boltzgen run`` would do: tasks, budget, executor, and the job script."""
     from boltzgen.runner.executors import describe_executor
 
-    n_sys, n_methods = len(experiment.systems), len(experiment.methods)
+    counts = " × ".join(
+        _count(len(items), noun)
+        for items, noun in ((experiment.systems, "system"), (experiment.methods, "method"))
+    )
     lines = [
-        f"{experiment.name}: {len(tasks)} tasks ({n_sys} systems × {n_methods} methods × "
-        f"{len(experiment.seeds)} seeds) → {run_dir}",
+        f"{experiment.name}: {_count(len(tasks), 'task')} ({counts} × "
+        f"{_count(len(experiment.seeds), 'seed')}) → {run_dir}",
         "budget: "
         + (
             f"{experiment.budget.energy_evals:,} energy evaluations per task"
@@ -127,6 +130,10 @@ def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_di
     lines.append(describe_executor(experiment, executor, run_dir))
     lines.append("checks passed: the run can start every task.")
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _changed(params: Any) -> str:
@@ -152,7 +159,7 @@ def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, experiment, executor, tasks)
-    print(f"{experiment.name}: {len(tasks)} tasks on the {executor} executor → {run_dir}")
+    print(f"{experiment.name}: {_count(len(tasks), 'task')} on the {executor} executor → {run_dir}")
     failures: list[str] = []
     start = time.perf_counter()
 

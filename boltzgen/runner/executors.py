@@ -156,9 +156,9 @@ def check_executor(experiment: Experiment, executor: str) -> None:
         raise ConfigError(
             experiment.source,
             "executor",
-            f"{executor} (scheduler {scheduler}) submits jobs with `{command}`, which is not "
-            "on PATH here: run on the cluster's login node, or use --executor local "
-            "(or resources.scheduler: local for dask on this machine)",
+            f"is {executor} (scheduler {scheduler}), which submits jobs with `{command}`, and "
+            f"`{command}` is not on PATH here: run on the cluster's login node, or use "
+            "--executor local (or resources.scheduler: local for dask on this machine)",
         )
 
 
