@@ -522,7 +522,7 @@ class FixedFrameInternalCoordinates(_ZMatrixMap):
 
 @dataclass(frozen=True)
 class InternalWidths:
-    """Thermal widths of stiff internal coordinates near 300 K, for :meth:`StandardizeInternal.around`.
+    """Thermal widths of stiff internal coordinates near 300 K (:meth:`StandardizeInternal.around`).
 
     Attributes:
         bond_nm: bond-length spread (nm); harmonic bonds fluctuate by ~0.003–0.005 nm.

@@ -78,7 +78,7 @@ def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, executor):
         time.sleep(0.2)
     time.sleep(1.0)
     os.killpg(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.count("interrupted; rerun the same command to resume") == 1
