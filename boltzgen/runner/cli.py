@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--steps-per-iteration", type=int, default=500, help="pt: MD steps")
     ref.add_argument("--temperatures", type=int, default=8, help="pt: ladder size")
     ref.add_argument("--t-max", type=float, default=600.0, help="pt: hottest kelvin")
+    ref.add_argument(
+        "--discard",
+        type=int,
+        default=None,
+        help="pt: first iterations dropped as equilibration (default: a tenth, at most 100)",
+    )
     ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
     ref.add_argument("--seed", type=int, default=0)
     ref.add_argument("--timestep-fs", type=float, default=1.0)
@@ -224,43 +230,86 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from boltzgen.reference import (
-        MDReferenceSettings,
-        PTReferenceSettings,
-        generate_md_reference,
-        generate_pt_reference,
-    )
+    from boltzgen.runner.quiet import quiet_imports
     from boltzgen.systems import load_system
 
+    quiet_imports()
     if args.data is not None:
         os.environ["BOLTZGEN_DATA"] = str(args.data)
     system = load_system(args.system)
-    if args.method == "pt":
-        pt = PTReferenceSettings(
-            n_temperatures=args.temperatures,
-            t_max=args.t_max,
-            n_iterations=args.iterations,
-            steps_per_iteration=args.steps_per_iteration,
-            timestep_fs=args.timestep_fs,
-            n_frames=args.frames,
-            seed=args.seed,
-        )
-        out = generate_pt_reference(system, pt)
-    else:
-        settings = MDReferenceSettings(
-            ns=args.ns,
-            n_frames=args.frames,
-            timestep_fs=args.timestep_fs,
-            hydrogen_mass=args.hydrogen_mass,
-            seed=args.seed,
-        )
-        out = generate_md_reference(system, settings, progress=sys.stderr.isatty())
-    system.energy.close()
+    try:
+        out = _pt_reference(system, args) if args.method == "pt" else _md_reference(system, args)
+    finally:
+        system.energy.close()
     print(f"reference set written to {out}")
-    for name, ref in system.reference_estimates().items():
-        value = "–" if ref.value is None else f"{ref.value:.3f} ± {ref.stderr:.3f} kT"
-        print(f"  ΔF {name}: {value} ({ref.note})")
+    for name, (value, stderr, note) in _reference_free_energies(system, args.method, out).items():
+        text = "not estimated" if value is None else f"{value:.3f} ± {stderr:.3f} kT"
+        print(f"  ΔF {name}: {text} ({note})")
+    if system.reference_kind != args.method:
+        print(
+            f"note: {system.card_path} reads its reference from `{system.reference_kind}`; "
+            f"set `reference: {{kind: {args.method}}}` in the card to use this set"
+        )
     return 0
+
+
+def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
+    from boltzgen.reference import PTReferenceSettings, generate_pt_reference
+
+    discard = args.discard if args.discard is not None else min(100, args.iterations // 10)
+    if not 0 <= discard < args.iterations:
+        raise ConfigError(
+            "boltzgen reference",
+            "--discard",
+            f"must be ≥ 0 and below --iterations ({args.iterations})",
+            discard,
+        )
+    pt = PTReferenceSettings(
+        n_temperatures=args.temperatures,
+        t_max=args.t_max,
+        n_iterations=args.iterations,
+        steps_per_iteration=args.steps_per_iteration,
+        timestep_fs=args.timestep_fs,
+        n_discard=discard,
+        n_frames=args.frames,
+        seed=args.seed,
+    )
+    return generate_pt_reference(system, pt)
+
+
+def _md_reference(system: Any, args: argparse.Namespace) -> Path:
+    from boltzgen.reference import MDReferenceSettings, generate_md_reference
+
+    settings = MDReferenceSettings(
+        ns=args.ns,
+        n_frames=args.frames,
+        timestep_fs=args.timestep_fs,
+        hydrogen_mass=args.hydrogen_mass,
+        seed=args.seed,
+    )
+    return generate_md_reference(system, settings, progress=sys.stderr.isatty())
+
+
+def _reference_free_energies(
+    system: Any, method: str, out: Path
+) -> dict[str, tuple[float | None, float | None, str]]:
+    """ΔF of each named pair from the set just written (PT: its MBAR estimates)."""
+    import json
+
+    if method == "pt":
+        stored = json.loads((out / "manifest.json").read_text()).get("free_energies", {})
+        return {
+            name: (fe.get("value"), fe.get("stderr"), "pt: MBAR") for name, fe in stored.items()
+        }
+    from boltzgen.reference import load_reference
+    from boltzgen.systems import _md_reference_value
+
+    samples = load_reference(system.name, "md").samples()
+    out_values = {}
+    for a, b in system.free_energy_pairs:
+        ref = _md_reference_value(samples, system.states[a], system.states[b])
+        out_values[f"{b}_vs_{a}"] = (ref.value, ref.stderr, ref.note)
+    return out_values
 
 
 COMMANDS = {

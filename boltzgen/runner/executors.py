@@ -33,6 +33,7 @@ import torch
 from boltzgen.errors import ConfigError
 from boltzgen.runner.config import Experiment, Resources
 from boltzgen.runner.progress import task_output
+from boltzgen.runner.quiet import quiet_imports
 from boltzgen.runner.tasks import Task, is_finished, run_task
 
 Report = Callable[[Task, dict[str, Any] | None, str | None], None]
@@ -69,6 +70,7 @@ def set_threads(threads: int) -> None:
 def run_in_worker(task: Task, run_dir: Path, threads: int) -> dict[str, Any]:
     """Entry point of a task in another process: set its threads, say so, then run it."""
     set_threads(threads)
+    quiet_imports()
     print(f"  start  {task.key}  ({threads} thread{'s' * (threads > 1)})", flush=True)
     with task_output(task.key, lines=True):
         return run_task(task, run_dir, progress=True)
@@ -102,6 +104,7 @@ def _pending(tasks: Sequence[Task], run_dir: Path, report: Report) -> list[Task]
 def run_debug(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment) -> None:
     """Run tasks one after another in this process."""
     set_threads(task_threads(experiment, "debug"))
+    quiet_imports()
     for task in _pending(tasks, run_dir, report):
         print(f"  start  {task.key}", flush=True)
         try:
