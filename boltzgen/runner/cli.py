@@ -28,8 +28,16 @@ EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boltzgen", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from boltzgen import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="boltzgen",
+        description="Boltzmann generators and the baselines they must beat, at equal cost.",
+        epilog="Run `boltzgen COMMAND --help` for a command's options; docs/guide.md explains "
+        "experiments, cards and executors.",
+    )
+    parser.add_argument("--version", action="version", version=f"boltzgen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run an experiment: systems × methods × seeds")
     run.add_argument("experiment", type=Path)
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
@@ -53,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         help="override a field, e.g. seeds=[0]",
     )
     sub.add_parser("systems", help="list the system catalog")
-    status = sub.add_parser("status", help="done / running / failed / pending tasks of a run")
+    status = sub.add_parser(
+        "status", help="each task of a run: done, running, interrupted, failed or pending"
+    )
     status.add_argument("run_dir", type=Path)
     report = sub.add_parser("report", help="rebuild report.md, summary.csv and plots")
     report.add_argument("run_dir", type=Path)
@@ -82,15 +92,35 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_systems(_: argparse.Namespace) -> int:
     from boltzgen.systems import list_systems, load_system
 
+    rows = []
     for name in list_systems():
         system = load_system(name)
+        system.energy.close()
         shape = "×".join(map(str, system.energy.event_shape))
-        states = ", ".join(system.states) or "–"
+        rows.append(
+            (
+                name,
+                shape,
+                f"{system.temperature:g}",
+                system.reference_kind,
+                _first_sentence(system.description),
+            )
+        )
+    header = ("system", "shape", "T", "reference", "description")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
         print(
-            f"{name:<30} [{shape:>6}] T={system.temperature:g}  "
-            f"reference={system.reference_kind:<5} states: {states}"
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True))
+            + "  "
+            + row[4]
         )
     return 0
+
+
+def _first_sentence(text: str, limit: int = 70) -> str:
+    """The description's first sentence, cut to ``limit`` characters."""
+    sentence = " ".join(text.split()).split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -187,7 +217,7 @@ def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path
     finish_manifest(run_dir)
     print(f"finished in {time.perf_counter() - start:.0f} s\n")
     if len(failures) < len(tasks):
-        rows = report.build_report(run_dir)
+        rows = _quiet_report(run_dir)
         print(report.format_table(rows))
         print(f"\nreport: {run_dir / 'report.md'}")
     for line in failures:
@@ -224,9 +254,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from boltzgen.runner import report
 
-    rows = report.build_report(args.run_dir)
-    print(report.format_table(rows))
+    print(report.format_table(_quiet_report(args.run_dir)))
     return 0
+
+
+def _quiet_report(run_dir: Path) -> Any:
+    """Build the report; empty histograms and constant columns raise no numpy warnings."""
+    import numpy as np
+
+    from boltzgen.runner import report
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return report.build_report(run_dir)
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:

@@ -88,16 +88,20 @@ def fit_hmc(params: HMCParams, budget: int) -> HMCParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Training of the generator; ``n_data`` reference draws feed the forward KL."""
+    """Training of the generator; ``n_data`` reference draws feed the forward KL.
 
-    loss: Literal["forward_kl", "reverse_kl", "mixed"] = "mixed"
-    steps: int = 1000
-    batch_size: int = 256
-    lr: float = 1e-3
-    forward_weight: float = 0.5
+    Defaults shared with :class:`~boltzgen.training.loop.TrainConfig` are taken from it,
+    so a YAML file and a script that leave a field out train alike.
+    """
+
+    loss: Literal["forward_kl", "reverse_kl", "mixed"] = TrainConfig.loss
+    steps: int = TrainConfig.steps
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    forward_weight: float = TrainConfig.forward_weight
     grad_clip: float = 100.0
-    energy_cap: float = 1000.0
-    checkpoint_every: int = 250
+    energy_cap: float = TrainConfig.energy_cap
+    checkpoint_every: int = TrainConfig.checkpoint_every
     n_data: int = 20_000
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_warmup: int = 0

@@ -71,7 +71,8 @@ def test_card_paths_are_relative_to_the_experiment_file(tmp_path, capsys, monkey
 @pytest.mark.parametrize("dry", [True, False])
 def test_missing_training_data_fails_before_any_task_runs(tmp_path, capsys, monkeypatch, dry):
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path / "data"))
-    bg = {"method": "boltzmann_generator", "flow": {"kind": "internal"}, "train": {"steps": 2}}
+    train = {"loss": "mixed", "steps": 2}
+    bg = {"method": "boltzmann_generator", "flow": {"kind": "internal"}, "train": train}
     path = experiment(
         tmp_path, ["double_well_2d", "alanine_dipeptide_vacuum"], {"hmc": HMC, "bg": bg}
     )
