@@ -226,16 +226,19 @@ def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path
 
 
 def _interrupted(run_dir: Path, tasks: Sequence[Any]) -> int:
-    """Mark the run interrupted and say, in one line, how to resume."""
+    """Mark the run interrupted and say, in one line, how to resume and from where."""
     from boltzgen.runner.manifest import mark_interrupted
 
-    done, resumable = mark_interrupted(run_dir, tasks)
-    where = f"; {resumable} continue from their checkpoints" if resumable else ""
-    print(
-        f"\ninterrupted; rerun the same command to resume ({done} of {len(tasks)} tasks "
-        f"done{where})",
-        file=sys.stderr,
-    )
+    done, started = mark_interrupted(run_dir, tasks)
+    if len(started) == 1 and done == len(tasks) - 1:
+        ((key, point),) = started.items()
+        where = f" from {point} ({key})"
+    else:
+        points = "; ".join(f"{key} from {point}" for key, point in started.items())
+        where = f" ({done} of {_count(len(tasks), 'task')} done" + (
+            f"; {points})" if points else ")"
+        )
+    print(f"\ninterrupted; rerun the same command to resume{where}", file=sys.stderr)
     return EXIT_INTERRUPTED
 
 

@@ -72,15 +72,33 @@ def finish_manifest(run_dir: Path) -> None:
     _update(run_dir, finished=_now(), interrupted=None)
 
 
-def mark_interrupted(run_dir: Path, tasks: Sequence[Task]) -> tuple[int, int]:
-    """Record an interrupted run; return (tasks done, unfinished tasks with a checkpoint)."""
+def mark_interrupted(run_dir: Path, tasks: Sequence[Task]) -> tuple[int, dict[str, str]]:
+    """Record an interrupted run; return (tasks done, {started task: where it resumes})."""
     _update(run_dir, interrupted=_now())
     done = sum(is_finished(task, run_dir) for task in tasks)
-    started = sum(
-        (task.directory(run_dir) / "checkpoint").exists() and not is_finished(task, run_dir)
+    started = {
+        task.key: resume_point(task.directory(run_dir))
         for task in tasks
-    )
+        if (task.directory(run_dir) / "checkpoint").exists() and not is_finished(task, run_dir)
+    }
     return done, started
+
+
+def resume_point(folder: Path) -> str:
+    """Where a started task continues: the last checkpointed training or MD step."""
+    import numpy as np
+    import torch
+
+    checkpoint = folder / "checkpoint"
+    for stage in ("finetune", "train"):
+        path = checkpoint / stage / "checkpoint.pt"
+        if path.exists():
+            step = torch.load(path, map_location="cpu", weights_only=False).get("step", 0)
+            return f"{'training' if stage == 'train' else 'fine-tuning'} step {step}"
+    if (checkpoint / "md.npz").exists():
+        with np.load(checkpoint / "md.npz") as data:
+            return f"MD step {int(data['steps'])}"
+    return "the start (no step checkpointed yet)"
 
 
 def task_status(run_dir: Path) -> list[tuple[str, str, str]]:
@@ -105,5 +123,9 @@ def _state(folder: Path, key: str, started: str) -> tuple[str, str, str]:
         lines = (folder / "error.txt").read_text().strip().splitlines()
         return key, "failed", lines[-1] if lines else ""
     if (folder / "checkpoint").exists():
-        return key, started, ""
+        return (
+            key,
+            started,
+            f"resumes from {resume_point(folder)}" if started == "interrupted" else "",
+        )
     return key, "pending", ""

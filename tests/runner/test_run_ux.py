@@ -142,3 +142,35 @@ def test_threads_never_oversubscribe_the_cores(executor):
 def test_threads_can_be_set_per_experiment():
     experiment = parse_experiment({**RAW, "threads": 3}, "x")
     assert task_threads(experiment, "local") == 3
+
+
+def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path):
+    bg = {
+        "method": "boltzmann_generator",
+        "flow": {"n_layers": 1, "hidden": 8},
+        "train": {"steps": 10**6, "batch_size": 16, "n_data": 64, "checkpoint_every": 5},
+        "n_samples": 16,
+    }
+    path = write(tmp_path, executor="debug", methods={"bg": bg})
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "boltzgen.runner.cli", "run", str(path), "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    checkpoint = run_dir / "double_well_2d" / "bg" / "seed0" / "checkpoint" / "train"
+    deadline = time.time() + 120
+    while not (checkpoint / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    line = next(x for x in err.splitlines() if x.startswith("interrupted"))
+    step = int(line.split("from training step ")[1].split()[0])
+    assert step >= 5 and step % 5 == 0
+    status = cli(["status", run_dir]).stdout
+    assert f"resumes from training step {step}" in status
