@@ -100,3 +100,13 @@ def test_systems_are_aligned_with_descriptions(capsys):
         column = lines[0].index(f"  {name}") + 2
         assert all(line[column - 1] == " " and line[column] != " " for line in lines[1:]), name
     assert "double well" in " ".join(lines).lower()
+
+
+def test_generator_repr_names_its_target_and_size():
+    from boltzgen.runner.models import FlowParams, build_generator
+
+    system = bg.load_system("double_well_2d")
+    model = build_generator(system, FlowParams(n_layers=2, hidden=8), seed=0)
+    n = sum(p.numel() for p in model.parameters())
+    assert "target=DoubleWell(event_shape=2" in repr(model)
+    assert f"trainable parameters={n:,}" in repr(model)
