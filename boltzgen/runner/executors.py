@@ -60,10 +60,21 @@ def task_threads(experiment: Experiment, executor: str) -> int:
     return 1
 
 
-def set_threads(threads: int) -> None:
-    """Pin torch to ``threads`` and let idle OpenMP threads sleep (OpenMM shares the process)."""
+def thread_environment(threads: int) -> None:
+    """Environment for processes started from here: OpenMP, OpenMM's CPU platform, idle sleep.
+
+    OpenMP reads its variables when it loads, so they must be set before a worker starts;
+    ``OMP_WAIT_POLICY=PASSIVE`` lets idle OpenMP threads sleep while OpenMM works in the
+    same process.
+    """
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["OPENMM_CPU_THREADS"] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def set_threads(threads: int) -> None:
+    """Pin this process's torch and OpenMM CPU contexts to ``threads``."""
+    thread_environment(threads)
     torch.set_num_threads(threads)
 
 
@@ -122,6 +133,7 @@ def run_local(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: 
         return
     workers = min(experiment.workers, len(todo))
     threads = task_threads(experiment, "local")
+    thread_environment(threads)
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
     try:
@@ -289,10 +301,11 @@ def run_dask(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: E
     if not todo:
         return
     resources = experiment.resources
+    threads = task_threads(experiment, "dask")
+    thread_environment(threads)
     with dask_cluster(resources, run_dir) as cluster, Client(cluster) as client:
         if resources.scheduler != "local":
             cluster.scale(jobs=resources.jobs)
-        threads = task_threads(experiment, "dask")
         futures = client.map(
             run_in_worker,
             todo,
