@@ -1,14 +1,17 @@
 """The ``boltzgen`` command line.
 
     boltzgen run EXPERIMENT.yaml [--out DIR] [--executor local|debug|slurm|dask]
-                                 [--set key=value ...] [--dry-run]
+                                 [--set key=value ...] [--dry-run] [--force]
     boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
     boltzgen reference SYSTEM --method md|pt [--ns N | --iterations I] [--frames F] [--data DIR]
+    boltzgen --version
 
-User errors (a bad card or experiment) print one line naming the file and field
-and exit with status 2, without a traceback.
+User errors (a bad card or experiment, a stale run folder, a missing batch command)
+print one line naming the file and field and exit with status 2, without a
+traceback; every check is made before any task runs. Ctrl-C prints one line and
+exits with status 130.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("run_dir", type=Path)
     report = sub.add_parser("report", help="rebuild report.md, summary.csv and plots")
     report.add_argument("run_dir", type=Path)
+    _reference_parser(sub)
+    return parser
+
+
+def _reference_parser(sub: Any) -> None:
+    """``boltzgen reference``: its MD and PT options."""
     ref = sub.add_parser("reference", help="generate a system's reference data set")
     ref.add_argument("system", help="catalog name or path to a card")
     ref.add_argument("--method", choices=("md", "pt"), default="md")
@@ -86,7 +95,6 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--timestep-fs", type=float, default=1.0)
     ref.add_argument("--hydrogen-mass", type=float, default=None, help="amu, repartitioned")
     ref.add_argument("--data", type=Path, default=None, help="data folder (default data/)")
-    return parser
 
 
 def _cmd_systems(_: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ def test_progress_becomes_labelled_lines_in_a_log(tmp_path):
     assert "20/20" in lines[-1] and "\r" not in out.stderr
 
 
-@pytest.mark.parametrize("executor", ["debug", "local"])
+@pytest.mark.parametrize("executor", ["debug", pytest.param("local", marks=pytest.mark.slow)])
 def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, executor):
     long = {**HMC, "n_steps": 10**7}
     path = write(tmp_path, executor=executor, methods={"hmc": long})
