@@ -220,6 +220,8 @@ def run_slurm(
     cluster: str | None = "slurm",
 ) -> None:
     """Submit unfinished tasks as one submitit job array and wait for them."""
+    if cluster == "slurm":
+        check_executor(experiment, "slurm")
     todo = _pending(tasks, run_dir, report)
     if not todo:
         return
@@ -297,6 +299,7 @@ def run_dask(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: E
     """Run unfinished tasks on dask workers (each task retried twice if its worker dies)."""
     from dask.distributed import Client, as_completed
 
+    check_executor(experiment, "dask")
     todo = _pending(tasks, run_dir, report)
     if not todo:
         return

@@ -174,3 +174,15 @@ def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path):
     assert step >= 5 and step % 5 == 0
     status = cli(["status", run_dir]).stdout
     assert f"resumes from training step {step}" in status
+
+
+def test_run_dask_itself_refuses_without_qsub(tmp_path, monkeypatch):
+    from boltzgen.errors import ConfigError
+    from boltzgen.runner.executors import run_dask
+    from boltzgen.runner.tasks import plan
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    raw = {**RAW, "executor": "dask", "resources": {**CLUSTER, "scheduler": "pbs"}}
+    experiment = parse_experiment(raw, "x.yaml")
+    with pytest.raises(ConfigError, match="`qsub`"):
+        run_dask(plan(experiment), tmp_path, lambda *a: None, experiment)
