@@ -85,8 +85,7 @@ def _check_training_data(system: System, method: MethodSpec, source: str) -> Non
         raise ConfigError(
             source,
             field,
-            f"needs reference data, and {system.name} has none: generate it with "
-            f"`boltzgen reference {system.name} --method md --ns 1`, or train on the "
-            f"energy alone with `--set {field}=reverse_kl`",
-            stage.loss,
+            f"is {stage.loss}, which needs reference data, and {system.name} has none: "
+            f"generate it with `boltzgen reference {system.name} --method md --ns 1`, or "
+            f"train on the energy alone with `--set {field}=reverse_kl`",
         )
