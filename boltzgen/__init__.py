@@ -1,6 +1,6 @@
 """boltzgen: Boltzmann generators and the baselines they must beat, scored at equal cost."""
 
-from boltzgen import energies, flows, metrics, samplers
+from boltzgen import energies, flows, metrics, molecules, samplers
 from boltzgen.samplers.base import Cost, WeightedSamples
 from boltzgen.systems import System, list_systems, load_system
 
@@ -16,5 +16,6 @@ __all__ = [
     "list_systems",
     "load_system",
     "metrics",
+    "molecules",
     "samplers",
 ]

@@ -31,3 +31,26 @@ class ConfigError(ValueError):
         if self.choices is not None:
             text += f" (valid: {', '.join(self.choices)})"
         super().__init__(text)
+
+
+class YAMLSyntaxError(ConfigError):
+    """A YAML file that does not parse: the message names ``file:line:column``."""
+
+    def __init__(self, source: str | Path, line: int, column: int, problem: str):
+        ValueError.__init__(self, f"{source}:{line}:{column}: YAML syntax error: {problem}")
+        self.source, self.field, self.value, self.choices = str(source), "(syntax)", None, None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a syntax error becomes a :class:`YAMLSyntaxError` naming its line."""
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        raise YAMLSyntaxError(path, line, column, str(error.problem or error.context)) from None
+    except yaml.YAMLError as error:
+        raise YAMLSyntaxError(path, 0, 0, str(error)) from None

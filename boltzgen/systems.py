@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
 from boltzgen.energies import toy
 from boltzgen.energies.base import Energy
-from boltzgen.errors import ConfigError
+from boltzgen.errors import ConfigError, read_yaml
 
 CATALOG = Path(__file__).resolve().parent.parent / "systems"
 
@@ -230,7 +229,7 @@ def load_system(
             )
     if not path.exists():
         raise FileNotFoundError(f"system card {path} does not exist")
-    card = yaml.safe_load(path.read_text()) or {}
+    card = read_yaml(path) or {}
     return build_system(card, path, backend)
 
 

@@ -57,6 +57,14 @@ class Energy(abc.ABC):
         self.temperature = float(temperature)
         self.counter = EvaluationCounter()
 
+    def __repr__(self) -> str:
+        shape = "×".join(map(str, self.event_shape))
+        c = self.counter
+        return (
+            f"{type(self).__name__}(event_shape={shape}, temperature={self.temperature:g}, "
+            f"evaluated: {c.energy} energies, {c.force} forces)"
+        )
+
     @property
     def dim(self) -> int:
         """Number of degrees of freedom of one configuration."""

@@ -520,6 +520,23 @@ class FixedFrameInternalCoordinates(_ZMatrixMap):
         return torch.cat([bonds, angles, torsions], dim=1), -log_volume(bonds, angles)
 
 
+@dataclass(frozen=True)
+class InternalWidths:
+    """Thermal widths of stiff internal coordinates near 300 K (:meth:`StandardizeInternal.around`).
+
+    Attributes:
+        bond_nm: bond-length spread (nm); harmonic bonds fluctuate by ~0.003–0.005 nm.
+        angle_rad: bond-angle spread (radians).
+    """
+
+    bond_nm: float = 0.005
+    angle_rad: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not (self.bond_nm > 0 and self.angle_rad > 0):
+            raise ValueError("bond_nm and angle_rad must be positive")
+
+
 class StandardizeInternal(Flow):
     """Fixed affine map q = μ + σ ⊙ z on non-periodic coordinates; torsions unchanged.
 
@@ -551,8 +568,35 @@ class StandardizeInternal(Flow):
     def from_data(
         cls, q: Tensor, torsion_mask: Tensor, min_std: float = 1e-4
     ) -> StandardizeInternal:
-        """Mean and standard deviation (floored at ``min_std``) of data ``q: [M, D]``."""
+        """Mean and standard deviation (floored at ``min_std``) of data ``q: [M, D]``, M ≥ 2.
+
+        With one frame there is no spread to measure: use :meth:`around` instead.
+        """
+        if q.dim() != 2 or q.shape[0] < 2:
+            raise ValueError(
+                f"from_data needs at least two frames q: [M ≥ 2, D], got {list(q.shape)}; "
+                "to standardise around one structure use StandardizeInternal.around"
+            )
         return cls(q.mean(dim=0), q.std(dim=0).clamp(min=min_std), torsion_mask)
+
+    @classmethod
+    def around(
+        cls, q0: Tensor, layout: InternalLayout, widths: InternalWidths | None = None
+    ) -> StandardizeInternal:
+        """Centred on one structure ``q0: [D]`` (e.g. an energy minimum), fixed widths.
+
+        Without samples, bonds and angles are scaled by their physical thermal widths
+        (:class:`InternalWidths`) instead of a measured spread, as in Midgley et al.,
+        "Flow Annealed Importance Sampling Bootstrap" (arXiv 2208.01893). Torsions are
+        periodic here and stay uniform on the circle.
+        """
+        w = widths or InternalWidths()
+        if q0.shape != (layout.dim,):
+            raise ValueError(f"q0 must be [{layout.dim}], got {list(q0.shape)}")
+        std = torch.ones_like(q0)
+        std[layout.bond_mask] = w.bond_nm
+        std[layout.angle_mask] = w.angle_rad
+        return cls(q0, std, layout.torsion_mask)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return self.mean + self.std * z, self.std.log().sum().expand(z.shape[0])

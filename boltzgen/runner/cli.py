@@ -1,14 +1,17 @@
 """The ``boltzgen`` command line.
 
     boltzgen run EXPERIMENT.yaml [--out DIR] [--executor local|debug|slurm|dask]
-                                 [--set key=value ...] [--dry-run]
+                                 [--set key=value ...] [--dry-run] [--force]
     boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
     boltzgen reference SYSTEM --method md|pt [--ns N | --iterations I] [--frames F] [--data DIR]
+    boltzgen --version
 
-User errors (a bad card or experiment) print one line naming the file and field
-and exit with status 2, without a traceback.
+User errors (a bad card or experiment, a stale run folder, a missing batch command)
+print one line naming the file and field and exit with status 2, without a
+traceback; every check is made before any task runs. Ctrl-C prints one line and
+exits with status 130.
 """
 
 from __future__ import annotations
@@ -24,17 +27,33 @@ from typing import Any
 from boltzgen.errors import ConfigError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boltzgen", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from boltzgen import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="boltzgen",
+        description="Boltzmann generators and the baselines they must beat, at equal cost.",
+        epilog="Run `boltzgen COMMAND --help` for a command's options; docs/guide.md explains "
+        "experiments, cards and executors.",
+    )
+    parser.add_argument("--version", action="version", version=f"boltzgen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run an experiment: systems × methods × seeds")
     run.add_argument("experiment", type=Path)
     run.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
     run.add_argument("--executor", choices=("local", "debug", "slurm", "dask"), default=None)
     run.add_argument(
-        "--dry-run", action="store_true", help="print the tasks (and job script) and stop"
+        "--dry-run",
+        action="store_true",
+        help="check everything, print the tasks and what would be submitted, and stop",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="delete and recompute results made with other settings",
     )
     run.add_argument(
         "--set",
@@ -45,10 +64,18 @@ def _parser() -> argparse.ArgumentParser:
         help="override a field, e.g. seeds=[0]",
     )
     sub.add_parser("systems", help="list the system catalog")
-    status = sub.add_parser("status", help="done / running / failed / pending tasks of a run")
+    status = sub.add_parser(
+        "status", help="each task of a run: done, running, interrupted, failed or pending"
+    )
     status.add_argument("run_dir", type=Path)
     report = sub.add_parser("report", help="rebuild report.md, summary.csv and plots")
     report.add_argument("run_dir", type=Path)
+    _reference_parser(sub)
+    return parser
+
+
+def _reference_parser(sub: Any) -> None:
+    """``boltzgen reference``: its MD and PT options."""
     ref = sub.add_parser("reference", help="generate a system's reference data set")
     ref.add_argument("system", help="catalog name or path to a card")
     ref.add_argument("--method", choices=("md", "pt"), default="md")
@@ -57,68 +84,170 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--steps-per-iteration", type=int, default=500, help="pt: MD steps")
     ref.add_argument("--temperatures", type=int, default=8, help="pt: ladder size")
     ref.add_argument("--t-max", type=float, default=600.0, help="pt: hottest kelvin")
+    ref.add_argument(
+        "--discard",
+        type=int,
+        default=None,
+        help="pt: first iterations dropped as equilibration (default: a tenth, at most 100)",
+    )
     ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
     ref.add_argument("--seed", type=int, default=0)
     ref.add_argument("--timestep-fs", type=float, default=1.0)
     ref.add_argument("--hydrogen-mass", type=float, default=None, help="amu, repartitioned")
     ref.add_argument("--data", type=Path, default=None, help="data folder (default data/)")
-    return parser
 
 
 def _cmd_systems(_: argparse.Namespace) -> int:
     from boltzgen.systems import list_systems, load_system
 
+    rows = []
     for name in list_systems():
         system = load_system(name)
+        system.energy.close()
         shape = "×".join(map(str, system.energy.event_shape))
-        states = ", ".join(system.states) or "–"
+        rows.append(
+            (
+                name,
+                shape,
+                f"{system.temperature:g}",
+                system.reference_kind,
+                _first_sentence(system.description),
+            )
+        )
+    header = ("system", "shape", "T", "reference", "description")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
         print(
-            f"{name:<30} [{shape:>6}] T={system.temperature:g}  "
-            f"reference={system.reference_kind:<5} states: {states}"
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True))
+            + "  "
+            + row[4]
         )
     return 0
 
 
+def _first_sentence(text: str, limit: int = 70) -> str:
+    """The description's first sentence, cut to ``limit`` characters."""
+    sentence = " ".join(text.split()).split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from boltzgen.runner import report
     from boltzgen.runner.config import load_experiment
-    from boltzgen.runner.executors import EXECUTORS, render_job_script
-    from boltzgen.runner.manifest import finish_manifest, write_manifest
-    from boltzgen.runner.tasks import Task, plan
+    from boltzgen.runner.executors import check_executor
+    from boltzgen.runner.preflight import preflight
+    from boltzgen.runner.tasks import plan
 
     experiment = load_experiment(args.experiment, args.overrides)
-    run_dir = args.out or Path("runs") / experiment.name
+    run_dir = (args.out or Path("runs") / experiment.name).resolve()
     executor = args.executor or experiment.executor
     tasks = plan(experiment)
     if args.dry_run:
-        for task in tasks:
-            print(f"  {task.key}  {task.method.params}")
-        if executor in ("slurm", "dask"):
-            print(render_job_script(experiment, executor))
+        preflight(experiment, tasks, None if args.force else run_dir)
+        print(dry_run_summary(experiment, tasks, executor, run_dir))
         return 0
+    check_executor(experiment, executor)
+    preflight(experiment, tasks, run_dir, force=args.force)
+    return _execute(experiment, tasks, executor, run_dir)
+
+
+def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> str:
+    """What ``boltzgen run`` would do: tasks, budget, executor, and the job script."""
+    from boltzgen.runner.executors import describe_executor
+
+    counts = " × ".join(
+        _count(len(items), noun)
+        for items, noun in ((experiment.systems, "system"), (experiment.methods, "method"))
+    )
+    lines = [
+        f"{experiment.name}: {_count(len(tasks), 'task')} ({counts} × "
+        f"{_count(len(experiment.seeds), 'seed')}) → {run_dir}",
+        "budget: "
+        + (
+            f"{experiment.budget.energy_evals:,} energy evaluations per task"
+            if experiment.budget
+            else "none (each method runs its own settings)"
+        ),
+        "methods:",
+    ]
+    for method in experiment.methods:
+        lines.append(f"  {method.label:<16} {method.method:<22} {_changed(method.params)}")
+    lines.append(describe_executor(experiment, executor, run_dir))
+    lines.append("checks passed: the run can start every task.")
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _changed(params: Any) -> str:
+    """The settings that differ from the method's defaults, as ``key=value``."""
+    import dataclasses
+
+    default = type(params)()
+    out = []
+    for f in dataclasses.fields(params):
+        value, base = getattr(params, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(value) and value != base:
+            out.append(f"{f.name}({_changed(value)})")
+        elif value != base:
+            out.append(f"{f.name}={value}")
+    return ", ".join(out) or "defaults"
+
+
+def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> int:
+    from boltzgen.runner import report
+    from boltzgen.runner.executors import EXECUTORS
+    from boltzgen.runner.manifest import finish_manifest, write_manifest
+    from boltzgen.runner.tasks import Task
+
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, experiment, executor, tasks)
-    print(f"{experiment.name}: {len(tasks)} tasks on the {executor} executor → {run_dir}")
+    print(f"{experiment.name}: {_count(len(tasks), 'task')} on the {executor} executor → {run_dir}")
     failures: list[str] = []
     start = time.perf_counter()
 
     def on_done(task: Task, result: dict[str, Any] | None, error: str | None) -> None:
         if error is not None:
             failures.append(f"{task.key}: {error}")
-            print(f"  FAILED {task.key}: {error}", flush=True)
+            print(f"  failed {task.key}: {error}", flush=True)
         else:
-            print(f"  done   {task.key}  ESS fraction {result['ess_fraction']:.3g}", flush=True)
+            spent = result["cost"].get("wall_s", 0.0) + result["cost"].get("train_wall_s", 0.0)
+            print(
+                f"  done   {task.key}  ESS fraction {result['ess_fraction']:.3g}  ({spent:.0f} s)",
+                flush=True,
+            )
 
-    EXECUTORS[executor](tasks, run_dir, on_done, experiment)
+    try:
+        EXECUTORS[executor](tasks, run_dir, on_done, experiment)
+    except KeyboardInterrupt:
+        return _interrupted(run_dir, tasks)
     finish_manifest(run_dir)
     print(f"finished in {time.perf_counter() - start:.0f} s\n")
     if len(failures) < len(tasks):
-        rows = report.build_report(run_dir)
+        rows = _quiet_report(run_dir)
         print(report.format_table(rows))
         print(f"\nreport: {run_dir / 'report.md'}")
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _interrupted(run_dir: Path, tasks: Sequence[Any]) -> int:
+    """Mark the run interrupted and say, in one line, how to resume and from where."""
+    from boltzgen.runner.manifest import mark_interrupted
+
+    done, started = mark_interrupted(run_dir, tasks)
+    if len(started) == 1 and done == len(tasks) - 1:
+        ((key, point),) = started.items()
+        where = f" from {point} ({key})"
+    else:
+        points = "; ".join(f"{key} from {point}" for key, point in started.items())
+        where = f" ({done} of {_count(len(tasks), 'task')} done" + (
+            f"; {points})" if points else ")"
+        )
+    print(f"\ninterrupted; rerun the same command to resume{where}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -136,49 +265,101 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from boltzgen.runner import report
 
-    rows = report.build_report(args.run_dir)
-    print(report.format_table(rows))
+    print(report.format_table(_quiet_report(args.run_dir)))
     return 0
+
+
+def _quiet_report(run_dir: Path) -> Any:
+    """Build the report; empty histograms and constant columns raise no numpy warnings."""
+    import numpy as np
+
+    from boltzgen.runner import report
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return report.build_report(run_dir)
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from boltzgen.reference import (
-        MDReferenceSettings,
-        PTReferenceSettings,
-        generate_md_reference,
-        generate_pt_reference,
-    )
+    from boltzgen.runner.quiet import quiet_imports
     from boltzgen.systems import load_system
 
+    quiet_imports()
     if args.data is not None:
         os.environ["BOLTZGEN_DATA"] = str(args.data)
     system = load_system(args.system)
-    if args.method == "pt":
-        pt = PTReferenceSettings(
-            n_temperatures=args.temperatures,
-            t_max=args.t_max,
-            n_iterations=args.iterations,
-            steps_per_iteration=args.steps_per_iteration,
-            timestep_fs=args.timestep_fs,
-            n_frames=args.frames,
-            seed=args.seed,
-        )
-        out = generate_pt_reference(system, pt)
-    else:
-        settings = MDReferenceSettings(
-            ns=args.ns,
-            n_frames=args.frames,
-            timestep_fs=args.timestep_fs,
-            hydrogen_mass=args.hydrogen_mass,
-            seed=args.seed,
-        )
-        out = generate_md_reference(system, settings, progress=sys.stderr.isatty())
-    system.energy.close()
+    try:
+        out = _pt_reference(system, args) if args.method == "pt" else _md_reference(system, args)
+    finally:
+        system.energy.close()
     print(f"reference set written to {out}")
-    for name, ref in system.reference_estimates().items():
-        value = "–" if ref.value is None else f"{ref.value:.3f} ± {ref.stderr:.3f} kT"
-        print(f"  ΔF {name}: {value} ({ref.note})")
+    for name, (value, stderr, note) in _reference_free_energies(system, args.method, out).items():
+        text = "not estimated" if value is None else f"{value:.3f} ± {stderr:.3f} kT"
+        print(f"  ΔF {name}: {text} ({note})")
+    if system.reference_kind != args.method:
+        print(
+            f"note: {system.card_path} reads its reference from `{system.reference_kind}`; "
+            f"set `reference: {{kind: {args.method}}}` in the card to use this set"
+        )
     return 0
+
+
+def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
+    from boltzgen.reference import PTReferenceSettings, generate_pt_reference
+
+    discard = args.discard if args.discard is not None else min(100, args.iterations // 10)
+    if not 0 <= discard < args.iterations:
+        raise ConfigError(
+            "boltzgen reference",
+            "--discard",
+            f"must be ≥ 0 and below --iterations ({args.iterations})",
+            discard,
+        )
+    pt = PTReferenceSettings(
+        n_temperatures=args.temperatures,
+        t_max=args.t_max,
+        n_iterations=args.iterations,
+        steps_per_iteration=args.steps_per_iteration,
+        timestep_fs=args.timestep_fs,
+        n_discard=discard,
+        n_frames=args.frames,
+        seed=args.seed,
+    )
+    return generate_pt_reference(system, pt)
+
+
+def _md_reference(system: Any, args: argparse.Namespace) -> Path:
+    from boltzgen.reference import MDReferenceSettings, generate_md_reference
+
+    settings = MDReferenceSettings(
+        ns=args.ns,
+        n_frames=args.frames,
+        timestep_fs=args.timestep_fs,
+        hydrogen_mass=args.hydrogen_mass,
+        seed=args.seed,
+    )
+    return generate_md_reference(system, settings, progress=sys.stderr.isatty())
+
+
+def _reference_free_energies(
+    system: Any, method: str, out: Path
+) -> dict[str, tuple[float | None, float | None, str]]:
+    """ΔF of each named pair from the set just written (PT: its MBAR estimates)."""
+    import json
+
+    if method == "pt":
+        stored = json.loads((out / "manifest.json").read_text()).get("free_energies", {})
+        return {
+            name: (fe.get("value"), fe.get("stderr"), "pt: MBAR") for name, fe in stored.items()
+        }
+    from boltzgen.reference import load_reference
+    from boltzgen.systems import _md_reference_value
+
+    samples = load_reference(system.name, "md").samples()
+    out_values = {}
+    for a, b in system.free_energy_pairs:
+        ref = _md_reference_value(samples, system.states[a], system.states[b])
+        out_values[f"{b}_vs_{a}"] = (ref.value, ref.stderr, ref.note)
+    return out_values
 
 
 COMMANDS = {
@@ -201,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

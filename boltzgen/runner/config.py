@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from boltzgen.errors import ConfigError
+from boltzgen.errors import ConfigError, read_yaml
 
 T = TypeVar("T")
 
@@ -109,6 +109,7 @@ class Experiment:
     resources: Resources = field(default_factory=Resources)
     budget: Budget | None = None
     energy_backend: str | None = None
+    threads: int | None = None
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -124,6 +125,7 @@ EXPERIMENT_FIELDS = {
     "resources",
     "budget",
     "energy_backend",
+    "threads",
 }
 
 
@@ -162,6 +164,35 @@ def _describe(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
 
 
+ZERO_ALLOWED = frozenset(
+    {
+        "n_warmup",
+        "n_equilibration",
+        "lr_warmup",
+        "patience",
+        "n_mcmc",
+        "steps",
+        "train_steps",
+        "scale_steps",
+        "flow_every",
+        "conditioner_layers",
+        "gpus",
+        "seed",
+    }
+)
+"""Integer fields where 0 means "none"; every other integer field counts something ≥ 1."""
+
+
+def _check_count(cls: type, key: str, value: Any, source: str, where: str) -> None:
+    """Integer settings are counts: never negative, and ≥ 1 unless 0 means "none"."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return
+    default = next(f.default for f in dataclasses.fields(cls) if f.name == key)
+    positive = key not in ZERO_ALLOWED and not (isinstance(default, int) and default <= 0)
+    if value < (1 if positive else 0):
+        raise ConfigError(source, where, f"must be {'≥ 1' if positive else '≥ 0'}", value)
+
+
 def parse_dataclass(cls: type[T], data: Any, source: str, path: str) -> T:
     """Build dataclass ``cls`` from a mapping, checking keys and value types.
 
@@ -184,6 +215,7 @@ def parse_dataclass(cls: type[T], data: Any, source: str, path: str) -> T:
         if nested is not None and (value is not None or annotation is nested):
             kwargs[key] = parse_dataclass(nested, value, source, where)
         elif _type_ok(value, annotation):
+            _check_count(cls, key, value, source, where)
             kwargs[key] = float(value) if annotation is float else value
         else:
             raise ConfigError(source, where, f"must be {_describe(annotation)}", value)
@@ -205,7 +237,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) 
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(source, key, "override path runs through a non-mapping")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(source, key, f"override value is not valid YAML ({error})") from None
     return raw
 
 
@@ -214,7 +249,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     path = Path(path)
     if not path.exists():
         raise ConfigError(path, "(file)", "does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(path, "(top level)", "must be a mapping")
     return parse_experiment(apply_overrides(raw, overrides, str(path)), str(path))
@@ -228,11 +263,10 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     for key in raw:
         if key not in EXPERIMENT_FIELDS:
             raise ConfigError(source, key, "is not a known field", choices=EXPERIMENT_FIELDS)
-    systems = _string_list(raw.get("systems"), source, "systems")
-    known = list_systems()
-    for i, name in enumerate(systems):
-        if name not in known and not name.endswith((".yaml", ".yml")):
-            raise ConfigError(source, f"systems[{i}]", "names no system", name, known)
+    systems = [
+        _system(name, i, source, list_systems())
+        for i, name in enumerate(_string_list(raw.get("systems"), source, "systems"))
+    ]
     seeds = raw.get("seeds", [0])
     if (
         not isinstance(seeds, list)
@@ -252,6 +286,9 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     workers = raw.get("workers", 2)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(source, "workers", "must be a positive integer", workers)
+    threads = raw.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(source, "threads", "must be a positive integer (or omitted)", threads)
     n_reference = raw.get("n_reference", 10_000)
     if not isinstance(n_reference, int) or n_reference < 1:
         raise ConfigError(source, "n_reference", "must be a positive integer", n_reference)
@@ -268,9 +305,28 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
         if raw.get("budget") is None
         else parse_dataclass(Budget, raw["budget"], source, "budget"),
         energy_backend=_backend(raw.get("energy_backend"), source),
+        threads=threads,
         source=source,
         raw=dict(raw),
     )
+
+
+def _system(name: str, index: int, source: str, known: Sequence[str]) -> str:
+    """A catalog name, or a card path resolved against the experiment file's folder."""
+    if not name.endswith((".yaml", ".yml")):
+        if name not in known:
+            raise ConfigError(source, f"systems[{index}]", "names no system", name, known)
+        return name
+    card = Path(source).parent / name if source != "<memory>" else Path(name)
+    if not card.exists():
+        raise ConfigError(
+            source,
+            f"systems[{index}]",
+            f"names a card that does not exist ({card}; card paths are relative to the "
+            "experiment file)",
+            name,
+        )
+    return str(card.resolve())
 
 
 def _backend(value: Any, source: str) -> str | None:

@@ -17,6 +17,10 @@ is written to the task folder's ``error.txt``.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shlex
+import shutil
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -26,16 +30,66 @@ from typing import Any
 
 import torch
 
+from boltzgen.errors import ConfigError
 from boltzgen.runner.config import Experiment, Resources
-from boltzgen.runner.tasks import Task, run_task
+from boltzgen.runner.progress import task_output
+from boltzgen.runner.quiet import quiet_imports
+from boltzgen.runner.tasks import Task, is_finished, run_task
 
 Report = Callable[[Task, dict[str, Any] | None, str | None], None]
 
+SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub", "sge": "qsub", "lsf": "bsub"}
+"""The batch command each scheduler submits jobs with."""
+
+
+def task_threads(experiment: Experiment, executor: str) -> int:
+    """Torch (and OpenMP) threads per task.
+
+    ``threads`` in the experiment wins. Otherwise one per task on this machine
+    (``debug``, ``local``): small-batch work on many threads is slower, not faster, on
+    a shared machine; a cluster task gets its allocation's cores (``resources.cpus``),
+    and a dask LocalCluster splits this machine's cores among its workers.
+    """
+    if experiment.threads is not None:
+        return experiment.threads
+    r = experiment.resources
+    if executor == "slurm" or (executor == "dask" and r.scheduler != "local"):
+        return r.cpus
+    if executor == "dask":
+        return max(1, (os.cpu_count() or 1) // r.jobs)
+    return 1
+
+
+def thread_environment(threads: int) -> None:
+    """Environment for processes started from here: OpenMP, OpenMM's CPU platform, idle sleep.
+
+    OpenMP reads its variables when it loads, so they must be set before a worker starts;
+    ``OMP_WAIT_POLICY=PASSIVE`` lets idle OpenMP threads sleep while OpenMM works in the
+    same process.
+    """
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["OPENMM_CPU_THREADS"] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def set_threads(threads: int) -> None:
+    """Pin this process's torch and OpenMM CPU contexts to ``threads``."""
+    thread_environment(threads)
+    torch.set_num_threads(threads)
+
 
 def run_in_worker(task: Task, run_dir: Path, threads: int) -> dict[str, Any]:
-    """Entry point of a task in another process: set its threads, then run it."""
-    torch.set_num_threads(threads)
-    return run_task(task, run_dir)
+    """Entry point of a task in another process: set its threads, say so, then run it."""
+    set_threads(threads)
+    quiet_imports()
+    print(f"  start  {task.key}  ({threads} thread{'s' * (threads > 1)})", flush=True)
+    with task_output(task.key, lines=True):
+        return run_task(task, run_dir, progress=True)
+
+
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them without tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _failure(task: Task, run_dir: Path, error: BaseException) -> str:
@@ -51,7 +105,7 @@ def _pending(tasks: Sequence[Task], run_dir: Path, report: Report) -> list[Task]
     """Report finished tasks at once; return those still to run."""
     todo = []
     for task in tasks:
-        if (task.directory(run_dir) / "result.json").exists():
+        if is_finished(task, run_dir):
             report(task, run_task(task, run_dir), None)
         else:
             todo.append(task)
@@ -60,9 +114,14 @@ def _pending(tasks: Sequence[Task], run_dir: Path, report: Report) -> list[Task]
 
 def run_debug(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment) -> None:
     """Run tasks one after another in this process."""
-    for task in tasks:
+    set_threads(task_threads(experiment, "debug"))
+    quiet_imports()
+    for task in _pending(tasks, run_dir, report):
+        print(f"  start  {task.key}", flush=True)
         try:
-            report(task, run_task(task, run_dir, progress=sys.stderr.isatty()), None)
+            with task_output(task.key, lines=not sys.stderr.isatty()):
+                result = run_task(task, run_dir, progress=True)
+            report(task, result, None)
         except Exception as error:
             report(task, None, _failure(task, run_dir, error))
 
@@ -73,12 +132,26 @@ def run_local(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: 
     if not todo:
         return
     workers = min(experiment.workers, len(todo))
-    threads = max(1, torch.get_num_threads() // workers)
+    threads = task_threads(experiment, "local")
+    thread_environment(threads)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    try:
         futures = {pool.submit(run_in_worker, task, run_dir, threads): task for task in todo}
         for future in as_completed(futures):
             _collect(futures[future], future.result, run_dir, report)
+    except KeyboardInterrupt:
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued tasks and end running workers (checkpoints are written atomically)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _collect(task: Task, result: Callable[[], Any], run_dir: Path, report: Report) -> None:
@@ -86,6 +159,22 @@ def _collect(task: Task, result: Callable[[], Any], run_dir: Path, report: Repor
         report(task, result(), None)
     except Exception as error:
         report(task, None, _failure(task, run_dir, error))
+
+
+def check_executor(experiment: Experiment, executor: str) -> None:
+    """Fail at once when a cluster executor's batch command is not on ``PATH``."""
+    scheduler = "slurm" if executor == "slurm" else experiment.resources.scheduler
+    if executor not in ("slurm", "dask") or scheduler == "local":
+        return
+    command = SUBMIT_COMMANDS[scheduler]
+    if shutil.which(command) is None:
+        raise ConfigError(
+            experiment.source,
+            "executor",
+            f"is {executor} (scheduler {scheduler}), which submits jobs with `{command}`, and "
+            f"`{command}` is not on PATH here: run on the cluster's login node, or use "
+            "--executor local (or resources.scheduler: local for dask on this machine)",
+        )
 
 
 class RequeueableTask:
@@ -131,11 +220,13 @@ def run_slurm(
     cluster: str | None = "slurm",
 ) -> None:
     """Submit unfinished tasks as one submitit job array and wait for them."""
+    if cluster == "slurm":
+        check_executor(experiment, "slurm")
     todo = _pending(tasks, run_dir, report)
     if not todo:
         return
     executor = submitit_executor(run_dir, experiment.resources, cluster)
-    threads = experiment.resources.cpus
+    threads = task_threads(experiment, "slurm")
     runner = RequeueableTask()
     jobs = executor.map_array(runner, todo, [run_dir] * len(todo), [threads] * len(todo))
     print(f"submitted {len(jobs)} jobs: {jobs[0].job_id.split('_')[0]}", flush=True)
@@ -143,7 +234,7 @@ def run_slurm(
         _collect(task, job.result, run_dir, report)
 
 
-def dask_cluster(resources: Resources) -> Any:
+def dask_cluster(resources: Resources, run_dir: Path | None = None) -> Any:
     """A dask-jobqueue cluster (not yet scaled) for ``resources``, or a LocalCluster."""
     if resources.scheduler == "local":
         from dask.distributed import LocalCluster
@@ -151,6 +242,15 @@ def dask_cluster(resources: Resources) -> Any:
         return LocalCluster(
             n_workers=resources.jobs, threads_per_worker=1, processes=True, dashboard_address=None
         )
+    return _jobqueue_cluster(resources, run_dir)
+
+
+def _jobqueue_cluster(resources: Resources, run_dir: Path | None = None) -> Any:
+    """One dask worker per batch job that runs one task at a time (the ``task`` resource).
+
+    The task's torch threads use the job's cores, so worker × torch threads never
+    exceed the allocation.
+    """
     import dask_jobqueue
 
     kind = {
@@ -161,10 +261,15 @@ def dask_cluster(resources: Resources) -> Any:
     }[resources.scheduler]
     hours, minutes = divmod(resources.time_min, 60)
     extra = _gpu_directives(resources)
+    pbs = {"resource_spec": _pbs_select(resources)} if resources.scheduler == "pbs" else {}
     return kind(
         cores=resources.cpus,
         processes=1,
+        worker_extra_args=["--resources", "task=1"],
+        python=sys.executable,
+        log_directory=None if run_dir is None else str(run_dir / "dask-logs"),
         memory=f"{resources.memory_gb:g}GiB",
+        **pbs,
         walltime=f"{hours:02d}:{minutes:02d}:00",
         queue=resources.partition,
         account=resources.account,
@@ -174,12 +279,17 @@ def dask_cluster(resources: Resources) -> Any:
     )
 
 
+def _pbs_select(r: Resources) -> str:
+    """PBS Pro's chunk request: cores, GPUs and memory in one ``select`` statement."""
+    gpus = f":ngpus={r.gpus}" if r.gpus else ""
+    return f"select=1:ncpus={r.cpus}{gpus}:mem={r.memory_gb:g}GB"
+
+
 def _gpu_directives(resources: Resources) -> list[str]:
-    if resources.gpus == 0:
+    if resources.gpus == 0 or resources.scheduler == "pbs":
         return []
     return {
         "slurm": [f"--gres=gpu:{resources.gpus}"],
-        "pbs": [f"-l ngpus={resources.gpus}"],
         "sge": [f"-l gpu={resources.gpus}"],
         "lsf": [f'-gpu "num={resources.gpus}"'],
     }[resources.scheduler]
@@ -189,30 +299,40 @@ def run_dask(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: E
     """Run unfinished tasks on dask workers (each task retried twice if its worker dies)."""
     from dask.distributed import Client, as_completed
 
+    check_executor(experiment, "dask")
     todo = _pending(tasks, run_dir, report)
     if not todo:
         return
     resources = experiment.resources
-    with dask_cluster(resources) as cluster, Client(cluster) as client:
+    threads = task_threads(experiment, "dask")
+    thread_environment(threads)
+    with dask_cluster(resources, run_dir) as cluster, Client(cluster) as client:
         if resources.scheduler != "local":
             cluster.scale(jobs=resources.jobs)
         futures = client.map(
-            run_in_worker, todo, run_dir=run_dir, threads=resources.cpus, pure=False, retries=2
+            run_in_worker,
+            todo,
+            run_dir=run_dir,
+            threads=threads,
+            pure=False,
+            retries=2,
+            resources=None if resources.scheduler == "local" else {"task": 1},
         )
         index = {future.key: task for future, task in zip(futures, todo, strict=True)}
         for future in as_completed(futures):
             _collect(index[future.key], future.result, run_dir, report)
 
 
-def render_job_script(experiment: Experiment, executor: str) -> str:
-    """The batch script a cluster executor would submit for one task (for review)."""
+def render_job_script(experiment: Experiment, executor: str, run_dir: Path | None = None) -> str:
+    """The batch script a cluster executor submits (for review; nothing is submitted)."""
     r = experiment.resources
+    folder = (run_dir or Path("runs") / experiment.name).resolve() / "submitit"
     if executor == "slurm":
         from submitit.slurm.slurm import _make_sbatch_string
 
         return _make_sbatch_string(
-            command="python -u -m submitit.core._submit '%j'",
-            folder="runs/submitit/%j",
+            command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {folder}/%j",
+            folder=f"{folder}/%j",
             job_name="boltzgen",
             partition=r.partition,
             time=r.time_min,
@@ -222,11 +342,42 @@ def render_job_script(experiment: Experiment, executor: str) -> str:
             account=r.account,
             array_parallelism=r.array_parallelism,
             setup=list(r.setup),
+            map_count=len(experiment.systems) * len(experiment.methods) * len(experiment.seeds),
         )
     if executor == "dask" and r.scheduler != "local":
-        with dask_cluster(r) as cluster:
+        with _jobqueue_cluster(r, folder.parent) as cluster:
             return cluster.job_script()
     raise ValueError(f"executor {executor!r} (scheduler {r.scheduler}) submits no batch script")
+
+
+def describe_executor(experiment: Experiment, executor: str, run_dir: Path) -> str:
+    """A few lines on where and how the tasks would run, with the job script if any."""
+    threads = task_threads(experiment, executor)
+    cores = os.cpu_count() or 1
+    r = experiment.resources
+    if executor == "debug":
+        return f"executor: debug — one task after another in this process, {threads} thread(s)"
+    if executor == "local":
+        w = experiment.workers
+        return (
+            f"executor: local — {w} worker processes × {threads} thread(s) each "
+            f"on this machine's {cores} cores"
+        )
+    if executor == "dask" and r.scheduler == "local":
+        return (
+            f"executor: dask with scheduler: local — a dask LocalCluster of {r.jobs} worker "
+            f"processes on this machine (no batch jobs), {threads} thread(s) each "
+            f"of {cores} cores"
+        )
+    scheduler = "slurm" if executor == "slurm" else r.scheduler
+    command = SUBMIT_COMMANDS[scheduler]
+    logs = "submitit" if executor == "slurm" else "dask-logs"
+    found = "" if shutil.which(command) else f" (`{command}` is not on PATH here)"
+    head = (
+        f"executor: {executor} — jobs submitted with `{command}`{found}, {threads} thread(s) "
+        f"per task; logs under {run_dir / logs}\njob script:"
+    )
+    return head + "\n" + render_job_script(experiment, executor, run_dir)
 
 
 EXECUTORS: dict[str, Callable[[Sequence[Task], Path, Report, Experiment], None]] = {

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.runner.models import FlowParams, build_generator
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
@@ -90,16 +90,20 @@ def fit_hmc(params: HMCParams, budget: int, system: System) -> HMCParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Training of the generator; ``n_data`` reference draws feed the forward KL."""
+    """Training of the generator; ``n_data`` reference draws feed the forward KL.
 
-    loss: Literal["forward_kl", "reverse_kl", "mixed"] = "mixed"
-    steps: int = 1000
-    batch_size: int = 256
-    lr: float = 1e-3
-    forward_weight: float = 0.5
+    Defaults shared with :class:`~boltzgen.training.loop.TrainConfig` are taken from it,
+    so a YAML file and a script that leave a field out train alike.
+    """
+
+    loss: Literal["forward_kl", "reverse_kl", "mixed"] = TrainConfig.loss
+    steps: int = TrainConfig.steps
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    forward_weight: float = TrainConfig.forward_weight
     grad_clip: float = 100.0
-    energy_cap: float = 1000.0
-    checkpoint_every: int = 250
+    energy_cap: float = TrainConfig.energy_cap
+    checkpoint_every: int = TrainConfig.checkpoint_every
     n_data: int = 20_000
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_warmup: int = 0
@@ -273,10 +277,13 @@ def train_generator(
     """
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     data = _training_data(system, params.train, generator)
-    model = build_generator(system, params.flow, seed, data.x).to(_device(params.device))
+    meter = CostMeter(system.energy)
+    with meter.measure():
+        model = build_generator(system, params.flow, seed, data.x).to(_device(params.device))
     cost, last_loss, records = _train_stages(
         model, system, params, seed, data, generator, checkpoint_dir, progress
     )
+    cost = _plus(cost, meter.cost)
     model.training_cost = cost
     return TrainedGenerator(model, last_loss, seed + 1, records)
 

@@ -6,7 +6,8 @@ Three flow families (``flow.kind``):
   standard normal prior (toy systems; any event shape).
 * ``internal`` — molecules: a mixed circular/interval spline flow on internal
   coordinates (3N − 6: bonds, angles, torsions from an automatic Z-matrix) with a
-  prior uniform on torsions and normal elsewhere, standardised on training data,
+  prior uniform on torsions and normal elsewhere, standardised on training data
+  (or, without data, around a minimised structure with physical widths),
   then placed in a fixed Cartesian frame (Noé et al. 2019; Köhler et al. 2021).
 * ``transformer`` — molecules in Cartesian coordinates: TarFlow-style autoregressive
   Transformer blocks on the zero-centre-of-mass subspace (Tan et al. 2025).
@@ -21,6 +22,7 @@ import mdtraj
 import torch
 from torch import Tensor
 
+from boltzgen.energies.base import Energy
 from boltzgen.flows import (
     CenteredGaussianPrior,
     Flatten,
@@ -69,9 +71,12 @@ def _topology(system: System, kind: str) -> mdtraj.Topology:
 def _internal(system: System, p: FlowParams, seed: int, data: Tensor | None) -> BoltzmannGenerator:
     ic = FixedFrameInternalCoordinates(ZMatrix.from_topology(_topology(system, "internal")))
     mask = ic.layout.torsion_mask
-    fit = data if data is not None else system.initial_positions[None]
-    q, _ = ic.inverse(fit.to(torch.float64))
-    standardize = StandardizeInternal.from_data(q, mask, min_std=1e-2 if data is None else 1e-4)
+    if data is not None and data.shape[0] >= 2:
+        q, _ = ic.inverse(data.to(torch.float64))
+        standardize = StandardizeInternal.from_data(q, mask)
+    else:
+        q0, _ = ic.inverse(minimise(system.energy, system.initial_positions)[None])
+        standardize = StandardizeInternal.around(q0[0], ic.layout)
     couplings = make_internal_flow(
         ic.dim,
         mask,
@@ -85,6 +90,28 @@ def _internal(system: System, p: FlowParams, seed: int, data: Tensor | None) -> 
     return BoltzmannGenerator(
         MixedPrior(mask), Sequential(couplings, standardize, ic), system.energy
     )
+
+
+def minimise(energy: Energy, x0: Tensor, max_evals: int = 200) -> Tensor:
+    """A local energy minimum near ``x0: [*event_shape]`` (L-BFGS on u; evaluations counted).
+
+    Falls back to ``x0`` when the minimiser meets a non-finite energy.
+    """
+    x = x0.detach().to(torch.float64).clone().requires_grad_(True)
+    optimiser = torch.optim.LBFGS(
+        [x], lr=1.0, max_iter=max_evals, max_eval=max_evals, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> Tensor:
+        optimiser.zero_grad()
+        u, force = energy.energy_and_force(x.detach()[None])
+        x.grad = -force[0]
+        return u[0]
+
+    optimiser.step(closure)
+    with torch.no_grad():
+        finite = bool(torch.isfinite(energy.energy(x.detach()[None]))[0])
+    return x.detach() if finite else x0.detach().to(torch.float64)
 
 
 def _transformer(

@@ -1,15 +1,22 @@
 """One task = one (system, method, seed): run it, score it, write its folder.
 
 ``RUN_DIR/<system>/<method>/seed<k>/`` receives ``samples.npz``, ``result.json``
-and ``checkpoint/`` (what a method saves to resume). A task whose
-``result.json`` already exists is finished and is not rerun.
+and ``checkpoint/`` (what a method saves to resume). Each task's resolved settings
+(system card, method, parameters, seed, code version) hash to ``settings_hash``,
+stored in ``checkpoint/settings.json`` before the task starts and in
+``result.json`` when it ends. A task whose ``result.json`` has the same hash is
+finished and is not rerun; a folder holding results or a checkpoint of other
+settings is refused (:class:`StaleResultError`) unless the run is forced, which
+deletes them first.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,12 +105,125 @@ def versions() -> dict[str, str]:
     }
 
 
-def run_task(task: Task, run_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """Run ``task`` unless finished, write its folder, and return its result record."""
+class StaleResultError(ConfigError):
+    """A task folder holds results or a checkpoint made with other settings."""
+
+    def __init__(self, directory: Path, changes: list[str]):
+        what = ", ".join(changes) if changes else "settings of an unknown version"
+        ValueError.__init__(
+            self,
+            f"{directory} holds results made with other settings ({what}); rerun with "
+            "--force to delete and recompute them, or choose another --out folder",
+        )
+        self.source, self.field, self.value, self.choices = str(directory), "settings", None, None
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """``key: old → new`` for every leaf that differs between two settings mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            line
+            for key in sorted(set(old) | set(new), key=str)
+            for line in _differences(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+        ]
+    return [] if old == new else [f"{path.removeprefix('params.')}: {old} → {new}"]
+
+
+def task_settings(task: Task) -> dict[str, Any]:
+    """Everything a task's result depends on: card text, method, parameters, seed, code version."""
+    import boltzgen
+
+    card = _card_path(task.system)
+    return {
+        "system": task.system,
+        "card_sha256": hashlib.sha256(card.read_bytes()).hexdigest() if card.exists() else None,
+        "method": task.method.method,
+        "params": dataclasses.asdict(task.method.params),
+        "seed": task.seed,
+        "n_reference": task.n_reference,
+        "energy_backend": task.energy_backend,
+        "boltzgen": boltzgen.__version__,
+    }
+
+
+def _card_path(system: str) -> Path:
+    from boltzgen.systems import CATALOG
+
+    path = Path(system)
+    return path if path.suffix in (".yaml", ".yml") else CATALOG / f"{system}.yaml"
+
+
+def settings_hash(task: Task) -> str:
+    """SHA-256 (first 16 hex digits) of :func:`task_settings`, keys sorted."""
+    text = json.dumps(task_settings(task), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored_hash(directory: Path) -> tuple[bool, str | None]:
+    """``(has something, its settings hash)`` of a task folder's result or checkpoint."""
+    for path, key in (
+        (directory / "result.json", "settings_hash"),
+        (directory / "checkpoint" / "settings.json", "settings_hash"),
+    ):
+        if path.exists():
+            return True, json.loads(path.read_text()).get(key)
+    return (directory / "checkpoint").exists(), None
+
+
+def is_finished(task: Task, run_dir: Path) -> bool:
+    """Whether the task's folder holds the result of exactly these settings."""
+    directory = task.directory(run_dir)
+    if not ((directory / "result.json").exists() and (directory / "samples.npz").exists()):
+        return False
+    return stored_hash(directory)[1] == settings_hash(task)
+
+
+def check_settings(task: Task, run_dir: Path, force: bool = False) -> None:
+    """Refuse (or, with ``force``, clear) a task folder made with other settings."""
+    directory = task.directory(run_dir)
+    present, stored = stored_hash(directory)
+    if not present or stored == settings_hash(task):
+        return
+    if not force:
+        raise StaleResultError(directory, _changes(task, directory))
+    for name in ("result.json", "samples.npz", "error.txt"):
+        (directory / name).unlink(missing_ok=True)
+    shutil.rmtree(directory / "checkpoint", ignore_errors=True)
+
+
+def _changes(task: Task, directory: Path) -> list[str]:
+    record = directory / "checkpoint" / "settings.json"
+    if not record.exists():
+        return []
+    stored = json.loads(record.read_text()).get("settings", {})
+    current = json.loads(json.dumps(task_settings(task), default=str))
+    return _differences(stored, current)
+
+
+def _stamp(task: Task, directory: Path) -> str:
+    """Write ``checkpoint/settings.json`` (hash and settings) and return the hash."""
+    digest = settings_hash(task)
+    folder = directory / "checkpoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"settings_hash": digest, "settings": task_settings(task)}
+    (folder / "settings.json").write_text(json.dumps(record, indent=1, default=str))
+    return digest
+
+
+def run_task(
+    task: Task, run_dir: Path, progress: bool = False, force: bool = False
+) -> dict[str, Any]:
+    """Run ``task`` unless finished, write its folder, and return its result record.
+
+    Raises :class:`StaleResultError` when the folder holds another settings' results
+    (``force`` deletes them and reruns).
+    """
     directory = task.directory(run_dir)
     done = directory / "result.json"
-    if done.exists() and (directory / "samples.npz").exists():
+    if is_finished(task, run_dir):
         return json.loads(done.read_text())
+    check_settings(task, run_dir, force)
+    digest = _stamp(task, directory)
     system = load_system(task.system, backend=task.energy_backend)
     method = METHODS[task.method.method]
     generator = torch.Generator().manual_seed(task.seed)
@@ -117,6 +237,7 @@ def run_task(task: Task, run_dir: Path, progress: bool = False) -> dict[str, Any
         "method_kind": task.method.method,
         "seed": task.seed,
         **evaluate(system, samples, reference, generator),
+        "settings_hash": digest,
         "versions": versions(),
         "config": {
             "method": task.method.method,

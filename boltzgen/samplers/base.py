@@ -155,6 +155,63 @@ class WeightedSamples:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def __repr__(self) -> str:
+        shape = "×".join(map(str, self.x.shape[1:]))
+        lw = torch.nan_to_num(self.log_weights.double(), nan=-torch.inf)
+        ess = float(torch.exp(2 * lw.logsumexp(0) - (2 * lw).logsumexp(0))) if len(self) else 0.0
+        kind = f"{self.n_chains} chains" if self.is_chain else "independent draws"
+        return (
+            f"WeightedSamples(n={len(self)} of {shape}, {kind}, Kish ESS {ess:.1f}, "
+            f"cost {self.cost.total_energy_evals} evaluations / {self.cost.total_wall_s:.1f} s)"
+        )
+
+    def resample(self, n: int, generator: torch.Generator) -> WeightedSamples:
+        """``n`` equally weighted configurations drawn by the normalised weights.
+
+        Systematic resampling (Kitagawa 1996; Douc, Cappé, Moulines 2005): one uniform
+        u ~ U[0, 1/n), then index i is taken once for each (u + k)/n, k < n, that falls in
+        its slice of the cumulative weights. Draws with zero weight are never taken;
+        equal weights return each draw ⌊n/len⌋ or ⌈n/len⌉ times. The result keeps the
+        cost and carries zero log-weights (it is no longer a chain).
+        """
+        if n < 1:
+            raise ValueError(f"n must be ≥ 1, got {n}")
+        if not bool(torch.isfinite(self.log_weights).any()):
+            raise ValueError("every log-weight is −inf or NaN: nothing to resample")
+        finite = torch.nan_to_num(self.log_weights, nan=-torch.inf)
+        w = torch.softmax(finite.to(torch.float64), dim=0).cpu()
+        u = torch.rand((), dtype=torch.float64, generator=generator)
+        points = (u + torch.arange(n, dtype=torch.float64)) / n
+        cumulative = torch.cumsum(w, dim=0)
+        index = torch.searchsorted(cumulative, points).clamp(max=len(self) - 1)
+        index = index.to(self.x.device)
+        return WeightedSamples(
+            self.x[index],
+            torch.zeros(n, dtype=self.log_weights.dtype, device=self.log_weights.device),
+            self.energies[index],
+            self.cost,
+            {"resampled_from": len(self)},
+        )
+
+    def to_mdtraj(self, system: Any) -> Any:
+        """The configurations as an ``mdtraj.Trajectory`` on ``system.topology`` (nm).
+
+        The weights are not part of a trajectory: keep ``log_weights`` beside it, or
+        call :meth:`resample` first for equally weighted frames.
+        """
+        import mdtraj
+
+        if getattr(system, "topology", None) is None:
+            raise ValueError(
+                f"{getattr(system, 'name', system)} has no topology: to_mdtraj needs a molecule"
+            )
+        n_atoms = system.topology.n_atoms
+        if tuple(self.x.shape[1:]) != (n_atoms, 3):
+            raise ValueError(
+                f"x must be [n, {n_atoms}, 3] for this topology, got {list(self.x.shape)}"
+            )
+        return mdtraj.Trajectory(self.x.detach().cpu().numpy(), system.topology)
+
     @property
     def is_chain(self) -> bool:
         return self.n_chains is not None

@@ -53,6 +53,10 @@ class BoltzmannGenerator(nn.Module):
         self.energy = energy
         self.training_cost = Cost()
 
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"target={self.energy!r}, trainable parameters={n:,}"
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Model log-density log q(x) = log p_Z(f⁻¹(x)) + log|det ∂f⁻¹/∂x|, ``[B]``."""
         z, logdet = self.flow.inverse(x)

@@ -97,6 +97,7 @@ def _create(
         online_analysis_interval=None,
         replica_mixing_scheme=mixing,
     )
+    sampler._global_citation_silence = True  # openmmtools' switch for its citation block
     reference = states.ThermodynamicState(openmm_system, temperatures[0] * unit.kelvin)
     sampler.create(
         reference,

@@ -313,7 +313,9 @@ class _Session:
     def run(self, history: TrainResult, progress: bool) -> None:
         """Steps ``history.steps … config.steps − 1``, appending to ``history``."""
         base_cost, meter = history.cost, CostMeter(self.energy)
-        bar = tqdm(total=self.config.steps, initial=history.steps, disable=not progress)
+        bar = tqdm(
+            total=self.config.steps, initial=history.steps, desc="training", disable=not progress
+        )
         start = self.config.steps if history.stopped_early else history.steps
         for step in range(start, self.config.steps):
             with meter.measure():

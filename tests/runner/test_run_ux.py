@@ -1,0 +1,188 @@
+"""What a user sees around a run: threads, progress, Ctrl-C, dry runs, missing batch commands."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from boltzgen.runner.cli import main
+from boltzgen.runner.config import parse_experiment
+from boltzgen.runner.executors import task_threads
+
+HMC = {"method": "hmc", "n_chains": 4, "n_warmup": 5, "n_steps": 20, "n_leapfrog": 3}
+RAW = {"name": "u", "systems": ["double_well_2d"], "n_reference": 50, "methods": {"hmc": HMC}}
+CLUSTER = {"cpus": 4, "gpus": 1, "memory_gb": 8, "time_min": 30, "jobs": 2}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path, **changes) -> Path:
+    path = tmp_path / "u.yaml"
+    path.write_text(yaml.safe_dump({**RAW, **changes}))
+    return path
+
+
+def cli(args, timeout=120, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "boltzgen.runner.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("executor", ["debug", "local"])
+def test_tasks_run_on_one_thread_and_say_when_they_start_and_finish(tmp_path, executor):
+    path = write(tmp_path, executor=executor, seeds=[0, 1], workers=2)
+    out = cli(["run", path, "--out", tmp_path / "run"], env={"OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    for seed in (0, 1):
+        key = f"double_well_2d/hmc/seed{seed}"
+        assert f"start  {key}" in out.stdout and f"done   {key}" in out.stdout
+        record = json.loads((tmp_path / "run" / key / "result.json").read_text())
+        assert record["versions"]["threads"] == "1"
+
+
+def test_progress_becomes_labelled_lines_in_a_log(tmp_path):
+    path = write(tmp_path, executor="debug")
+    out = cli(["run", path, "--out", tmp_path / "run"])
+    lines = [line for line in out.stderr.splitlines() if "HMC sampling" in line]
+    assert lines and all(line.strip().startswith("double_well_2d/hmc/seed0 |") for line in lines)
+    assert "20/20" in lines[-1] and "\r" not in out.stderr
+
+
+@pytest.mark.parametrize("executor", ["debug", pytest.param("local", marks=pytest.mark.slow)])
+def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, executor):
+    long = {**HMC, "n_steps": 10**7}
+    path = write(tmp_path, executor=executor, methods={"hmc": long})
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "boltzgen.runner.cli", "run", str(path), "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    settings = run_dir / "double_well_2d" / "hmc" / "seed0" / "checkpoint" / "settings.json"
+    deadline = time.time() + 120
+    while not settings.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.count("interrupted; rerun the same command to resume") == 1
+    status = cli(["status", run_dir])
+    assert "interrupted double_well_2d/hmc/seed0" in " ".join(status.stdout.split())
+
+
+@pytest.mark.parametrize("scheduler, command", [("pbs", "qsub"), ("slurm", "sbatch")])
+def test_dask_without_its_batch_command_fails_at_once(tmp_path, scheduler, command):
+    resources = {**CLUSTER, "scheduler": scheduler}
+    path = write(tmp_path, executor="dask", resources=resources)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    start = time.time()
+    out = cli(["run", path, "--out", tmp_path / "run"], timeout=60, env={"PATH": str(empty)})
+    assert out.returncode == 2 and time.time() - start < 60
+    assert f"`{command}`" in out.stderr and "dask" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_slurm_dry_run_prints_the_array_job_that_is_submitted(tmp_path, capsys):
+    path = write(tmp_path, executor="slurm", seeds=[0, 1, 2], resources=CLUSTER)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "#SBATCH --array=0-2%" in text
+    assert sys.executable in text
+    assert f"--output={tmp_path / 'run' / 'submitit'}" in text
+    assert "3 tasks" in text and "DryRun" not in text and "HMCParams(" not in text
+
+
+def test_pbs_dry_run_requests_gpus_inside_select_and_the_env_python(tmp_path, capsys):
+    path = write(tmp_path, executor="dask", resources={**CLUSTER, "scheduler": "pbs"})
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "#PBS -l select=1:ncpus=4:ngpus=1:mem=8GB" in text
+    assert "-l ngpus" not in text
+    assert f"{sys.executable} -m distributed" in text
+    assert str(tmp_path / "run" / "dask-logs") in text
+    assert "--resources task=1" in text
+
+
+def test_dask_local_dry_run_is_explained(tmp_path, capsys):
+    path = write(tmp_path, executor="dask", resources={"scheduler": "local", "jobs": 2})
+    assert main(["run", str(path), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "scheduler: local" in text and "LocalCluster" in text
+
+
+@pytest.mark.parametrize("executor", ["local", "debug", "dask", "slurm"])
+def test_threads_never_oversubscribe_the_cores(executor):
+    experiment = parse_experiment({**RAW, "resources": {"scheduler": "local", "jobs": 2}}, "x")
+    threads = task_threads(experiment, executor)
+    if executor == "dask":
+        assert threads * 2 <= max(2, os.cpu_count() or 1)
+    elif executor == "slurm":
+        assert threads == experiment.resources.cpus
+    else:
+        assert threads == 1
+
+
+def test_threads_can_be_set_per_experiment():
+    experiment = parse_experiment({**RAW, "threads": 3}, "x")
+    assert task_threads(experiment, "local") == 3
+
+
+def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path):
+    bg = {
+        "method": "boltzmann_generator",
+        "flow": {"n_layers": 1, "hidden": 8},
+        "train": {"steps": 10**6, "batch_size": 16, "n_data": 64, "checkpoint_every": 5},
+        "n_samples": 16,
+    }
+    path = write(tmp_path, executor="debug", methods={"bg": bg})
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "boltzgen.runner.cli", "run", str(path), "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    checkpoint = run_dir / "double_well_2d" / "bg" / "seed0" / "checkpoint" / "train"
+    deadline = time.time() + 120
+    while not (checkpoint / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    line = next(x for x in err.splitlines() if x.startswith("interrupted"))
+    step = int(line.split("from training step ")[1].split()[0])
+    assert step >= 5 and step % 5 == 0
+    status = cli(["status", run_dir]).stdout
+    assert f"resumes from training step {step}" in status
+
+
+def test_run_dask_itself_refuses_without_qsub(tmp_path, monkeypatch):
+    from boltzgen.errors import ConfigError
+    from boltzgen.runner.executors import run_dask
+    from boltzgen.runner.tasks import plan
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    raw = {**RAW, "executor": "dask", "resources": {**CLUSTER, "scheduler": "pbs"}}
+    experiment = parse_experiment(raw, "x.yaml")
+    with pytest.raises(ConfigError, match="`qsub`"):
+        run_dask(plan(experiment), tmp_path, lambda *a: None, experiment)
