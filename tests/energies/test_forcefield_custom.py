@@ -12,6 +12,7 @@ import openmm
 import pytest
 import torch
 from openmm import app, unit
+from openmm_reference import reference
 
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.forcefield.cmap import map_coefficients
@@ -21,19 +22,6 @@ KJ = unit.kilojoule_per_mole
 N = 14
 BOX = ((2.1, 0.0, 0.0), (0.0, 2.3, 0.0), (0.0, 0.0, 2.5))
 TRICLINIC = ((2.4, 0.0, 0.0), (0.4, 2.3, 0.0), (-0.5, 0.6, 2.2))
-
-
-def reference(system, x):
-    context = openmm.Context(
-        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
-    )
-    energies, forces = [], []
-    for row in x:
-        context.setPositions(row)
-        state = context.getState(getEnergy=True, getForces=True)
-        energies.append(state.getPotentialEnergy().value_in_unit(KJ))
-        forces.append(state.getForces(asNumpy=True).value_in_unit(KJ / unit.nanometer))
-    return np.array(energies), np.array(forces)
 
 
 def assert_agrees(system, x, energy_rtol=1e-9, force_rtol=1e-8):

@@ -14,6 +14,7 @@ import pytest
 import scipy.interpolate
 import torch
 from openmm import unit
+from openmm_reference import reference
 
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.forcefield.language import Expression, ExpressionError
@@ -109,19 +110,6 @@ def external_system(expression, n=6, parameters=("a",), globals_=None, seed=0, f
         add(i, list(rng.uniform(0.5, 1.5, len(parameters))))
     system.addForce(force)
     return system
-
-
-def reference(system, x):
-    context = openmm.Context(
-        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
-    )
-    energies, forces = [], []
-    for row in x:
-        context.setPositions(row)
-        state = context.getState(getEnergy=True, getForces=True)
-        energies.append(state.getPotentialEnergy().value_in_unit(KJ))
-        forces.append(state.getForces(asNumpy=True).value_in_unit(KJ / unit.nanometer))
-    return np.array(energies), np.array(forces)
 
 
 def assert_matches_openmm(system, x, energy_rtol=1e-10, force_rtol=1e-9):

@@ -15,10 +15,10 @@ are marked slow. docs/forcefield.md tables the results.
 import warnings
 
 import numpy as np
-import openmm
 import pytest
 import torch
 from openmm import app, unit
+from openmm_reference import reference
 
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 
@@ -88,19 +88,6 @@ def build(name):
         warnings.simplefilter("ignore")
         test_system = getattr(testsystems, base)(**options)
     return test_system.system, np.asarray(test_system.positions.value_in_unit(unit.nanometer))
-
-
-def reference(system, x):
-    context = openmm.Context(
-        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
-    )
-    energies, forces = [], []
-    for row in x:
-        context.setPositions(row)
-        state = context.getState(getEnergy=True, getForces=True)
-        energies.append(state.getPotentialEnergy().value_in_unit(KJ))
-        forces.append(state.getForces(asNumpy=True).value_in_unit(KJ / unit.nanometer))
-    return np.array(energies), np.array(forces)
 
 
 @pytest.mark.parametrize("name", _params())
