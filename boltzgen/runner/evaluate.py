@@ -131,9 +131,9 @@ def _log_z(samples: WeightedSamples) -> metrics.Estimate:
 
 
 def _torsion_metrics(system: System, samples: WeightedSamples, reference: Reference, gen) -> dict:
+    """T-W2 over whole backbone vectors and the per-residue mean Ramachandran KL."""
     from boltzgen.observables.peptides import phi_psi
 
-    """T-W2 over whole backbone vectors and the per-residue mean Ramachandran KL."""
     finite = torch.isfinite(samples.energies)
     points = backbone_torsions(*phi_psi(samples.x[finite], system.topology))
     log_w = samples.log_weights[finite]
