@@ -126,10 +126,6 @@ class CMAPTorsions(AutogradTerm):
     patches: Tensor
     uses_pbc: bool
 
-    @property
-    def periodic(self) -> bool:
-        return self.uses_pbc
-
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         points = [positions[index] for index in self.atoms]
         size = self.size[:, None].to(positions.dtype)

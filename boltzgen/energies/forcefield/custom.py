@@ -43,7 +43,8 @@ class AutogradTerm(Term):
 
     @property
     def periodic(self) -> bool:
-        return False
+        """Whether minimum images apply: the term's ``uses_pbc`` field, where it has one."""
+        return bool(getattr(self, "uses_pbc", False))
 
     def energy(self, frame: Frame) -> Tensor:
         box = frame.box_vectors(self.periodic)
@@ -176,10 +177,6 @@ class BondedExpression(AutogradTerm):
     context: Definitions
     uses_pbc: bool
 
-    @property
-    def periodic(self) -> bool:
-        return self.uses_pbc
-
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         points = [positions[index] for index in self.atoms]
         if len(points) == 2:
@@ -270,10 +267,6 @@ class ExternalExpression(AutogradTerm):
     context: Definitions
     uses_pbc: bool
 
-    @property
-    def periodic(self) -> bool:
-        return self.uses_pbc
-
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         x = positions[self.particles]
         environment = {
@@ -349,10 +342,6 @@ class CompoundExpression(AutogradTerm):
     parameters: dict[str, Tensor]
     context: Definitions
     uses_pbc: bool
-
-    @property
-    def periodic(self) -> bool:
-        return self.uses_pbc
 
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         points = [positions[index] for index in self.atoms]

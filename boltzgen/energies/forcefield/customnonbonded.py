@@ -125,10 +125,6 @@ class NonbondedExpression(AutogradTerm):
     uses_pbc: bool
     constant: float
 
-    @property
-    def periodic(self) -> bool:
-        return self.uses_pbc
-
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         first, second = self.pairs
         r = torch.sqrt(squared_norm(displacements(positions, first, second, box)))

@@ -77,10 +77,6 @@ class GeneralGB(AutogradTerm):
     cutoff: float | None
     uses_pbc: bool
 
-    @property
-    def periodic(self) -> bool:
-        return self.uses_pbc
-
     def potential(self, positions: Tensor, box: BoxVectors | None) -> Tensor:
         n, batch = positions.shape[0], positions.shape[2]
         values: dict[str, Tensor] = {
