@@ -33,6 +33,7 @@ import torch
 from boltzgen import metrics
 from boltzgen.flows import GaussianPrior
 from boltzgen.flows.ode import ContinuousFlow
+from boltzgen.records import WeightedSamples
 from boltzgen.runner.evaluate import evaluate
 from boltzgen.runner.methods import (
     BoltzmannGeneratorParams,
@@ -48,7 +49,6 @@ from boltzgen.runner.path_methods import (
     _trained_field,
     build_snf,
 )
-from boltzgen.samplers.base import WeightedSamples
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis
 from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
 from boltzgen.samplers.importance import BoltzmannGenerator

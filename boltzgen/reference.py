@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from boltzgen.samplers.base import WeightedSamples, write_json
+from boltzgen.records import WeightedSamples, write_json
+from boltzgen.records.provenance import versions
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
 from boltzgen.systems import System
 
@@ -197,8 +198,6 @@ def _manifest(
     samples: WeightedSamples,
     out: Path,
 ) -> dict[str, Any]:
-    from boltzgen.runner.tasks import versions
-
     return {
         "system": system.name,
         "method": "md",
@@ -270,8 +269,6 @@ def generate_pt_reference(
     np.savez_compressed(
         out / "reference.npz", x=x.numpy(), u=u.numpy(), phi=phi.numpy(), psi=psi.numpy()
     )
-    from boltzgen.runner.tasks import versions
-
     manifest = {
         "system": system.name,
         "method": "pt",

@@ -13,30 +13,11 @@ it never crashes the batch and never silently becomes 0.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-
-@dataclass
-class EvaluationCounter:
-    """Number of configurations evaluated, shared by an energy and its views."""
-
-    energy: int = 0
-    force: int = 0
-    nonfinite: int = 0
-
-    def snapshot(self) -> EvaluationCounter:
-        return EvaluationCounter(self.energy, self.force, self.nonfinite)
-
-    def since(self, earlier: EvaluationCounter) -> EvaluationCounter:
-        """Evaluations made after ``earlier`` was taken."""
-        return EvaluationCounter(
-            self.energy - earlier.energy,
-            self.force - earlier.force,
-            self.nonfinite - earlier.nonfinite,
-        )
+from boltzgen.records.cost import EvaluationCounter
 
 
 class Energy(abc.ABC):

@@ -31,7 +31,7 @@ from torch import Tensor
 from boltzgen.metrics.estimate import Estimate
 from boltzgen.metrics.free_energy import State, state_mask
 from boltzgen.metrics.weights import normalized_weights
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 
 
 def _block_sums(series: Tensor, n_blocks: int) -> tuple[Tensor, Tensor]:

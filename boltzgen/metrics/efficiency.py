@@ -16,7 +16,7 @@ from torch import Tensor
 
 from boltzgen.metrics.autocorrelation import integrated_time
 from boltzgen.metrics.weights import kish_ess
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 
 
 def sample_ess(samples: WeightedSamples, observables: Sequence[Tensor] = ()) -> float:

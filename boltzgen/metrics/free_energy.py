@@ -28,7 +28,7 @@ from torch import Tensor
 from boltzgen.metrics.autocorrelation import integrated_time
 from boltzgen.metrics.estimate import Estimate
 from boltzgen.metrics.weights import log_z, normalized_weights
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 
 State = Callable[[Tensor], Tensor] | Tensor
 """A state: a callable ``x -> bool[n]`` or a boolean mask ``[n]``."""

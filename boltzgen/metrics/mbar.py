@@ -37,7 +37,7 @@ from pymbar import timeseries
 from torch import Tensor
 
 from boltzgen.metrics.estimate import Estimate
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 
 Array = Tensor | np.ndarray
 _JACKKNIFE_GROUPS = 16  # chains are pooled into at most this many delete-one-group blocks

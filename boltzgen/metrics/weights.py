@@ -111,3 +111,29 @@ def log_z(log_weights: Tensor) -> tuple[float, float]:
     mean = w.mean()
     se = math.inf if n < 2 else float(w.var(correction=1).div(n).sqrt() / mean)
     return float(shift + mean.log()), se
+
+
+def batch_ess(log_w: Tensor) -> float:
+    """Kish ESS of log-weights ``[n]``: 0 if every weight is 0, NaN if any is NaN or +inf.
+
+    Unlike :func:`kish_ess` it never raises, for progress reports.
+    """
+    log_w = log_w.detach()
+    if bool(torch.isnan(log_w).any()) or bool((log_w == math.inf).any()):
+        return math.nan
+    if not bool(torch.isfinite(log_w).any()):
+        return 0.0
+    return kish_ess(log_w)
+
+
+def weight_summary(log_w: Tensor, u: Tensor) -> dict[str, float | int]:
+    """ESS, ESS fraction, log Z with its standard error and the failed-sample count."""
+    ess = batch_ess(log_w)
+    value, se = (math.nan, math.nan) if math.isnan(ess) else log_z(log_w)
+    return {
+        "ess": ess,
+        "ess_fraction": ess / log_w.shape[0],
+        "log_z": value,
+        "log_z_se": se,
+        "n_nonfinite": int((~torch.isfinite(u)).sum()),
+    }

@@ -25,7 +25,7 @@ from torch import Tensor
 from boltzgen import metrics
 from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
 from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 from boltzgen.systems import State, System
 
 REFERENCE_SEED = 2_718_281

@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods import (
     BoltzmannGeneratorParams,
     TrainedGenerator,
@@ -29,7 +30,6 @@ from boltzgen.runner.methods import (
     to_cpu,
     train_generator,
 )
-from boltzgen.samplers.base import WeightedSamples
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis
 from boltzgen.samplers.smc import SMCSampler
 from boltzgen.systems import System

@@ -8,33 +8,15 @@ end times. ``boltzgen status RUN_DIR`` reads it back with each task's state.
 from __future__ import annotations
 
 import datetime
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from boltzgen.records.provenance import git_commit, versions
 from boltzgen.runner.config import Experiment
-from boltzgen.runner.tasks import Task, is_finished, settings_hash, versions
-
-REPOSITORY = Path(__file__).resolve().parent.parent.parent
-
-
-def git_commit() -> str | None:
-    """The commit of the boltzgen checkout (with ``-dirty`` if modified), if it is one."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=REPOSITORY,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+from boltzgen.runner.tasks import Task, is_finished, settings_hash
 
 
 def _now() -> str:

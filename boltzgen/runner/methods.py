@@ -17,8 +17,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.runner.models import FlowParams, build_generator
-from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory

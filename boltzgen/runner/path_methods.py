@@ -24,6 +24,7 @@ import torch
 
 from boltzgen.flows import GaussianPrior, make_spline_flow
 from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.runner.methods import (
     TrainingData,
     TrainParams,
@@ -31,7 +32,6 @@ from boltzgen.runner.methods import (
     data_charge,
     to_cpu,
 )
-from boltzgen.samplers.base import Cost, WeightedSamples
 from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
 from boltzgen.samplers.snf import (
     LangevinBlock,

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 from boltzgen.systems import System, load_system
 
 MAX_POINTS = 3000

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods import fit_chain_steps
-from boltzgen.samplers.base import WeightedSamples
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 from boltzgen.systems import System
 

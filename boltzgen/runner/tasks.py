@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,10 +24,12 @@ from typing import Any
 import torch
 
 from boltzgen.errors import ConfigError
+from boltzgen.records.provenance import versions
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.registry import METHODS
-from boltzgen.systems import load_system
+from boltzgen.systems import CATALOG, load_system
+from boltzgen.version import __version__
 
 
 @dataclass(frozen=True)
@@ -87,24 +88,6 @@ def _fit(experiment: Experiment, method: MethodSpec, system: Any) -> MethodSpec:
     return dataclasses.replace(method, params=params)
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries results depend on."""
-    import numpy
-    import openmm
-
-    import boltzgen
-
-    return {
-        "boltzgen": getattr(boltzgen, "__version__", "unknown"),
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "numpy": numpy.__version__,
-        "openmm": openmm.__version__,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "threads": str(torch.get_num_threads()),
-    }
-
-
 class StaleResultError(ConfigError):
     """A task folder holds results or a checkpoint made with other settings."""
 
@@ -131,8 +114,6 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
 
 def task_settings(task: Task) -> dict[str, Any]:
     """Everything a task's result depends on: card text, method, parameters, seed, code version."""
-    import boltzgen
-
     card = _card_path(task.system)
     return {
         "system": task.system,
@@ -142,13 +123,11 @@ def task_settings(task: Task) -> dict[str, Any]:
         "seed": task.seed,
         "n_reference": task.n_reference,
         "energy_backend": task.energy_backend,
-        "boltzgen": boltzgen.__version__,
+        "boltzgen": __version__,
     }
 
 
 def _card_path(system: str) -> Path:
-    from boltzgen.systems import CATALOG
-
     path = Path(system)
     return path if path.suffix in (".yaml", ".yml") else CATALOG / f"{system}.yaml"
 

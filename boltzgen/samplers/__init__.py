@@ -1,6 +1,7 @@
 """Samplers: everything that draws configurations returns :class:`WeightedSamples`."""
 
-from boltzgen.samplers.base import Cost, CostMeter, Sampler, WeightedSamples
+from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.samplers.base import Sampler
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis, PulledBackEnergy
 from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
 from boltzgen.samplers.importance import BoltzmannGenerator

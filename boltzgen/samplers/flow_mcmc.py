@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow
-from boltzgen.samplers.base import CostMeter, WeightedSamples
+from boltzgen.records import CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC, HMCInfo, HMCState
 

@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
 from boltzgen.flows.ode import ContinuousFlow, ODECounter
-from boltzgen.samplers.base import CostMeter, WeightedSamples
-from boltzgen.samplers.snf import weight_summary
+from boltzgen.metrics.weights import weight_summary
+from boltzgen.records import CostMeter, WeightedSamples
 
 Estimator = Literal["path", "radial"]
 ScaleObjective = Literal["norm", "kl"]

@@ -13,15 +13,13 @@ which makes self-normalised averages Σ w̃_i O(x_i) consistent for ⟨O⟩_p an
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
-from boltzgen.metrics.weights import kish_ess
-from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
+from boltzgen.metrics.weights import batch_ess
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 
 
 class BoltzmannGenerator(nn.Module):
@@ -107,19 +105,6 @@ class BoltzmannGenerator(nn.Module):
         x, log_q = self.sample_with_log_prob(n, generator)
         u = self.energy.energy(x)
         return x, -u - log_q, u
-
-
-def batch_ess(log_w: Tensor) -> float:
-    """Kish ESS of log-weights ``[n]``: 0 if every weight is 0, NaN if any is NaN or +inf.
-
-    Unlike :func:`boltzgen.metrics.kish_ess` it never raises, for progress reports.
-    """
-    log_w = log_w.detach()
-    if bool(torch.isnan(log_w).any()) or bool((log_w == math.inf).any()):
-        return math.nan
-    if not bool(torch.isfinite(log_w).any()):
-        return 0.0
-    return kish_ess(log_w)
 
 
 def _weight_info(log_w: Tensor, u: Tensor) -> dict[str, float | int]:

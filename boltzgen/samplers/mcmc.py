@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
-from boltzgen.samplers.base import CostMeter, WeightedSamples
+from boltzgen.records import CostMeter, WeightedSamples
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from boltzgen.energies.units import kt_kj_per_mol
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.records import Cost, WeightedSamples
 
 HYDROGEN_MASS_LIMIT = 1.5  # amu: atoms lighter than this are hydrogens
 

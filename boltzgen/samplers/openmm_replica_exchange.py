@@ -52,7 +52,7 @@ from boltzgen.metrics.mbar import (
     mbar_free_energies,
     statistical_inefficiency,
 )
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.samplers.parallel_tempering import RoundTrips, track_round_trips
 
 Mixing = Literal["swap-neighbors", "swap-all"]

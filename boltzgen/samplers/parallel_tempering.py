@@ -47,7 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
-from boltzgen.samplers.base import CostMeter, WeightedSamples
+from boltzgen.records import CostMeter, WeightedSamples
 from boltzgen.samplers.mcmc import (
     DualAveraging,
     HMCState,

@@ -74,8 +74,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
-from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
-from boltzgen.samplers.importance import BoltzmannGenerator, batch_ess
+from boltzgen.metrics.weights import batch_ess
+from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import draw_momentum, kinetic_energy
 
 Kernel = Literal["ula", "mala", "hmc"]

@@ -50,9 +50,8 @@ from torch import Tensor, nn
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
-from boltzgen.metrics.weights import log_z
-from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
-from boltzgen.samplers.importance import batch_ess
+from boltzgen.metrics.weights import batch_ess, weight_summary
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.training.losses import soft_cap
 
 
@@ -519,16 +518,3 @@ def _step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(snf.parameters(), clip)
     optimizer.step()
-
-
-def weight_summary(log_w: Tensor, u: Tensor) -> dict[str, float | int]:
-    """ESS, ESS fraction, log Z with its standard error and the failed-sample count."""
-    ess = batch_ess(log_w)
-    value, se = (math.nan, math.nan) if math.isnan(ess) else log_z(log_w)
-    return {
-        "ess": ess,
-        "ess_fraction": ess / log_w.shape[0],
-        "log_z": value,
-        "log_z_se": se,
-        "n_nonfinite": int((~torch.isfinite(u)).sum()),
-    }

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.steerable import TemperatureSteerableFlow
-from boltzgen.samplers.base import Cost, CostMeter, WeightedSamples
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.parallel_tempering import (
     Move,
     ParallelTempering,

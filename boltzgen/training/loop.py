@@ -23,8 +23,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
-from boltzgen.samplers.base import Cost, CostMeter
-from boltzgen.samplers.importance import BoltzmannGenerator, batch_ess
+from boltzgen.metrics.weights import batch_ess
+from boltzgen.records import Cost, CostMeter
+from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.training.losses import forward_kl, mixed_kl, reverse_kl
 
 LossName = Literal["forward_kl", "reverse_kl", "mixed"]
@@ -133,10 +134,6 @@ class TrainResult:
     @property
     def steps(self) -> int:
         return len(self.losses)
-
-
-def _add(a: Cost, b: Cost) -> Cost:
-    return Cost(**{k: getattr(a, k) + getattr(b, k) for k in Cost.__dataclass_fields__})
 
 
 def _check_data(config: TrainConfig, data: Tensor | None, energy: Energy) -> None:
@@ -323,7 +320,7 @@ class _Session:
                 self.step(loss, step)
             history.losses.append(float(loss.detach()))
             history.ess_fractions.append(ess)
-            history.cost = _add(base_cost, meter.cost)
+            history.cost = base_cost + meter.cost
             stop = self.validate(step, history)
             if (step + 1) % 10 == 0:
                 self._report(bar, history, ess)

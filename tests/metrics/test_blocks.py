@@ -8,7 +8,7 @@ import torch
 from scipy.signal import lfilter
 
 from boltzgen.metrics import Estimate, block_average, block_free_energy_difference
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 
 
 def ar1(steps: int, chains: int, phi: float, seed: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from boltzgen.metrics import (
     kish_ess,
     sample_ess,
 )
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.records import Cost, WeightedSamples
 
 from .test_autocorrelation import ar1
 

@@ -12,7 +12,7 @@ from boltzgen.metrics import (
     log_z,
     state_probabilities,
 )
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 
 
 def weighted(x: torch.Tensor, log_weights: torch.Tensor | None = None, n_chains=None):

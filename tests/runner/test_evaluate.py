@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from boltzgen.flows import AffineFlow, GaussianPrior
+from boltzgen.records import WeightedSamples
 from boltzgen.runner.evaluate import evaluate
-from boltzgen.samplers.base import WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.smc import SMCSampler
 from boltzgen.systems import load_system

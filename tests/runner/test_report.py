@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.runner.report import build_report, pool, summarize
-from boltzgen.samplers.base import Cost, WeightedSamples
 
 EXACT = 4.7772741
 

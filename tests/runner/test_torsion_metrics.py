@@ -9,8 +9,8 @@ import torch
 
 from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl, ramachandran_kl
 from boltzgen.observables.peptides import phi_psi
+from boltzgen.records import WeightedSamples
 from boltzgen.runner.evaluate import Reference, _torsion_metrics
-from boltzgen.samplers.base import WeightedSamples
 from boltzgen.systems import load_system
 
 TURN = 1.5  # radians added to ψ of the second residue

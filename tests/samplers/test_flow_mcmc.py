@@ -15,7 +15,7 @@ from boltzgen.energies.base import Energy
 from boltzgen.energies.toy import CorrelatedGaussian, DoubleWell2D, GaussianMixture
 from boltzgen.flows import AffineFlow, GaussianPrior, make_spline_flow
 from boltzgen.metrics import free_energy_difference, integrated_time
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis, PulledBackEnergy
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC, PhasePoint, leapfrog

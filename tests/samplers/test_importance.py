@@ -12,8 +12,9 @@ from boltzgen.energies.base import Energy
 from boltzgen.energies.toy import CorrelatedGaussian
 from boltzgen.flows import AffineFlow, GaussianPrior, make_spline_flow
 from boltzgen.metrics import ess_fraction, log_z
-from boltzgen.samplers.base import Cost
-from boltzgen.samplers.importance import BoltzmannGenerator, batch_ess
+from boltzgen.metrics.weights import batch_ess
+from boltzgen.records import Cost
+from boltzgen.samplers.importance import BoltzmannGenerator
 
 F64 = torch.float64
 

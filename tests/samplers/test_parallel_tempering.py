@@ -14,7 +14,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.metrics import free_energy_difference
 from boltzgen.metrics.mbar import ladder_state_free_energy
-from boltzgen.samplers.base import WeightedSamples
+from boltzgen.records import WeightedSamples
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 
 F64 = torch.float64

@@ -13,7 +13,7 @@ from boltzgen.energies.base import Energy
 from boltzgen.energies.toy import CorrelatedGaussian, DoubleWell2D
 from boltzgen.flows import AffineFlow, GaussianPrior, make_spline_flow
 from boltzgen.metrics import free_energy_difference, kish_ess, normalized_weights
-from boltzgen.samplers.base import Cost
+from boltzgen.records import Cost
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.smc import (
     KERNELS,

@@ -16,7 +16,7 @@ from boltzgen.energies.toy import CorrelatedGaussian, DoubleWell2D
 from boltzgen.flows.linear import ElementwiseAffine
 from boltzgen.flows.steerable import TemperatureSteerableFlow, make_steerable_flow
 from boltzgen.metrics import free_energy_difference
-from boltzgen.samplers.base import Cost, WeightedSamples
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.samplers.parallel_tempering import ParallelTempering
 from boltzgen.samplers.tsf_exchange import TSFReplicaExchange, train_tsf
 
