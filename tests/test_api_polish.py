@@ -9,7 +9,7 @@ import torch
 import boltzgen as bg
 from boltzgen.runner.cli import main
 from boltzgen.runner.methods import TrainParams
-from boltzgen.training.loop import TrainConfig
+from boltzgen.training.generator import TrainConfig
 
 
 def samples_with_weights(log_weights):

@@ -23,7 +23,7 @@ from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, write_trajectory
 from boltzgen.systems import System
-from boltzgen.training.loop import TrainConfig, train
+from boltzgen.training.generator import TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def fit_hmc(params: HMCParams, budget: int, system: System) -> HMCParams:
 class TrainParams:
     """Training of the generator; ``n_data`` reference draws feed the forward KL.
 
-    Defaults shared with :class:`~boltzgen.training.loop.TrainConfig` are taken from it,
+    Defaults shared with :class:`~boltzgen.training.generator.TrainConfig` are taken from it,
     so a YAML file and a script that leave a field out train alike.
     """
 

@@ -52,7 +52,7 @@ from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
 from boltzgen.metrics.weights import batch_ess, weight_summary
 from boltzgen.records import Cost, CostMeter, WeightedSamples
-from boltzgen.training.losses import soft_cap
+from boltzgen.samplers.objectives import soft_cap
 
 
 class InterpolatedEnergy:
@@ -398,7 +398,7 @@ def path_kl_loss(
 ) -> tuple[Tensor, Tensor]:
     """Reverse KL over paths, E[ũ(y_T) − u_Z(y_0) − Σ_t ΔS_t] = E[−log w] (≥ −log Z).
 
-    ũ = :func:`~boltzgen.training.losses.soft_cap` (u, ``energy_cap``), only in the loss.
+    ũ = :func:`~boltzgen.samplers.objectives.soft_cap` (u, ``energy_cap``), only in the loss.
 
     Returns:
         ``(loss: [], log_w: [B])`` with the uncapped, detached log-weights.

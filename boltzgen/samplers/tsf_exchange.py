@@ -46,6 +46,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.flows.steerable import TemperatureSteerableFlow
 from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.samplers.objectives import forward_kl, reverse_kl
 from boltzgen.samplers.parallel_tempering import (
     Move,
     ParallelTempering,
@@ -57,7 +58,6 @@ from boltzgen.samplers.parallel_tempering import (
     swap_neighbours,
     track_round_trips,
 )
-from boltzgen.training.losses import forward_kl, reverse_kl
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ def train_tsf(
             − (1/B) Σ_b log q_{T_0}(x_b),
 
     the reverse KL(q_{T_k} ‖ p_k) up to log Z_k at every rung (ũ the soft-capped energy,
-    :func:`~boltzgen.training.losses.soft_cap`; Dibak et al., arXiv 2108.01590, train a TSF
+    :func:`~boltzgen.samplers.objectives.soft_cap`; Dibak et al., arXiv 2108.01590, train a TSF
     at several temperatures this way) and the negative log-likelihood of a batch of
     ``data`` drawn at T_0 (omitted if ``data`` is ``None``). An empty ``temperatures``
     with data gives pure maximum likelihood. Gradients are clipped to norm ``grad_clip``.

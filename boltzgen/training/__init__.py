@@ -1,7 +1,11 @@
-"""Training Boltzmann generators: KL objectives and a checkpointed, resumable loop."""
+"""Training: one checkpointed, resumable optimisation loop and the trainers built on it.
 
-from boltzgen.training.loop import TrainConfig, TrainResult, train
-from boltzgen.training.losses import forward_kl, mixed_kl, reverse_kl, soft_cap
+The KL objectives of Boltzmann generators live with the model in
+:mod:`boltzgen.samplers.objectives` and are re-exported here.
+"""
+
+from boltzgen.samplers.objectives import forward_kl, mixed_kl, reverse_kl, soft_cap
+from boltzgen.training.generator import TrainConfig, TrainResult, train
 
 __all__ = [
     "TrainConfig",

@@ -13,7 +13,7 @@ from boltzgen.energies.toy import DoubleWell2D
 from boltzgen.flows import GaussianPrior, make_spline_flow
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.training import TrainConfig, TrainResult, train
-from boltzgen.training.loop import CHECKPOINT_NAME
+from boltzgen.training.generator import CHECKPOINT_NAME
 
 
 class _Crash(RuntimeError):

@@ -1,32 +1,33 @@
 """Checkpointed, exactly resumable training of a Boltzmann generator.
 
 :func:`train` runs Adam (Kingma & Ba, arXiv 1412.6980) with gradient-norm clipping
-on one of the objectives of :mod:`boltzgen.training.losses`. All randomness — latent
+on one of the objectives of :mod:`boltzgen.samplers.objectives`. All randomness — latent
 draws and data batches (drawn with replacement) — comes from one ``torch.Generator``
 seeded by ``TrainConfig.seed``. A checkpoint holds the model, the optimiser, the step,
-that generator's state, the loss/ESS history and the cost so far, so a run that is
-interrupted and resumed from ``checkpoint_dir`` ends with bitwise the same parameters
-as an uninterrupted run (on the same machine and thread count).
+that generator's state, the loss/ESS history, the validation state and the cost so
+far (:func:`boltzgen.training.optimise.optimise`), so a run that is interrupted and
+resumed from ``checkpoint_dir`` ends with bitwise the same parameters as an
+uninterrupted run (on the same machine and thread count).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
 from boltzgen.metrics.weights import batch_ess
-from boltzgen.records import Cost, CostMeter
+from boltzgen.records import Cost
 from boltzgen.samplers.importance import BoltzmannGenerator
-from boltzgen.training.losses import forward_kl, mixed_kl, reverse_kl
+from boltzgen.samplers.objectives import forward_kl, mixed_kl, reverse_kl
+from boltzgen.training.optimise import Checkpointing, Optimiser, optimise
 
 LossName = Literal["forward_kl", "reverse_kl", "mixed"]
 LOSSES: tuple[LossName, ...] = ("forward_kl", "reverse_kl", "mixed")
@@ -46,7 +47,7 @@ class TrainConfig:
         loss: ``"forward_kl"`` (needs data), ``"reverse_kl"`` or ``"mixed"`` (needs data).
         forward_weight: w in w·forward + (1 − w)·reverse (``"mixed"`` only).
         energy_cap: reduced energy above which the reverse-KL loss compresses u
-            logarithmically (:func:`boltzgen.training.losses.soft_cap`); raise it for
+            logarithmically (:func:`boltzgen.samplers.objectives.soft_cap`); raise it for
             systems whose typical reduced energies are above 10³.
         checkpoint_every: steps between checkpoints (a final one is always written).
         monitor_every: with ``"forward_kl"``, every this many steps draw one extra batch
@@ -159,185 +160,94 @@ def _model_batch_ess(
         return batch_ess(-energy.energy(x) - log_q) / n
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (a crash leaves the old checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
-    free = _MAY_CHANGE_ON_RESUME if config.lr_schedule == "constant" else {"checkpoint_every"}
-    ours = {k: v for k, v in asdict(config).items() if k not in free}
-    theirs = {k: saved.get(k, v) for k, v in ours.items()}
-    if ours != theirs:
-        changed = sorted(k for k in ours if ours[k] != theirs.get(k))
-        raise ValueError(
-            f"{path} was written with a different TrainConfig ({', '.join(changed)} differ): "
-            "use the same config or another checkpoint_dir"
-        )
-
-
 @dataclass
-class _Session:
-    """One training run: the objects a step touches and a checkpoint restores."""
+class _Objective:
+    """The step's KL loss and the ESS fraction of its model batch (NaN if none)."""
 
     model: BoltzmannGenerator
     energy: Energy
     config: TrainConfig
     data: Tensor | None
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
-    path: Path | None
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    validation: Tensor | None = None
-    best_state: dict[str, Any] | None = None
-    best_nll: float = math.inf
-    bad_validations: int = 0
 
-    def loss(self, step: int) -> tuple[Tensor, float]:
-        """The step's loss and the ESS fraction of its model batch (NaN if none)."""
-        m, c, g, b = self.model, self.config, self.generator, self.config.batch_size
+    def __call__(self, step: int, g: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        m, c, b = self.model, self.config, self.config.batch_size
         if c.loss == "reverse_kl":
             loss, log_w = reverse_kl(m.prior, m.flow, self.energy, b, g, c.energy_cap)
-            return loss, batch_ess(log_w) / b
+            return loss, {"ess_fractions": batch_ess(log_w) / b}
         assert self.data is not None
         x = self.data[torch.randint(self.data.shape[0], (b,), generator=g, device=g.device)]
         if c.loss == "mixed":
             loss, log_w = mixed_kl(
                 m.prior, m.flow, self.energy, x, g, c.forward_weight, c.energy_cap
             )
-            return loss, batch_ess(log_w) / b
+            return loss, {"ess_fractions": batch_ess(log_w) / b}
         loss = forward_kl(m.prior, m.flow, x)
         if c.monitor_every > 0 and (step + 1) % c.monitor_every == 0:
-            return loss, _model_batch_ess(m, self.energy, b, g)
-        return loss, math.nan
+            return loss, {"ess_fractions": _model_batch_ess(m, self.energy, b, g)}
+        return loss, {"ess_fractions": math.nan}
 
-    def step(self, loss: Tensor, step: int) -> None:
-        """One Adam step on ``loss`` with gradient-norm clipping."""
-        if not bool(torch.isfinite(loss)):
-            raise FloatingPointError(
-                f"training loss is {float(loss.detach())} at step {step}: lower "
-                "TrainConfig.lr, set grad_clip, or lower energy_cap"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip is not None:
-            params = self.model.parameters()
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, error_if_nonfinite=True)
-        self.optimizer.step()
-        self.scheduler.step()
 
-    def validate(self, step: int, history: TrainResult) -> bool:
+@dataclass
+class _Validation:
+    """Validation NLL −E_val[log q(x)] every ``every`` steps; early stopping on patience.
+
+    Keeps the parameters of the best NLL (``best_state``); a :class:`Monitor`.
+    """
+
+    model: BoltzmannGenerator
+    rows: Tensor | None
+    every: int
+    patience: int
+    name: str = "validation"
+    nll: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None
+    stopped: bool = False
+    best_nll: float = math.inf
+    bad: int = 0
+    best_state: dict[str, Any] | None = None
+
+    def after_step(self, step: int) -> bool:
         """Record the validation NLL after ``step``; ``True`` if training should stop."""
-        if self.validation is None or (step + 1) % self.config.validate_every:
+        if self.rows is None or (step + 1) % self.every:
             return False
         with torch.no_grad():
-            nll = float(-self.model.log_prob(self.validation).mean())
-        history.validation_nll.append((step + 1, nll))
+            nll = float(-self.model.log_prob(self.rows).mean())
+        self.nll.append((step + 1, nll))
         if nll < self.best_nll:
-            self.best_nll, self.bad_validations = nll, 0
+            self.best_nll, self.bad = nll, 0
             self.best_state = copy.deepcopy(self.model.state_dict())
-            history.best_step = step + 1
+            self.best_step = step + 1
         else:
-            self.bad_validations += 1
-        patience = self.config.patience
-        history.stopped_early = patience > 0 and self.bad_validations >= patience
-        return history.stopped_early
+            self.bad += 1
+        self.stopped = self.patience > 0 and self.bad >= self.patience
+        return self.stopped
+
+    def postfix(self) -> dict[str, str]:
+        return {"val_nll": f"{self.nll[-1][1]:.4g}"} if self.nll else {}
 
     def keep_best(self) -> None:
         """Load the parameters of the best validation NLL, if validation ran."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
 
-    def save(self, history: TrainResult) -> None:
-        if self.path is None:
-            return
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "step": history.steps,
-            "losses": history.losses,
-            "ess_fractions": history.ess_fractions,
-            "cost": history.cost.to_dict(),
-            "config": asdict(self.config),
-            "scheduler": self.scheduler.state_dict(),
-            "validation": {
-                "nll": history.validation_nll,
-                "best_step": history.best_step,
-                "stopped_early": history.stopped_early,
-                "best_nll": self.best_nll,
-                "bad": self.bad_validations,
-                "best_state": self.best_state,
-            },
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "nll": self.nll,
+            "best_step": self.best_step,
+            "stopped_early": self.stopped,
+            "best_nll": self.best_nll,
+            "bad": self.bad,
+            "best_state": self.best_state,
         }
-        _save(self.path, state)
 
-    def restore(self) -> TrainResult:
-        """The history so far, after loading the checkpoint at ``path`` if there is one."""
-        if self.path is None or not self.path.exists():
-            return TrainResult()
-        ckpt = torch.load(self.path, map_location="cpu", weights_only=True)
-        _check_resumable(self.path, ckpt["config"], self.config)
-        if ckpt["step"] > self.config.steps:
-            raise ValueError(
-                f"{self.path} is at step {ckpt['step']}, past TrainConfig.steps={self.config.steps}"
-            )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.generator.set_state(ckpt["generator"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        v = ckpt["validation"]
-        self.best_nll, self.bad_validations, self.best_state = (
-            v["best_nll"],
-            v["bad"],
-            v["best_state"],
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.nll = [(int(a), float(b)) for a, b in state["nll"]]
+        self.best_step, self.stopped = state["best_step"], state["stopped_early"]
+        self.best_nll, self.bad, self.best_state = (
+            state["best_nll"],
+            state["bad"],
+            state["best_state"],
         )
-        cost = Cost.from_dict(ckpt["cost"])
-        nll = [(int(a), float(b)) for a, b in v["nll"]]
-        return TrainResult(
-            ckpt["losses"],
-            ckpt["ess_fractions"],
-            cost,
-            ckpt["step"],
-            nll,
-            v["best_step"],
-            v["stopped_early"],
-        )
-
-    def run(self, history: TrainResult, progress: bool) -> None:
-        """Steps ``history.steps … config.steps − 1``, appending to ``history``."""
-        base_cost, meter = history.cost, CostMeter(self.energy)
-        bar = tqdm(
-            total=self.config.steps, initial=history.steps, desc="training", disable=not progress
-        )
-        start = self.config.steps if history.stopped_early else history.steps
-        for step in range(start, self.config.steps):
-            with meter.measure():
-                loss, ess = self.loss(step)
-                self.step(loss, step)
-            history.losses.append(float(loss.detach()))
-            history.ess_fractions.append(ess)
-            history.cost = base_cost + meter.cost
-            stop = self.validate(step, history)
-            if (step + 1) % 10 == 0:
-                self._report(bar, history, ess)
-            bar.update()
-            if stop or (step + 1) % self.config.checkpoint_every == 0:
-                self.save(history)
-            if stop:
-                break
-        bar.close()
-
-    @staticmethod
-    def _report(bar: Any, history: TrainResult, ess: float) -> None:
-        shown = {"loss": f"{history.losses[-1]:.4g}", "ess": f"{ess:.3f}"}
-        if history.validation_nll:
-            shown["val_nll"] = f"{history.validation_nll[-1][1]:.4g}"
-        shown["evals"] = str(history.cost.energy_evals + history.cost.force_evals)
-        bar.set_postfix(shown)
 
 
 def _device(model: BoltzmannGenerator) -> torch.device:
@@ -378,29 +288,47 @@ def train(
     """
     _check_data(config, data, energy)
     device = _device(model)
-    data, validation = _split(config, data)
+    data, validation_rows = _split(config, data)
     if data is not None:
         dtype = next(model.parameters()).dtype
         data = data.to(device=device, dtype=dtype)
-        validation = None if validation is None else validation.to(device=device, dtype=dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    session = _Session(
+        if validation_rows is not None:
+            validation_rows = validation_rows.to(device=device, dtype=dtype)
+    optimiser = Optimiser.adam(
         model,
-        energy,
-        config,
-        data,
-        optimizer,
-        torch.Generator(device=device).manual_seed(config.seed),
-        None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME,
-        torch.optim.lr_scheduler.LambdaLR(optimizer, config.learning_rate_factor),
-        validation,
+        config.lr,
+        config.weight_decay,
+        config.grad_clip,
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, config.learning_rate_factor),
+        "lower TrainConfig.lr, set grad_clip, or lower energy_cap",
     )
-    history = session.restore()
-    session.run(history, progress)
-    session.save(history)
-    session.keep_best()
+    free = _MAY_CHANGE_ON_RESUME if config.lr_schedule == "constant" else {"checkpoint_every"}
+    checkpointing = Checkpointing.at(
+        checkpoint_dir, CHECKPOINT_NAME, config.checkpoint_every, asdict(config), frozenset(free)
+    )
+    validation = _Validation(model, validation_rows, config.validate_every, config.patience)
+    history = optimise(
+        optimiser,
+        _Objective(model, energy, config, data),
+        torch.Generator(device=device).manual_seed(config.seed),
+        config.steps,
+        checkpointing,
+        ("ess_fractions",),
+        energy,
+        validation,
+        progress,
+    )
+    validation.keep_best()
     model.training_cost = history.cost
-    return history
+    return TrainResult(
+        history.losses,
+        history.metrics["ess_fractions"],
+        history.cost,
+        history.resumed_from,
+        validation.nll,
+        validation.best_step,
+        validation.stopped,
+    )
 
 
 def _split(config: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
