@@ -50,12 +50,13 @@ from boltzgen.runner.path_methods import (
     build_snf,
 )
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis
-from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
+from boltzgen.samplers.flow_perturbation import FlowPerturbation
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 from boltzgen.samplers.smc import SMCSampler
-from boltzgen.samplers.snf import StochasticNormalizingFlow, train_snf
+from boltzgen.samplers.snf import StochasticNormalizingFlow
 from boltzgen.systems import System, load_system
+from boltzgen.training import train_perturbation_scale, train_snf
 
 SYSTEMS = ("double_well_2d", "many_well_32d", "correlated_gaussian_4d")
 METHODS = ("bg", "smc", "snf", "flow_perturbation", "flow_mcmc", "flow_hmc", "hmc", "pt")

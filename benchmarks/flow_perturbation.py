@@ -43,12 +43,9 @@ from boltzgen.energies.toy import ManyWell
 from boltzgen.flows import GaussianPrior
 from boltzgen.flows.ode import ContinuousFlow, ODECounter, VectorField, flow_matching_loss
 from boltzgen.metrics import ess_fraction, log_z
-from boltzgen.samplers.flow_perturbation import (
-    FlowPerturbation,
-    PerturbationScale,
-    train_perturbation_scale,
-)
+from boltzgen.samplers.flow_perturbation import FlowPerturbation, PerturbationScale
 from boltzgen.samplers.importance import BoltzmannGenerator
+from boltzgen.training import train_perturbation_scale
 
 Draw = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]  # (log_w, u) of n draws
 

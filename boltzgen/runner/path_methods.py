@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from boltzgen.flows import GaussianPrior, make_spline_flow
-from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
+from boltzgen.flows.ode import ContinuousFlow, VectorField
 from boltzgen.records import Cost, WeightedSamples
 from boltzgen.runner.methods import (
     TrainingData,
@@ -32,15 +32,15 @@ from boltzgen.runner.methods import (
     data_charge,
     to_cpu,
 )
-from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
+from boltzgen.samplers.flow_perturbation import FlowPerturbation
 from boltzgen.samplers.snf import (
     LangevinBlock,
     MALABlock,
     MetropolisBlock,
     StochasticNormalizingFlow,
-    train_snf,
 )
 from boltzgen.systems import System
+from boltzgen.training import train_flow_matching, train_perturbation_scale, train_snf
 
 BLOCKS = {"langevin": LangevinBlock, "mala": MALABlock, "metropolis": MetropolisBlock}
 
@@ -127,21 +127,6 @@ class FlowPerturbationParams:
     n_samples: int = 10_000
 
 
-def _flow_matching(
-    field: VectorField, data: torch.Tensor, p: FlowPerturbationParams, g: torch.Generator
-) -> None:
-    optimizer = torch.optim.Adam(field.parameters(), lr=p.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, p.train_steps))
-    for _ in range(p.train_steps):
-        x = data[torch.randint(len(data), (p.batch_size,), generator=g)]
-        z = torch.randn(p.batch_size, data.shape[1], generator=g, dtype=data.dtype)
-        loss = flow_matching_loss(field, z, x, g)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-
-
 def _data_stage(p: FlowPerturbationParams) -> TrainParams:
     """Flow matching's data, drawn and charged as forward-KL data of ``n_data`` samples."""
     return TrainParams(loss="forward_kl", n_data=p.n_data)
@@ -160,7 +145,8 @@ def _trained_field(
         field.load_state_dict(state["field"])
         return field, Cost.from_dict(state["cost"]), data
     start = time.perf_counter()
-    _flow_matching(field, data.x.reshape(len(data.x), -1).to(torch.float64), p, g)
+    rows = data.x.reshape(len(data.x), -1).to(torch.float64)
+    train_flow_matching(field, rows, p.train_steps, p.batch_size, p.lr, g, folder)
     cost = Cost(
         data.cost.energy_evals,
         data.cost.force_evals,

@@ -20,6 +20,7 @@ from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods import fit_chain_steps
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 from boltzgen.systems import System
+from boltzgen.training import train_tsf
 
 LADDER_KEYS = ("ladder_energies", "ladder_states")
 
@@ -171,7 +172,7 @@ def run_tsf_exchange(
     progress: bool,
 ) -> WeightedSamples:
     from boltzgen.flows import Flatten, make_steerable_flow
-    from boltzgen.samplers.tsf_exchange import TSFReplicaExchange, train_tsf
+    from boltzgen.samplers.tsf_exchange import TSFReplicaExchange
 
     t0, energy = system.temperature, system.energy
     ladder = geometric_ladder(t0, params.t_max_factor * t0, params.n_temperatures)

@@ -3,7 +3,7 @@
 from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.base import Sampler
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis, PulledBackEnergy
-from boltzgen.samplers.flow_perturbation import FlowPerturbation, train_perturbation_scale
+from boltzgen.samplers.flow_perturbation import FlowPerturbation
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.md import MDConfig, MolecularDynamics
@@ -14,9 +14,8 @@ from boltzgen.samplers.snf import (
     MALABlock,
     MetropolisBlock,
     StochasticNormalizingFlow,
-    train_snf,
 )
-from boltzgen.samplers.tsf_exchange import TSFReplicaExchange, train_tsf
+from boltzgen.samplers.tsf_exchange import TSFReplicaExchange
 
 __all__ = [
     "HMC",
@@ -39,7 +38,4 @@ __all__ = [
     "TSFReplicaExchange",
     "WeightedSamples",
     "geometric_ladder",
-    "train_perturbation_scale",
-    "train_snf",
-    "train_tsf",
 ]

@@ -154,6 +154,7 @@ class FlowPerturbation(nn.Module):
         >>> cnf = ContinuousFlow(VectorField(2))  # trained beforehand, e.g. by flow matching
         >>> fp = FlowPerturbation(GaussianPrior(2), cnf.segments(4), DoubleWell2D(), 1e-3,
         ...                       PerturbationScale(2, n_steps=4))
+        >>> from boltzgen.training import train_perturbation_scale
         >>> losses = train_perturbation_scale(fp, 20, 256, 1e-2, torch.Generator().manual_seed(0))
         >>> samples = fp.sample(1000, torch.Generator().manual_seed(1))
         >>> samples.info["backward_passes"]
@@ -295,28 +296,3 @@ class FlowPerturbation(nn.Module):
             else:
                 losses.append((0.5 * r2 + log_ratio.sum(1)).mean())
         return torch.stack(losses).mean()
-
-
-def train_perturbation_scale(
-    fp: FlowPerturbation,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    objective: ScaleObjective = "norm",
-) -> list[float]:
-    """Fit ``fp.scale`` by Adam on :meth:`FlowPerturbation.scale_loss`; returns the losses.
-
-    Only flow pushes and pulls are spent (no target energy); the flow is not changed.
-    """
-    if steps < 0 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"need steps ≥ 0, batch_size ≥ 1, lr > 0, got {steps, batch_size, lr}")
-    optimizer = torch.optim.Adam(fp.scale.parameters(), lr=lr)
-    history = []
-    for _ in range(steps):
-        loss = fp.scale_loss(batch_size, generator, objective)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(float(loss.detach()))
-    return history

@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import abc
 import math
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -50,7 +48,7 @@ from torch import Tensor, nn
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
-from boltzgen.metrics.weights import batch_ess, weight_summary
+from boltzgen.metrics.weights import weight_summary
 from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.objectives import soft_cap
 
@@ -311,12 +309,13 @@ class StochasticNormalizingFlow(nn.Module):
         energy: the target u on ``[B, *event_shape]`` with D elements per configuration.
 
     Attributes:
-        training_cost: what :func:`train_snf` spent; reported by :meth:`sample`.
+        training_cost: what :func:`~boltzgen.training.train_snf` spent; reported by :meth:`sample`.
 
     Example:
         >>> import torch
         >>> from boltzgen.energies.toy import DoubleWell2D
         >>> from boltzgen.flows import GaussianPrior, make_spline_flow
+        >>> from boltzgen.training import train_snf
         >>> blocks = [make_spline_flow(2), MALABlock(0.5, 0.1, 5), MALABlock(1.0, 0.1, 5)]
         >>> snf = StochasticNormalizingFlow(GaussianPrior(2), blocks, DoubleWell2D())
         >>> history = train_snf(snf, 10, 64, 1e-3, torch.Generator().manual_seed(0))
@@ -406,115 +405,3 @@ def path_kl_loss(
     path = snf.path(batch_size, generator)
     loss = (soft_cap(path.energies, energy_cap) - path.prior_energy - path.delta_s).mean()
     return loss, path.log_weights.detach()
-
-
-@dataclass
-class SNFTrainResult:
-    """Per-step losses and batch ESS fractions, the training cost, the resumed step."""
-
-    losses: list[float] = field(default_factory=list)
-    ess_fractions: list[float] = field(default_factory=list)
-    cost: Cost = field(default_factory=Cost)
-    resumed_from: int = 0
-
-
-def _restore(
-    path: Path | None,
-    snf: StochasticNormalizingFlow,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-) -> SNFTrainResult:
-    if path is None or not path.exists():
-        return SNFTrainResult()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    snf.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    steps = len(state["losses"])
-    cost = Cost.from_dict(state["cost"])
-    return SNFTrainResult(state["losses"], state["ess_fractions"], cost, steps)
-
-
-def _save(
-    path: Path | None,
-    snf: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    history: SNFTrainResult,
-) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": snf.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "losses": history.losses,
-        "ess_fractions": history.ess_fractions,
-        "cost": asdict(history.cost),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def train_snf(
-    snf: StochasticNormalizingFlow,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    grad_clip: float | None = 100.0,
-    energy_cap: float = 1e3,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int = 100,
-) -> SNFTrainResult:
-    """Train flow layers and step sizes end to end by Adam on :func:`path_kl_loss`.
-
-    Args:
-        snf: trained in place; its ``training_cost`` is set to the returned cost.
-        steps: total optimiser steps (a resumed run continues up to this number).
-        batch_size: paths per step.
-        lr: Adam's learning rate.
-        generator: the only source of randomness; its state is checkpointed.
-        grad_clip: maximum global gradient norm (``None``: no clipping).
-        energy_cap: see :func:`path_kl_loss`.
-        checkpoint_dir: where ``snf_checkpoint.pt`` is written every ``checkpoint_every``
-            steps and at the end; an existing one is resumed from (same lr and batch).
-    """
-    if steps < 0 or batch_size < 1 or checkpoint_every < 1 or not lr > 0:
-        raise ValueError("train_snf needs steps ≥ 0, batch_size ≥ 1, lr > 0, checkpoint_every ≥ 1")
-    optimizer = torch.optim.Adam(snf.parameters(), lr=lr)
-    path = None if checkpoint_dir is None else Path(checkpoint_dir) / "snf_checkpoint.pt"
-    history = _restore(path, snf, optimizer, generator)
-    base, meter = history.cost, CostMeter(snf.energy)
-    for step in range(len(history.losses), steps):
-        with meter.measure():
-            loss, log_w = path_kl_loss(snf, batch_size, generator, energy_cap)
-            _step(snf, optimizer, loss, grad_clip, step)
-        history.losses.append(float(loss.detach()))
-        history.ess_fractions.append(batch_ess(log_w) / batch_size)
-        history.cost = Cost(
-            base.energy_evals + meter.cost.energy_evals,
-            base.force_evals + meter.cost.force_evals,
-            base.wall_s + meter.cost.wall_s,
-        )
-        if (step + 1) % checkpoint_every == 0:
-            _save(path, snf, optimizer, generator, history)
-    _save(path, snf, optimizer, generator, history)
-    snf.training_cost = history.cost
-    return history
-
-
-def _step(
-    snf: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, clip: float | None, step: int
-) -> None:
-    if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(
-            f"path-KL loss is {float(loss.detach())} at step {step}: lower lr or the step sizes"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip is not None:
-        torch.nn.utils.clip_grad_norm_(snf.parameters(), clip)
-    optimizer.step()

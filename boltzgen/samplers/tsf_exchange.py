@@ -31,8 +31,8 @@ Samples at T_0 are exact (asymptotically) whatever the quality of the flow.
 Cost (target evaluations, all charged as force evaluations): ``K·C`` at ``init``,
 ``K·C·L`` per step for the local move (``L = 1`` for MALA) and ``K·C`` per flow move
 (each proposal needs its energy and, for the next local move, its force). Swaps are free.
-Training the TSF (:func:`train_tsf`) costs ``B`` energy evaluations per ladder rung per
-optimiser step.
+Training the TSF (:func:`~boltzgen.training.train_tsf`) costs ``B`` energy evaluations
+per ladder rung per optimiser step.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ from torch import Tensor
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.steerable import TemperatureSteerableFlow
-from boltzgen.records import Cost, CostMeter, WeightedSamples
-from boltzgen.samplers.objectives import forward_kl, reverse_kl
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.samplers.parallel_tempering import (
     Move,
     ParallelTempering,
@@ -116,8 +115,9 @@ class TSFReplicaExchange(ParallelTempering):
         local_move: ``"hmc"`` or ``"langevin"`` (MALA).
         step_size, n_leapfrog, swap_every, target_acceptance: as for ParallelTempering.
         flow_every: steps between flow moves (≥ 1).
-        training_cost: what training ``tsf`` cost (e.g. from :func:`train_tsf`), reported
-            in the ``train_*`` fields of the returned cost.
+        training_cost: what training ``tsf`` cost (e.g. from
+            :func:`~boltzgen.training.train_tsf`), reported in the ``train_*`` fields of
+            the returned cost.
 
     Example:
         >>> tsf = make_steerable_flow(2, reference_temperature=1.0)
@@ -300,100 +300,3 @@ class TSFReplicaExchange(ParallelTempering):
             flow_acceptance_prob_per_chain=(trace.flow_prob / moves).tolist(),
         )
         return info
-
-
-def train_tsf(
-    tsf: TemperatureSteerableFlow,
-    energy: Energy,
-    temperatures: Sequence[float],
-    steps: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    data: Tensor | None = None,
-    energy_cap: float = 1e3,
-    grad_clip: float = 100.0,
-) -> Cost:
-    """Train a TSF by reverse KL summed over a ladder, plus forward KL at T_0 on data.
-
-    With s_k = T_0 / T_k (T_0 = ``energy.temperature``) each Adam step (Kingma & Ba,
-    arXiv 1412.6980) minimises
-
-        L = Σ_k E_{z ~ N(0, T_k/T_ref)}[s_k·ũ(f(z)) + log q_{T_k}(f(z))]
-            − (1/B) Σ_b log q_{T_0}(x_b),
-
-    the reverse KL(q_{T_k} ‖ p_k) up to log Z_k at every rung (ũ the soft-capped energy,
-    :func:`~boltzgen.samplers.objectives.soft_cap`; Dibak et al., arXiv 2108.01590, train a TSF
-    at several temperatures this way) and the negative log-likelihood of a batch of
-    ``data`` drawn at T_0 (omitted if ``data`` is ``None``). An empty ``temperatures``
-    with data gives pure maximum likelihood. Gradients are clipped to norm ``grad_clip``.
-
-    Args:
-        tsf: trained in place.
-        energy: the target u at T_0; every evaluation is charged to its counter.
-        temperatures: rungs T_k of the reverse-KL term (units of ``energy.temperature``).
-        steps: optimiser steps.
-        batch_size: B, latent draws per rung and data rows per step.
-        lr: Adam's learning rate.
-        generator: the only source of randomness (latent draws, data batches).
-        data: ``[N, *event]`` samples of p at T_0, or ``None``.
-        energy_cap: where the reverse-KL energies are compressed logarithmically.
-        grad_clip: maximum global gradient norm.
-
-    Returns:
-        The training cost: ``steps·K·B`` energy evaluations and the wall time, in the
-        sampling fields (pass it as ``training_cost``, or merge with
-        :meth:`Cost.with_training`).
-    """
-    temps = [float(t) for t in temperatures]
-    if steps < 0 or batch_size < 1 or not lr > 0 or not all(t > 0 for t in temps):
-        raise ValueError(
-            f"train_tsf needs steps ≥ 0, batch_size ≥ 1, lr > 0 and positive temperatures, "
-            f"got steps={steps}, batch_size={batch_size}, lr={lr}, temperatures={temps}"
-        )
-    if not temps and data is None:
-        raise ValueError("train_tsf needs temperatures (reverse KL) or data (forward KL)")
-    if data is not None and tuple(data.shape[1:]) != energy.event_shape:
-        raise ValueError(
-            f"data must have shape [N, {', '.join(map(str, energy.event_shape))}], "
-            f"got {list(data.shape)}"
-        )
-    optimizer = torch.optim.Adam(tsf.parameters(), lr=lr)
-    meter = CostMeter(energy)
-    with meter.measure():
-        for step in range(steps):
-            loss = _ladder_loss(tsf, energy, temps, batch_size, generator, data, energy_cap)
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(
-                    f"TSF training loss is {float(loss.detach())} at step {step}: lower lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(tsf.parameters(), grad_clip)
-            optimizer.step()
-    return meter.cost
-
-
-def _ladder_loss(
-    tsf: TemperatureSteerableFlow,
-    energy: Energy,
-    temperatures: list[float],
-    batch_size: int,
-    generator: torch.Generator,
-    data: Tensor | None,
-    energy_cap: float,
-) -> Tensor:
-    """Σ_k reverse KL at T_k (+ the NLL of a data batch at T_0), a scalar."""
-    terms = [
-        reverse_kl(
-            tsf.prior(t), tsf.flow, energy.at_temperature(t), batch_size, generator, energy_cap
-        )[0]
-        for t in temperatures
-    ]
-    if data is not None:
-        rows = torch.randint(
-            data.shape[0], (batch_size,), generator=generator, device=generator.device
-        )
-        batch = data[rows.to(data.device)]
-        terms.append(forward_kl(tsf.prior(energy.temperature), tsf.flow, batch))
-    return torch.stack(terms).sum()

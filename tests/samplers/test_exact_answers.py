@@ -25,13 +25,10 @@ from boltzgen.flows.base import Flow
 from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
 from boltzgen.metrics import free_energy_difference, normalized_weights
 from boltzgen.samplers.flow_mcmc import FlowHMC
-from boltzgen.samplers.flow_perturbation import (
-    FlowPerturbation,
-    PerturbationScale,
-    train_perturbation_scale,
-)
+from boltzgen.samplers.flow_perturbation import FlowPerturbation, PerturbationScale
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.snf import MALABlock, StochasticNormalizingFlow
+from boltzgen.training import train_perturbation_scale
 
 F64 = torch.float64
 MEAN = torch.tensor([1.0, -2.0], dtype=F64)

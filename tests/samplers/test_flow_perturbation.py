@@ -14,12 +14,9 @@ from boltzgen.flows import AffineFlow, GaussianPrior
 from boltzgen.flows.base import Flow
 from boltzgen.flows.ode import ContinuousFlow, VectorField
 from boltzgen.metrics import log_z
-from boltzgen.samplers.flow_perturbation import (
-    FlowPerturbation,
-    PerturbationScale,
-    train_perturbation_scale,
-)
+from boltzgen.samplers.flow_perturbation import FlowPerturbation, PerturbationScale
 from boltzgen.samplers.importance import BoltzmannGenerator
+from boltzgen.training import train_perturbation_scale
 
 F64 = torch.float64
 MEAN = torch.tensor([1.0, -1.0, 0.5], dtype=F64)

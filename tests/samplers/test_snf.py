@@ -19,8 +19,8 @@ from boltzgen.samplers.snf import (
     MetropolisBlock,
     StochasticNormalizingFlow,
     path_kl_loss,
-    train_snf,
 )
+from boltzgen.training import train_snf
 
 F64 = torch.float64
 MEAN = torch.tensor([1.0, -1.0], dtype=F64)

@@ -18,7 +18,8 @@ from boltzgen.flows.steerable import TemperatureSteerableFlow, make_steerable_fl
 from boltzgen.metrics import free_energy_difference
 from boltzgen.records import Cost, WeightedSamples
 from boltzgen.samplers.parallel_tempering import ParallelTempering
-from boltzgen.samplers.tsf_exchange import TSFReplicaExchange, train_tsf
+from boltzgen.samplers.tsf_exchange import TSFReplicaExchange
+from boltzgen.training import train_tsf
 
 F64 = torch.float64
 DW_LADDER = [1.0, 5.0 ** (1 / 3), 5.0 ** (2 / 3), 5.0]  # geometric, T_0 = 1 … 5, K = 4
