@@ -33,7 +33,12 @@ Objective = Callable[[int, torch.Generator], tuple[Tensor, Mapping[str, float]]]
 
 
 class Monitor(Protocol):
-    """Watches the run after every step (e.g. validation); its state is checkpointed."""
+    """Watches the run after every step (e.g. validation); its state is checkpointed.
+
+    Attributes:
+        name: the checkpoint key its state is saved under.
+        stopped: whether it has stopped the run (a resumed, stopped run takes no step).
+    """
 
     name: str
     stopped: bool
