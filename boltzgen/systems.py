@@ -2,7 +2,11 @@
 
 A card names how to build the energy, its temperature, a valid starting
 configuration, named states and the free-energy differences between them, and
-where its reference comes from. For example ``systems/double_well_2d.yaml``::
+where its reference comes from (exact answers come from the energy itself, see
+:class:`~boltzgen.energies.exact.ExactReference`). Each entry of ``states`` is built by
+its registered kind (:mod:`boltzgen.observables.states`). The cards and their structure
+files are installed as the package ``boltzgen.catalog``. For example
+``systems/double_well_2d.yaml``::
 
     name: double_well_2d
     description: The Boltzmann-generators double well (Noé et al. 2019).
@@ -25,6 +29,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +38,17 @@ from torch import Tensor
 
 from boltzgen.energies import toy
 from boltzgen.energies.base import Energy
+from boltzgen.energies.exact import ExactReference
+from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
+from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.errors import ConfigError, read_yaml
+from boltzgen.metrics import block_free_energy_difference
+from boltzgen.molecules.card import build_molecule
+from boltzgen.observables.states import State, StateContext, build_state
+from boltzgen.records.reference_sets import ReferenceSet, load_reference
 
-CATALOG = Path(__file__).resolve().parent.parent / "systems"
+CATALOG = Path(str(files("boltzgen.catalog"))).resolve()
+"""The installed catalog: the package ``boltzgen.catalog``, i.e. the ``systems/`` folder."""
 
 ENERGY_KINDS: dict[str, Callable[..., Energy]] = {
     "double_well": toy.DoubleWell,
@@ -55,27 +68,10 @@ CARD_FIELDS = {
 }
 REFERENCE_KINDS = {"exact", "md", "pt", "none"}
 MIN_TRANSITIONS = 10
+"""An MD reference ΔF counts only after this many transitions between the two states."""
 DISPERSED_TEMPERATURE_FACTOR = 2.0
 """Chains of exactly solvable systems start from draws at this multiple of T."""
-"""An MD reference ΔF counts only after this many transitions between the two states."""
 PT_UNSPLIT = "pt: MBAR over the whole run, training frames included: regenerate the set"
-
-
-@dataclass(frozen=True)
-class IntervalState:
-    """The set {x : low < x_flat[coordinate] < high}; call it on ``x: [B, ...]`` → ``bool[B]``."""
-
-    coordinate: int
-    low: float = -math.inf
-    high: float = math.inf
-
-    def __call__(self, x: Tensor) -> Tensor:
-        value = x.reshape(x.shape[0], -1)[:, self.coordinate]
-        return (value > self.low) & (value < self.high)
-
-
-State = Callable[[Tensor], Tensor]
-"""A named state: configurations ``[B, *event_shape]`` → ``bool[B]``."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +90,8 @@ def count_transitions(in_a: Tensor, in_b: Tensor) -> int:
     return int((visited[1:] != visited[:-1]).sum()) if visited.numel() > 1 else 0
 
 
-def _md_reference_value(samples: Any, state_a: State, state_b: State) -> ReferenceValue:
-    from boltzgen.metrics import block_free_energy_difference
-
+def md_reference_value(samples: Any, state_a: State, state_b: State) -> ReferenceValue:
+    """ΔF_{b vs a} from an MD trajectory by blocks, if it crossed ``MIN_TRANSITIONS`` times."""
     in_a, in_b = state_a(samples.x), state_b(samples.x)
     crossings = count_transitions(in_a, in_b)
     if crossings < MIN_TRANSITIONS:
@@ -115,7 +110,9 @@ class System:
         states: named state indicators ``x -> bool[B]``.
         free_energy_pairs: ``(a, b)`` pairs reported as ``b_vs_a`` = −ln(P_b/P_a).
         initial_positions: a valid configuration ``[*event_shape]``.
-        reference_kind: ``"exact"`` when the energy knows its exact answers.
+        reference_kind: the card's reference route (``md``, ``pt``, ``exact`` or ``none``);
+            exact answers come from the energy's capability, see
+            :attr:`has_exact_reference`.
         topology: mdtraj topology for molecules, ``None`` otherwise.
         openmm_system: the openmm.System behind OpenMM-backed energies, else ``None``.
     """
@@ -138,7 +135,8 @@ class System:
 
     @property
     def has_exact_reference(self) -> bool:
-        return self.reference_kind == "exact"
+        """Whether the energy computes its exact answers (an :class:`ExactReference`)."""
+        return isinstance(self.energy, ExactReference)
 
     def reference_free_energies(self) -> dict[str, float | None]:
         """Reference ΔF = −ln(P_b/P_a) in kT per named pair; ``None`` where there is none.
@@ -151,28 +149,32 @@ class System:
 
     def reference_estimates(self) -> dict[str, ReferenceValue]:
         """Reference ΔF per pair with its standard error and a note on where it came from."""
+        names = [f"{b}_vs_{a}" for a, b in self.free_energy_pairs]
+        if self.has_exact_reference:
+            exact = [
+                self._state_log_prob(a) - self._state_log_prob(b) for a, b in self.free_energy_pairs
+            ]
+            return {
+                name: ReferenceValue(value, 0.0, "exact")
+                for name, value in zip(names, exact, strict=True)
+            }
+        reference = self._data_reference()
         out: dict[str, ReferenceValue] = {}
-        reference = self._md_reference()
-        for a, b in self.free_energy_pairs:
-            name = f"{b}_vs_{a}"
-            if self.has_exact_reference:
-                exact = self._state_log_prob(a) - self._state_log_prob(b)
-                out[name] = ReferenceValue(exact, 0.0, "exact")
-            elif reference is not None and self.reference_kind == "pt":
+        for name, (a, b) in zip(names, self.free_energy_pairs, strict=True):
+            if reference is not None and self.reference_kind == "pt":
                 fe = reference.manifest.get("free_energies", {}).get(name, {})
                 note = "pt: MBAR" if "free_energies_from" in reference.manifest else PT_UNSPLIT
                 out[name] = ReferenceValue(fe.get("value"), fe.get("stderr"), note)
             elif reference is not None:
-                out[name] = _md_reference_value(reference.samples(), self.states[a], self.states[b])
+                out[name] = md_reference_value(reference.samples(), self.states[a], self.states[b])
             else:
                 out[name] = ReferenceValue(None, None, "no reference data")
         return out
 
-    def _md_reference(self) -> Any:
+    def _data_reference(self) -> ReferenceSet | None:
+        """The evaluation part of the card's MD or PT reference set, if generated."""
         if self.reference_kind not in ("md", "pt"):
             return None
-        from boltzgen.reference import load_reference
-
         return load_reference(self.name, self.reference_kind, part="evaluation")
 
     def _state_log_prob(self, state: str) -> float:
@@ -193,7 +195,7 @@ class System:
         These draws are set-up, not sampling: they are not charged.
         """
         hot = self.energy.at_temperature(DISPERSED_TEMPERATURE_FACTOR * self.temperature)
-        if hasattr(hot, "sample_exact"):
+        if isinstance(hot, ExactReference):
             return hot.sample_exact(n, generator).to(self.initial_positions)
         return self.initial_positions.expand(n, *self.energy.event_shape).clone()
 
@@ -281,8 +283,6 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 def _build_openmm(
     spec: Mapping[str, Any], temperature: Any, source: Path, backend: str | None
 ) -> tuple[Energy, Any]:
-    from boltzgen.molecules.card import build_molecule
-
     kelvin = _number(temperature, source, "temperature")
     if not kelvin > 0:
         raise ConfigError(source, "temperature", "must be a positive number in kelvin", temperature)
@@ -300,9 +300,6 @@ def _molecular_energy(
     system: Any, spec: Mapping[str, Any], kelvin: float, backend: str, source: Path
 ) -> Energy:
     """TorchForceField when asked for and every force is supported, else OpenMMEnergy."""
-    from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
-    from boltzgen.energies.openmm import OpenMMEnergy
-
     problems = unsupported_forces(system) if backend == "torch" else []
     if backend == "torch" and not problems:
         return TorchForceField.from_openmm(
@@ -356,39 +353,15 @@ def _build_energy(spec: Any, source: Path) -> Energy:
 
 
 def _build_states(spec: Any, energy: Energy, topology: Any, source: Path) -> dict[str, State]:
+    """Named states from the card's ``states``, each entry built by its registered kind."""
     if not isinstance(spec, Mapping):
-        raise ConfigError(source, "states", "must map state names to intervals", spec)
-    states: dict[str, State] = {}
-    for name, interval in spec.items():
-        where = f"states.{name}"
-        if not isinstance(interval, Mapping) or set(interval) - {"coordinate", "phi", "min", "max"}:
-            raise ConfigError(source, where, "must be {coordinate or phi, min, max}", interval)
-        low = _number(interval.get("min", -math.inf), source, f"{where}.min")
-        high = _number(interval.get("max", math.inf), source, f"{where}.max")
-        if "phi" in interval:
-            states[str(name)] = _phi_state(interval["phi"], low, high, topology, source, where)
-            continue
-        coordinate = interval.get("coordinate")
-        if not isinstance(coordinate, int) or not 0 <= coordinate < energy.dim:
-            raise ConfigError(
-                source,
-                f"{where}.coordinate",
-                f"must be an integer in [0, {energy.dim})",
-                coordinate,
-            )
-        states[str(name)] = IntervalState(coordinate, low, high)
-    return states
-
-
-def _phi_state(k: Any, low: float, high: float, topology: Any, source: Path, where: str) -> State:
-    from boltzgen.observables.peptides import PhiInterval
-
-    if topology is None:
-        raise ConfigError(source, f"{where}.phi", "needs a molecule (energy kind openmm)")
-    try:
-        return PhiInterval(topology, int(k), low, high)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(source, f"{where}.phi", str(error), k) from error
+        raise ConfigError(source, "states", "must map state names to state entries", spec)
+    return {
+        str(name): build_state(
+            entry, StateContext(source, f"states.{name}", energy.event_shape, topology)
+        )
+        for name, entry in spec.items()
+    }
 
 
 def _build_pairs(spec: Any, states: Mapping[str, State], source: Path) -> list[tuple[str, str]]:
@@ -428,23 +401,19 @@ def _initial_positions(spec: Any, energy: Energy, source: Path) -> Tensor:
     return x
 
 
-EXACT_CAPABILITIES = ("log_z", "interval_log_prob", "sample_exact")
-
-
 def _check_exact(energy: Energy, source: Path) -> None:
     """Refuse ``reference: exact`` for an energy that cannot compute its exact answers.
 
     A toy energy at another temperature keeps them when its family is closed under
     u → s·u (double wells, Gaussians); otherwise (a tempered mixture) it has none.
     """
-    missing = [name for name in EXACT_CAPABILITIES if not hasattr(energy, name)]
-    if missing:
+    if not isinstance(energy, ExactReference):
         raise ConfigError(
             source,
             "reference.kind",
             f"is exact, but {type(energy).__name__} at temperature {energy.temperature:g} "
-            f"has no {', '.join(missing)}: use the energy's native temperature or "
-            "`reference: {kind: none}`",
+            "computes no exact log Z, state probabilities or samples: use the energy's "
+            "native temperature or `reference: {kind: none}`",
             "exact",
         )
 

@@ -1,6 +1,7 @@
 """Energies: the reduced-potential contract, toy systems and the OpenMM bridge."""
 
 from boltzgen.energies.base import Energy, EvaluationCounter, TemperedEnergy
+from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, UnsupportedForceError, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.toy import (
@@ -17,6 +18,7 @@ __all__ = [
     "DoubleWell2D",
     "Energy",
     "EvaluationCounter",
+    "ExactReference",
     "GaussianMixture",
     "ManyWell",
     "OpenMMEnergy",

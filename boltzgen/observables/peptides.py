@@ -13,18 +13,23 @@ are not collinear.
 
 The backbone torsions of residue i are φ_i = C(i−1)–N(i)–CA(i)–C(i) and
 ψ_i = N(i)–CA(i)–C(i)–N(i+1). Alanine dipeptide (ACE–ALA–NME) has one pair; its
-conventional states are A = {φ < 0} and B = {0 < φ < 2} (see ``METHODS.md``).
+conventional states are A = {φ < 0} and B = {0 < φ < 2} (see ``METHODS.md``); a card
+names them with the state kind ``phi``: ``{phi: 0, max: 0.0}``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import mdtraj
 import numpy as np
 import torch
 from torch import Tensor
+
+from boltzgen.observables.states import StateContext, interval_bounds, register_state_kind
 
 
 def backbone_torsion_indices(topology: mdtraj.Topology) -> tuple[Tensor, Tensor]:
@@ -148,3 +153,15 @@ class PhiInterval:
         phi = dihedrals(x.detach(), self.atoms)[:, 0]
         above, below = phi > self.low, phi < self.high
         return above & below if self.low <= self.high else above | below
+
+
+@register_state_kind("phi")
+def phi_state(entry: Mapping[str, Any], context: StateContext) -> PhiInterval:
+    """``{phi: k, min: a, max: b}``: a < φ_k < b (radians) of a molecule's backbone."""
+    low, high = interval_bounds(entry, context)
+    if context.topology is None:
+        raise context.error("phi", "needs a molecule (energy kind openmm)")
+    try:
+        return PhiInterval(context.topology, int(entry["phi"]), low, high)
+    except (ValueError, TypeError) as error:
+        raise context.error("phi", str(error), entry["phi"]) from error

@@ -5,7 +5,8 @@
     boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
-    boltzgen reference SYSTEM --method md|pt [--ns N | --iterations I] [--frames F] [--data DIR]
+    boltzgen reference SYSTEM --method md|pt [--backend openmm|torch]
+                              [--ns N | --iterations I] [--frames F] [--data DIR]
     boltzgen --version
 
 User errors (a bad card or experiment, a stale run folder, a missing batch command)
@@ -79,16 +80,38 @@ def _reference_parser(sub: Any) -> None:
     ref = sub.add_parser("reference", help="generate a system's reference data set")
     ref.add_argument("system", help="catalog name or path to a card")
     ref.add_argument("--method", choices=("md", "pt"), default="md")
+    ref.add_argument(
+        "--backend",
+        choices=("openmm", "torch"),
+        default=None,
+        help="pt: openmmtools replica exchange or torch parallel tempering on the system's "
+        "energy (default: openmm for OpenMM-backed systems, torch for others)",
+    )
     ref.add_argument("--ns", type=float, default=1.0, help="md: simulated nanoseconds")
     ref.add_argument("--iterations", type=int, default=2000, help="pt: exchange iterations")
-    ref.add_argument("--steps-per-iteration", type=int, default=500, help="pt: MD steps")
+    ref.add_argument(
+        "--steps-per-iteration",
+        type=int,
+        default=None,
+        help="pt: MD steps per exchange (openmm, default 500) or leapfrog steps per HMC "
+        "move (torch, default 10)",
+    )
     ref.add_argument("--temperatures", type=int, default=8, help="pt: ladder size")
-    ref.add_argument("--t-max", type=float, default=600.0, help="pt: hottest kelvin")
+    ref.add_argument(
+        "--t-max",
+        type=float,
+        default=None,
+        help="pt: hottest temperature (default 600 K with openmm, twice the system's with torch)",
+    )
     ref.add_argument(
         "--discard",
         type=int,
         default=None,
         help="pt: first iterations dropped as equilibration (default: a tenth, at most 100)",
+    )
+    ref.add_argument("--chains", type=int, default=8, help="pt, torch: independent chains")
+    ref.add_argument(
+        "--step-size", type=float, default=0.1, help="pt, torch: initial HMC step, then tuned"
     )
     ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
     ref.add_argument("--seed", type=int, default=0)
@@ -295,7 +318,9 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     for name, (value, stderr, note) in _reference_free_energies(system, args.method, out).items():
         text = "not estimated" if value is None else f"{value:.3f} ± {stderr:.3f} kT"
         print(f"  ΔF {name}: {text} ({note})")
-    if system.reference_kind != args.method:
+    if system.has_exact_reference:
+        print(f"note: {system.name} computes its exact answers; they take precedence over this set")
+    elif system.reference_kind != args.method:
         print(
             f"note: {system.card_path} reads its reference from `{system.reference_kind}`; "
             f"set `reference: {{kind: {args.method}}}` in the card to use this set"
@@ -304,8 +329,6 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 
 def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
-    from boltzgen.reference import PTReferenceSettings, generate_pt_reference
-
     discard = args.discard if args.discard is not None else min(100, args.iterations // 10)
     if not 0 <= discard < args.iterations:
         raise ConfigError(
@@ -314,11 +337,16 @@ def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
             f"must be ≥ 0 and below --iterations ({args.iterations})",
             discard,
         )
+    backend = args.backend or ("openmm" if system.openmm_system is not None else "torch")
+    if backend == "torch":
+        return _torch_pt_reference(system, args, discard)
+    from boltzgen.reference import PTReferenceSettings, generate_pt_reference
+
     pt = PTReferenceSettings(
         n_temperatures=args.temperatures,
-        t_max=args.t_max,
+        t_max=600.0 if args.t_max is None else args.t_max,
         n_iterations=args.iterations,
-        steps_per_iteration=args.steps_per_iteration,
+        steps_per_iteration=500 if args.steps_per_iteration is None else args.steps_per_iteration,
         timestep_fs=args.timestep_fs,
         n_discard=discard,
         n_frames=args.frames,
@@ -327,9 +355,30 @@ def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
     return generate_pt_reference(system, pt)
 
 
+def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> Path:
+    from boltzgen.reference import TorchPTReferenceSettings, generate_torch_pt_reference
+
+    settings = TorchPTReferenceSettings(
+        n_temperatures=args.temperatures,
+        t_max=args.t_max,
+        n_iterations=args.iterations,
+        n_leapfrog=10 if args.steps_per_iteration is None else args.steps_per_iteration,
+        step_size=args.step_size,
+        n_chains=args.chains,
+        n_discard=discard,
+        n_frames=args.frames,
+        seed=args.seed,
+    )
+    return generate_torch_pt_reference(system, settings, progress=sys.stderr.isatty())
+
+
 def _md_reference(system: Any, args: argparse.Namespace) -> Path:
     from boltzgen.reference import MDReferenceSettings, generate_md_reference
 
+    if args.backend == "torch":
+        raise ConfigError(
+            "boltzgen reference", "--backend", "torch has no md route: use --method pt", "torch"
+        )
     settings = MDReferenceSettings(
         ns=args.ns,
         n_frames=args.frames,
@@ -352,12 +401,12 @@ def _reference_free_energies(
             name: (fe.get("value"), fe.get("stderr"), "pt: MBAR") for name, fe in stored.items()
         }
     from boltzgen.reference import load_reference
-    from boltzgen.systems import _md_reference_value
+    from boltzgen.systems import md_reference_value
 
     samples = load_reference(system.name, "md").samples()
     out_values = {}
     for a, b in system.free_energy_pairs:
-        ref = _md_reference_value(samples, system.states[a], system.states[b])
+        ref = md_reference_value(samples, system.states[a], system.states[b])
         out_values[f"{b}_vs_{a}"] = (ref.value, ref.stderr, ref.note)
     return out_values
 
