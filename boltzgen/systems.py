@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -36,11 +36,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from boltzgen.energies import toy
 from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
+from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.metrics import block_free_energy_difference
 from boltzgen.molecules.card import build_molecule
@@ -49,12 +49,6 @@ from boltzgen.records.reference_sets import ReferenceSet, load_reference
 
 CATALOG = Path(str(files("boltzgen.catalog"))).resolve()
 """The installed catalog: the package ``boltzgen.catalog``, i.e. the ``systems/`` folder."""
-
-ENERGY_KINDS: dict[str, Callable[..., Energy]] = {
-    "double_well": toy.DoubleWell,
-    "gaussian_mixture": toy.GaussianMixture,
-    "correlated_gaussian": toy.CorrelatedGaussian,
-}
 
 CARD_FIELDS = {
     "name",

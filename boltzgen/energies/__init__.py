@@ -4,6 +4,7 @@ from boltzgen.energies.base import Energy, EvaluationCounter, TemperedEnergy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, UnsupportedForceError, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
+from boltzgen.energies.registry import ENERGY_KINDS, register_energy_kind
 from boltzgen.energies.toy import (
     CorrelatedGaussian,
     DoubleWell,
@@ -13,6 +14,7 @@ from boltzgen.energies.toy import (
 )
 
 __all__ = [
+    "ENERGY_KINDS",
     "CorrelatedGaussian",
     "DoubleWell",
     "DoubleWell2D",
@@ -25,5 +27,6 @@ __all__ = [
     "TemperedEnergy",
     "TorchForceField",
     "UnsupportedForceError",
+    "register_energy_kind",
     "unsupported_forces",
 ]

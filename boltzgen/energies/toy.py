@@ -36,6 +36,7 @@ from scipy import integrate, special
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
+from boltzgen.energies.registry import register_energy_kind
 
 
 def _as_tensor(values: Sequence[float] | Tensor, dtype: torch.dtype) -> Tensor:
@@ -117,6 +118,7 @@ class QuarticWell:
         return np.interp(uniform, cdf, grid)
 
 
+@register_energy_kind("double_well")
 class DoubleWell(Energy):
     """Independent copies of u(x₁, x₂) = q4·x₁⁴ + q2·x₁² + q1·x₁ + ½·k·x₂².
 
@@ -210,6 +212,7 @@ class ManyWell(DoubleWell):
         super().__init__(n_copies=n_copies, q4=1.0, q2=-6.0, q1=-0.5, k=1.0)
 
 
+@register_energy_kind("correlated_gaussian")
 class CorrelatedGaussian(Energy):
     """u(x) = ½(x−μ)ᵀΣ⁻¹(x−μ) with Z = sqrt(det(2πΣ))."""
 
@@ -254,6 +257,7 @@ class CorrelatedGaussian(Energy):
         return self.mean + eps @ self.cholesky.T
 
 
+@register_energy_kind("gaussian_mixture")
 class GaussianMixture(Energy):
     """u(x) = −log Σₖ πₖ N(x; μₖ, diag σₖ²): a normalised density, so log Z = 0."""
 
