@@ -47,15 +47,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
+from boltzgen.kernels import hmc
+from boltzgen.kernels.adaptation import DualAveraging
+from boltzgen.kernels.potential import from_energy, rows, tempered
 from boltzgen.records import CostMeter, WeightedSamples
-from boltzgen.samplers.mcmc import (
-    DualAveraging,
-    HMCState,
-    PhasePoint,
-    draw_momentum,
-    leapfrog,
-    metropolis,
-)
 
 Move = Literal["hmc", "langevin"]
 StateFn = Callable[[Tensor], Tensor]
@@ -79,34 +74,9 @@ def geometric_ladder(t_min: float, t_max: float, n: int) -> list[float]:
     return [t_min * ratio ** (k / (n - 1)) for k in range(n - 1)] + [t_max]
 
 
-class _LadderEnergy(Energy):
-    """Rows of a flat ``[K·C]`` batch, row ``r`` reduced at its own scale: u_r = s_r · u.
-
-    Shares ``base``'s counter, so every replica's evaluation is charged to the target.
-    """
-
-    def __init__(self, base: Energy, row_scales: Tensor):
-        super().__init__(base.event_shape, base.temperature)
-        self.base = base
-        self.counter = base.counter
-        self.row_scales = row_scales
-
-    def _energy(self, x: Tensor) -> Tensor:
-        return self.row_scales * self.base._energy(x)
-
-    def _force(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        u, f = self.base._force(x)
-        return self.row_scales * u, _rows(self.row_scales, f) * f
-
-
-def _rows(values: Tensor, like: Tensor) -> Tensor:
-    """``values: [B]`` shaped to broadcast against ``like: [B, *event]``."""
-    return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
-
-
 def _permute(values: Tensor, source: Tensor) -> Tensor:
     """``out[k, c, …] = values[source[k, c], c, …]`` for ``values: [K, C, …]``."""
-    index = _rows(source, values).expand_as(values)
+    index = rows(source, values).expand_as(values)
     return torch.gather(values, 0, index)
 
 
@@ -409,17 +379,16 @@ class ParallelTempering:
         shape = state.x.shape
         s = self._scales(state.energy).repeat_interleave(n_chains)
         x = state.x.reshape((-1, *shape[2:]))
-        u = s * state.energy.reshape(-1)
-        f = _rows(s, x) * state.force.reshape(x.shape)
+        grad = -(rows(s, x) * state.force.reshape(x.shape))
+        start = hmc.HMCState(x, s * state.energy.reshape(-1), grad)
         eps = state.step_size.repeat_interleave(n_chains)
-        start = PhasePoint(x, draw_momentum(x, generator), u, f)
-        end = leapfrog(_LadderEnergy(self.energy, s), start, eps, self.n_leapfrog)
-        new, info = metropolis(HMCState(x, u, f, eps), start, end, generator)
+        potential = tempered(from_energy(self.energy), s)
+        new, info = hmc.step(generator, start, potential, eps, self.n_leapfrog)
         moved = replace(
             state,
             x=new.x.reshape(shape),
             energy=(new.energy / s).reshape(n_temps, n_chains),
-            force=(new.force / _rows(s, new.force)).reshape(shape),
+            force=(-new.grad / rows(s, new.grad)).reshape(shape),
         )
         return moved, info.acceptance_prob.reshape(n_temps, n_chains)
 
