@@ -189,7 +189,8 @@ class PulledBackEnergy(Energy):
     :meth:`energy`, ``force`` for :meth:`energy_and_force`); this energy's own counter
     counts latent evaluations, i.e. flow passes. The force is
     −∇_z U = J_f(z)ᵀ F(f(z)) + ∇_z log|det J_f(z)|, F = −∇u the target's force (its own
-    analytic force where it has one), the vector–Jacobian product by autograd.
+    analytic force where it has one), the vector–Jacobian product by autograd
+    (:func:`boltzgen.kernels.potential.pulled_back`).
 
     Args:
         flow: x = f(z), latents ``[B, D]`` to configurations ``[B, *target.event_shape]``.

@@ -10,7 +10,8 @@ Carlo maximum likelihood", Computing Science and Statistics 23, 1991; review: Ea
 
 over a ladder T_0 < T_1 < … < T_{K−1}, where u is the target's reduced energy at T_0.
 Each replica moves at its own temperature with a kernel that leaves p_k invariant (HMC,
-or MALA); then neighbouring temperatures exchange configurations with probability
+or MALA: :func:`boltzgen.kernels.hmc.step` on the tempered potential s_k·u); then
+neighbouring temperatures exchange configurations with probability
 
     α = min(1, exp((β_i − β_j)(U(x_i) − U(x_j)))) = min(1, exp((s_i − s_j)(u(x_i) − u(x_j)))),
 

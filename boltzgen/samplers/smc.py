@@ -18,9 +18,9 @@ importance sampling", Stat. Comput. 11, 2001) plus resampling. Each stage k does
 2. resample (systematic) when the Kish ESS falls below ``resample_threshold · n``;
    every log-weight is then reset to the log of the mean weight, so that the weights
    keep carrying the normalising constant;
-3. move: ``n_mcmc`` sweeps of ULA, MALA or HMC on u_β, whose force
-   −∇u_β = (1−β) ∇log q + β F uses the target force F = −∇u and ∇log q by autograd
-   through the flow inverse.
+3. move: ``n_mcmc`` sweeps of ULA, MALA or HMC (the kernels of :mod:`boltzgen.kernels`)
+   on u_β, whose force −∇u_β = (1−β) ∇log q + β F uses the target force F = −∇u and
+   ∇log q by autograd through the flow inverse.
 
 (blackjax writes the same cycle as resample → move → reweight, starting one step later.)
 Because q is normalised (Z_0 = 1), Ẑ = (1/n) Σ_i w_i of the final weights is an unbiased

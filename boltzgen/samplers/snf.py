@@ -65,6 +65,8 @@ class InterpolatedEnergy:
     Remembers the target's energy (and gradient) at the last two configuration tensors
     it saw, and :meth:`select` carries them over to Metropolis updates, so consecutive
     blocks at different λ, and the final weight, do not pay twice for one configuration.
+    :meth:`potential` gives the blocks u_λ as a kernel potential
+    (:func:`boltzgen.kernels.potential.interpolated` of the prior and these cached terms).
     """
 
     def __init__(self, prior: Prior, energy: Energy):
