@@ -99,6 +99,7 @@ class HMC:
                 f"got shape {list(inverse_mass.shape)}"
             )
         self.energy = energy
+        self.potential = from_energy(energy)
         self.step_size = step_size
         self.n_leapfrog = int(n_leapfrog)
         self.target_acceptance = target_acceptance
@@ -106,7 +107,7 @@ class HMC:
 
     def init(self, x0: Tensor) -> HMCChains:
         """Chains started at ``x0: [C, *event]`` (one force evaluation per chain)."""
-        u, grad = from_energy(self.energy)(x0)
+        u, grad = self.potential(x0)
         bad = torch.nonzero(~torch.isfinite(u)).flatten().tolist()
         if bad:
             raise ValueError(
@@ -125,7 +126,7 @@ class HMC:
         inv_m = None if self.inverse_mass is None else self.inverse_mass.to(state.x)
         position = hmc.HMCState(state.x, state.energy, state.grad)
         new, info = hmc.step(
-            generator, position, from_energy(self.energy), state.step_size, self.n_leapfrog, inv_m
+            generator, position, self.potential, state.step_size, self.n_leapfrog, inv_m
         )
         return HMCChains(new.x, new.energy, new.grad, state.step_size), info
 
