@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from boltzgen.energies.base import Energy
 from boltzgen.kernels import hmc
 from boltzgen.kernels.adaptation import DualAveraging
+from boltzgen.kernels.metropolis import accept
 from boltzgen.kernels.potential import from_energy, rows, tempered
 from boltzgen.records import CostMeter, WeightedSamples
 
@@ -167,7 +168,8 @@ def swap_neighbours(
     """One round of neighbour exchanges on the pairs of this round's parity.
 
     Pair (k, k+1) of chain c swaps with probability min(1, exp((s_k − s_{k+1})(u_k − u_{k+1})))
-    where u are the target's reduced energies, s = T_0 / T.
+    where u are the target's reduced energies, s = T_0 / T (the Metropolis test of
+    :func:`boltzgen.kernels.metropolis.accept`).
 
     Returns:
         The new state, ``attempted [K−1]``, ``probability [K−1, C]`` and ``accepted [K−1, C]``.
@@ -177,11 +179,10 @@ def swap_neighbours(
     upper = lower + 1
     u = state.energy
     log_alpha = (scales[lower] - scales[upper])[:, None] * (u[lower] - u[upper])
-    uniform = torch.rand(log_alpha.shape, generator=generator, dtype=u.dtype, device=u.device)
-    accept = torch.log(uniform) < log_alpha
+    swap, swap_prob = accept(log_alpha, generator)
     source = torch.arange(n_temps, device=u.device)[:, None].repeat(1, n_chains)
-    source[lower] = torch.where(accept, upper[:, None], lower[:, None])
-    source[upper] = torch.where(accept, lower[:, None], upper[:, None])
+    source[lower] = torch.where(swap, upper[:, None], lower[:, None])
+    source[upper] = torch.where(swap, lower[:, None], upper[:, None])
     new = replace(
         state,
         x=_permute(state.x, source),
@@ -193,9 +194,9 @@ def swap_neighbours(
     attempted = torch.zeros(n_temps - 1, dtype=torch.bool, device=u.device)
     attempted[lower] = True
     prob = torch.zeros((n_temps - 1, n_chains), dtype=u.dtype, device=u.device)
-    prob[lower] = torch.exp(torch.clamp(log_alpha, max=0.0))
+    prob[lower] = swap_prob
     accepted = torch.zeros_like(prob, dtype=torch.bool)
-    accepted[lower] = accept
+    accepted[lower] = swap
     return new, attempted, prob, accepted
 
 
