@@ -38,9 +38,12 @@ from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow
+from boltzgen.kernels.hmc import HMCInfo
+from boltzgen.kernels.metropolis import accept
+from boltzgen.kernels.potential import pulled_back, rows
 from boltzgen.records import CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
-from boltzgen.samplers.mcmc import HMC, HMCInfo, HMCState
+from boltzgen.samplers.mcmc import HMC, HMCChains
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,6 @@ class IndependenceInfo:
 
     acceptance_prob: Tensor
     accepted: Tensor
-
-
-def _rows(mask: Tensor, like: Tensor) -> Tensor:
-    """``mask: [C]`` shaped to broadcast against ``like: [C, *event]``."""
-    return mask.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
 class FlowIndependenceMetropolis:
@@ -122,17 +120,13 @@ class FlowIndependenceMetropolis:
         weight is 0 accepts any proposal of positive weight.
         """
         proposal = self.propose(state.x.shape[0], generator)
-        log_ratio = (proposal.log_weight - state.log_weight).nan_to_num(nan=-torch.inf)
-        uniform = torch.rand(
-            log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
-        )
-        accepted = uniform.log() < log_ratio
+        accepted, prob = accept(proposal.log_weight - state.log_weight, generator)
         new = IndependenceState(
-            torch.where(_rows(accepted, state.x), proposal.x, state.x),
+            torch.where(rows(accepted, state.x), proposal.x, state.x),
             torch.where(accepted, proposal.energy, state.energy),
             torch.where(accepted, proposal.log_weight, state.log_weight),
         )
-        return new, IndependenceInfo(log_ratio.clamp(max=0.0).exp(), accepted)
+        return new, IndependenceInfo(prob, accepted)
 
     def sample(
         self,
@@ -195,7 +189,8 @@ class PulledBackEnergy(Energy):
     :meth:`energy`, ``force`` for :meth:`energy_and_force`); this energy's own counter
     counts latent evaluations, i.e. flow passes. The force is
     −∇_z U = J_f(z)ᵀ F(f(z)) + ∇_z log|det J_f(z)|, F = −∇u the target's force (its own
-    analytic force where it has one), the vector–Jacobian product by autograd.
+    analytic force where it has one), the vector–Jacobian product by autograd
+    (:func:`boltzgen.kernels.potential.pulled_back`).
 
     Args:
         flow: x = f(z), latents ``[B, D]`` to configurations ``[B, *target.event_shape]``.
@@ -213,12 +208,8 @@ class PulledBackEnergy(Energy):
         return self.target.energy(x) - logdet
 
     def _force(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            x, logdet = self.flow(z)
-            u, force = self.target.energy_and_force(x.detach())
-            (grad,) = torch.autograd.grad(-(x * force).sum() - logdet.sum(), z)
-        return (u - logdet).detach(), -grad
+        u, grad = pulled_back(self.flow, self.target)(z)
+        return u, -grad
 
 
 class FlowHMC:
@@ -251,11 +242,11 @@ class FlowHMC:
         self.latent_energy = PulledBackEnergy(model.flow, energy, model.prior.dim)
         self.hmc = HMC(self.latent_energy, step_size, n_leapfrog, target_acceptance)
 
-    def init(self, z0: Tensor) -> HMCState:
+    def init(self, z0: Tensor) -> HMCChains:
         """Latent chains started at ``z0: [C, D]``."""
         return self.hmc.init(z0)
 
-    def step(self, state: HMCState, generator: torch.Generator) -> tuple[HMCState, HMCInfo]:
+    def step(self, state: HMCChains, generator: torch.Generator) -> tuple[HMCChains, HMCInfo]:
         """One latent HMC transition of every chain."""
         return self.hmc.step(state, generator)
 

@@ -9,20 +9,19 @@ by adding momenta p ~ N(0, M) and simulating the Hamiltonian
 with the leapfrog integrator, which is volume preserving and time reversible, so a
 Metropolis test on the energy error ΔH = H(x', p') − H(x, p) makes the kernel exact.
 
-The algorithm is built from small pieces, each a plain function over immutable records:
-momentum draw → :func:`leapfrog` → :func:`metropolis`, wrapped by :class:`HMC`
-(``init`` / ``step`` / ``warmup`` / ``sample``). During warm-up the step size is tuned
-toward a target acceptance probability by dual averaging (Hoffman & Gelman, "The
-No-U-Turn Sampler", arXiv 1111.4246, Algorithm 5); afterwards it is frozen, so the
-sampling kernel is fixed and satisfies detailed balance.
+The transition is the kernel :func:`boltzgen.kernels.hmc.step` (momentum draw →
+leapfrog → Metropolis) on the potential of the target energy; :class:`HMC` adds
+``init`` / ``warmup`` / ``sample``. During warm-up the step size is tuned toward a
+target acceptance probability by dual averaging (Hoffman & Gelman, "The No-U-Turn
+Sampler", arXiv 1111.4246, Algorithm 5); afterwards it is frozen, so the sampling kernel
+is fixed and satisfies detailed balance.
 
 Cost: one force evaluation per chain at ``init`` and ``n_leapfrog`` per chain per step
-(the force at the current point is carried in the state); no energy-only evaluations.
+(the gradient at the current point is carried in the state); no energy-only evaluations.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -30,198 +29,27 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
+from boltzgen.kernels import hmc
+from boltzgen.kernels.adaptation import DualAveraging
+from boltzgen.kernels.potential import from_energy
 from boltzgen.records import CostMeter, WeightedSamples
 
 
 @dataclass(frozen=True)
-class PhasePoint:
-    """A point of phase space for every chain.
-
-    Attributes:
-        x: ``[C, *event]`` positions.
-        p: ``[C, *event]`` momenta.
-        energy: ``[C]`` reduced potential u(x).
-        force: ``[C, *event]`` −∇u(x).
-    """
-
-    x: Tensor
-    p: Tensor
-    energy: Tensor
-    force: Tensor
-
-
-@dataclass(frozen=True)
-class HMCState:
+class HMCChains:
     """State of ``C`` HMC chains.
 
     Attributes:
         x: ``[C, *event]`` current configurations.
         energy: ``[C]`` u(x).
-        force: ``[C, *event]`` −∇u(x).
+        grad: ``[C, *event]`` ∇u(x).
         step_size: leapfrog step ε, a scalar ``[]`` shared by all chains or ``[C]``.
     """
 
     x: Tensor
     energy: Tensor
-    force: Tensor
+    grad: Tensor
     step_size: Tensor
-
-
-@dataclass(frozen=True)
-class HMCInfo:
-    """What one HMC step did, per chain.
-
-    Attributes:
-        acceptance_prob: ``[C]`` min(1, exp(−ΔH)); 0 for non-finite proposals.
-        accepted: ``[C]`` bool, whether the proposal was taken.
-        energy_error: ``[C]`` ΔH = H(x', p') − H(x, p); +inf for non-finite proposals.
-    """
-
-    acceptance_prob: Tensor
-    accepted: Tensor
-    energy_error: Tensor
-
-
-def _per_row(values: Tensor, like: Tensor) -> Tensor:
-    """``values`` of shape ``[]`` or ``[C]`` made to broadcast against ``like: [C, *event]``."""
-    if values.dim() == 0:
-        return values
-    return values.reshape(values.shape + (1,) * (like.dim() - 1))
-
-
-def kinetic_energy(p: Tensor, inverse_mass: Tensor | None = None) -> Tensor:
-    """K(p) = ½ pᵀM⁻¹p ``[C]`` for momenta ``p: [C, *event]`` and a diagonal M.
-
-    ``inverse_mass``: diagonal of M⁻¹, shape ``event`` (``None``: M = 1).
-    """
-    scaled = p if inverse_mass is None else p * inverse_mass
-    return 0.5 * (p * scaled).reshape(p.shape[0], -1).sum(dim=1)
-
-
-def draw_momentum(
-    like: Tensor, generator: torch.Generator, inverse_mass: Tensor | None = None
-) -> Tensor:
-    """Momenta p ~ N(0, M) shaped like ``like: [C, *event]``, M = diag(1 / inverse_mass)."""
-    z = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
-    return z if inverse_mass is None else z / inverse_mass.sqrt()
-
-
-def leapfrog(
-    energy: Energy,
-    start: PhasePoint,
-    step_size: Tensor,
-    n_steps: int,
-    inverse_mass: Tensor | None = None,
-) -> PhasePoint:
-    """``n_steps`` leapfrog (velocity Verlet) steps of Hamilton's equations for H = u + K.
-
-    Each step is a half kick, a drift and a half kick (Neal 2011, eq. 5.18-5.20):
-
-        p ← p + ½ε F(x),    x ← x + ε M⁻¹p,    p ← p + ½ε F(x),    F = −∇u.
-
-    The map is symplectic and reversible: integrating from the end point with negated
-    momenta returns to the start. The energy error is O(ε²) over a fixed time.
-
-    Args:
-        energy: the target; ``n_steps`` force evaluations per chain are charged to it.
-        start: the initial point, its force already evaluated.
-        step_size: ε, ``[]`` or ``[C]``.
-        n_steps: number of leapfrog steps L ≥ 1.
-        inverse_mass: diagonal of M⁻¹, shape ``event`` (``None``: identity).
-    """
-    if n_steps < 1:
-        raise ValueError(f"leapfrog needs n_steps ≥ 1, got {n_steps}")
-    eps = _per_row(step_size, start.x)
-    inv_m = 1.0 if inverse_mass is None else inverse_mass
-    x, p, u, f = start.x, start.p, start.energy, start.force
-    for _ in range(n_steps):
-        p = p + 0.5 * eps * f
-        x = x + eps * inv_m * p
-        u, f = energy.energy_and_force(x)
-        p = p + 0.5 * eps * f
-    return PhasePoint(x, p, u, f)
-
-
-def metropolis(
-    state: HMCState,
-    start: PhasePoint,
-    end: PhasePoint,
-    generator: torch.Generator,
-    inverse_mass: Tensor | None = None,
-) -> tuple[HMCState, HMCInfo]:
-    """Accept ``end`` with probability min(1, exp(−ΔH)), ΔH = H(end) − H(start), per chain.
-
-    A proposal whose energy or kinetic energy is not finite has ΔH = +inf and is
-    always rejected. Momenta are discarded (they are redrawn at the next step).
-    """
-    h_start = start.energy + kinetic_energy(start.p, inverse_mass)
-    h_end = end.energy + kinetic_energy(end.p, inverse_mass)
-    delta = h_end - h_start
-    delta = torch.where(torch.isfinite(end.energy) & ~torch.isnan(delta), delta, math.inf)
-    uniform = torch.rand(delta.shape, generator=generator, dtype=delta.dtype, device=delta.device)
-    accepted = torch.log(uniform) < -delta
-    prob = torch.exp(torch.clamp(-delta, max=0.0))
-    rows = _per_row(accepted, state.x)
-    new = HMCState(
-        x=torch.where(rows, end.x, state.x),
-        energy=torch.where(accepted, end.energy, state.energy),
-        force=torch.where(rows, end.force, state.force),
-        step_size=state.step_size,
-    )
-    return new, HMCInfo(prob, accepted, delta)
-
-
-@dataclass(frozen=True)
-class DualAveragingState:
-    """Dual-averaging iterates (Hoffman & Gelman 2014, Algorithm 5), shaped like ε.
-
-    Attributes:
-        log_step: log ε_t, the step size used at the next warm-up step.
-        log_step_avg: log ε̄_t, the averaged iterate used after warm-up.
-        h_bar: H̄_t, running average of (target − acceptance).
-        mu: μ = log(10 ε₀), the point the iterates shrink toward.
-        count: t, the number of updates so far.
-    """
-
-    log_step: Tensor
-    log_step_avg: Tensor
-    h_bar: Tensor
-    mu: Tensor
-    count: int
-
-
-@dataclass(frozen=True)
-class DualAveraging:
-    """Step-size adaptation toward a target mean acceptance probability δ.
-
-        H̄_t = (1 − 1/(t + t₀)) H̄_{t−1} + (δ − α_t) / (t + t₀)
-        log ε_t = μ − √t / γ · H̄_t
-        log ε̄_t = t^(−κ) log ε_t + (1 − t^(−κ)) log ε̄_{t−1}
-
-    (Hoffman & Gelman, "The No-U-Turn Sampler", arXiv 1111.4246, Algorithm 5 and §3.2.1;
-    defaults γ = 0.05, t₀ = 10, κ = 0.75 from there.)
-    """
-
-    target: float = 0.8
-    gamma: float = 0.05
-    t0: float = 10.0
-    kappa: float = 0.75
-
-    def init(self, step_size: Tensor) -> DualAveragingState:
-        """Start from ε₀ = ``step_size`` (``[]`` or ``[C]``)."""
-        log_eps = step_size.log()
-        zero = torch.zeros_like(log_eps)
-        return DualAveragingState(log_eps, zero, zero, log_eps + math.log(10.0), 0)
-
-    def update(self, state: DualAveragingState, acceptance_prob: Tensor) -> DualAveragingState:
-        """One update with the acceptance probability α_t (``[]`` shared, or ``[C]``)."""
-        t = state.count + 1
-        w = 1.0 / (t + self.t0)
-        h_bar = (1.0 - w) * state.h_bar + w * (self.target - acceptance_prob)
-        log_step = state.mu - math.sqrt(t) / self.gamma * h_bar
-        eta = t ** (-self.kappa)
-        log_step_avg = eta * log_step + (1.0 - eta) * state.log_step_avg
-        return DualAveragingState(log_step, log_step_avg, h_bar, state.mu, t)
 
 
 class HMC:
@@ -271,14 +99,15 @@ class HMC:
                 f"got shape {list(inverse_mass.shape)}"
             )
         self.energy = energy
+        self.potential = from_energy(energy)
         self.step_size = step_size
         self.n_leapfrog = int(n_leapfrog)
         self.target_acceptance = target_acceptance
         self.inverse_mass = inverse_mass
 
-    def init(self, x0: Tensor) -> HMCState:
+    def init(self, x0: Tensor) -> HMCChains:
         """Chains started at ``x0: [C, *event]`` (one force evaluation per chain)."""
-        u, f = self.energy.energy_and_force(x0)
+        u, grad = self.potential(x0)
         bad = torch.nonzero(~torch.isfinite(u)).flatten().tolist()
         if bad:
             raise ValueError(
@@ -290,19 +119,20 @@ class HMC:
             raise ValueError(
                 f"step_size must be a number or a [{x0.shape[0]}] tensor, got {list(eps.shape)}"
             )
-        return HMCState(x0.detach(), u, f, eps.clone())
+        return HMCChains(x0.detach(), u, grad, eps.clone())
 
-    def step(self, state: HMCState, generator: torch.Generator) -> tuple[HMCState, HMCInfo]:
+    def step(self, state: HMCChains, generator: torch.Generator) -> tuple[HMCChains, hmc.HMCInfo]:
         """One HMC transition of every chain with the state's fixed step size."""
         inv_m = None if self.inverse_mass is None else self.inverse_mass.to(state.x)
-        p = draw_momentum(state.x, generator, inv_m)
-        start = PhasePoint(state.x, p, state.energy, state.force)
-        end = leapfrog(self.energy, start, state.step_size, self.n_leapfrog, inv_m)
-        return metropolis(state, start, end, generator, inv_m)
+        position = hmc.HMCState(state.x, state.energy, state.grad)
+        new, info = hmc.step(
+            generator, position, self.potential, state.step_size, self.n_leapfrog, inv_m
+        )
+        return HMCChains(new.x, new.energy, new.grad, state.step_size), info
 
     def warmup(
-        self, state: HMCState, n_warmup: int, generator: torch.Generator, progress: bool = False
-    ) -> HMCState:
+        self, state: HMCChains, n_warmup: int, generator: torch.Generator, progress: bool = False
+    ) -> HMCChains:
         """``n_warmup`` steps adapting ε by dual averaging; returns the state with ε̄ frozen.
 
         With ``target_acceptance=None`` these are plain burn-in steps at fixed ε.
@@ -371,7 +201,7 @@ class HMC:
         )
 
     def _run(
-        self, state: HMCState, n_steps: int, thin: int, generator: torch.Generator, progress: bool
+        self, state: HMCChains, n_steps: int, thin: int, generator: torch.Generator, progress: bool
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Sampling loop: kept ``x [T, C, *event]``, ``u [T, C]``, accept counts and Σα ``[C]``."""
         n_keep = n_steps // thin

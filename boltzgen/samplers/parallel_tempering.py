@@ -10,7 +10,8 @@ Carlo maximum likelihood", Computing Science and Statistics 23, 1991; review: Ea
 
 over a ladder T_0 < T_1 < … < T_{K−1}, where u is the target's reduced energy at T_0.
 Each replica moves at its own temperature with a kernel that leaves p_k invariant (HMC,
-or MALA); then neighbouring temperatures exchange configurations with probability
+or MALA: :func:`boltzgen.kernels.hmc.step` on the tempered potential s_k·u); then
+neighbouring temperatures exchange configurations with probability
 
     α = min(1, exp((β_i − β_j)(U(x_i) − U(x_j)))) = min(1, exp((s_i − s_j)(u(x_i) − u(x_j)))),
 
@@ -47,15 +48,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
+from boltzgen.kernels import hmc
+from boltzgen.kernels.adaptation import DualAveraging
+from boltzgen.kernels.metropolis import accept
+from boltzgen.kernels.potential import from_energy, rows, tempered
 from boltzgen.records import CostMeter, WeightedSamples
-from boltzgen.samplers.mcmc import (
-    DualAveraging,
-    HMCState,
-    PhasePoint,
-    draw_momentum,
-    leapfrog,
-    metropolis,
-)
 
 Move = Literal["hmc", "langevin"]
 StateFn = Callable[[Tensor], Tensor]
@@ -79,34 +76,9 @@ def geometric_ladder(t_min: float, t_max: float, n: int) -> list[float]:
     return [t_min * ratio ** (k / (n - 1)) for k in range(n - 1)] + [t_max]
 
 
-class _LadderEnergy(Energy):
-    """Rows of a flat ``[K·C]`` batch, row ``r`` reduced at its own scale: u_r = s_r · u.
-
-    Shares ``base``'s counter, so every replica's evaluation is charged to the target.
-    """
-
-    def __init__(self, base: Energy, row_scales: Tensor):
-        super().__init__(base.event_shape, base.temperature)
-        self.base = base
-        self.counter = base.counter
-        self.row_scales = row_scales
-
-    def _energy(self, x: Tensor) -> Tensor:
-        return self.row_scales * self.base._energy(x)
-
-    def _force(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        u, f = self.base._force(x)
-        return self.row_scales * u, _rows(self.row_scales, f) * f
-
-
-def _rows(values: Tensor, like: Tensor) -> Tensor:
-    """``values: [B]`` shaped to broadcast against ``like: [B, *event]``."""
-    return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
-
-
 def _permute(values: Tensor, source: Tensor) -> Tensor:
     """``out[k, c, …] = values[source[k, c], c, …]`` for ``values: [K, C, …]``."""
-    index = _rows(source, values).expand_as(values)
+    index = rows(source, values).expand_as(values)
     return torch.gather(values, 0, index)
 
 
@@ -196,7 +168,8 @@ def swap_neighbours(
     """One round of neighbour exchanges on the pairs of this round's parity.
 
     Pair (k, k+1) of chain c swaps with probability min(1, exp((s_k − s_{k+1})(u_k − u_{k+1})))
-    where u are the target's reduced energies, s = T_0 / T.
+    where u are the target's reduced energies, s = T_0 / T (the Metropolis test of
+    :func:`boltzgen.kernels.metropolis.accept`).
 
     Returns:
         The new state, ``attempted [K−1]``, ``probability [K−1, C]`` and ``accepted [K−1, C]``.
@@ -206,11 +179,10 @@ def swap_neighbours(
     upper = lower + 1
     u = state.energy
     log_alpha = (scales[lower] - scales[upper])[:, None] * (u[lower] - u[upper])
-    uniform = torch.rand(log_alpha.shape, generator=generator, dtype=u.dtype, device=u.device)
-    accept = torch.log(uniform) < log_alpha
+    swap, swap_prob = accept(log_alpha, generator)
     source = torch.arange(n_temps, device=u.device)[:, None].repeat(1, n_chains)
-    source[lower] = torch.where(accept, upper[:, None], lower[:, None])
-    source[upper] = torch.where(accept, lower[:, None], upper[:, None])
+    source[lower] = torch.where(swap, upper[:, None], lower[:, None])
+    source[upper] = torch.where(swap, lower[:, None], upper[:, None])
     new = replace(
         state,
         x=_permute(state.x, source),
@@ -222,9 +194,9 @@ def swap_neighbours(
     attempted = torch.zeros(n_temps - 1, dtype=torch.bool, device=u.device)
     attempted[lower] = True
     prob = torch.zeros((n_temps - 1, n_chains), dtype=u.dtype, device=u.device)
-    prob[lower] = torch.exp(torch.clamp(log_alpha, max=0.0))
+    prob[lower] = swap_prob
     accepted = torch.zeros_like(prob, dtype=torch.bool)
-    accepted[lower] = accept
+    accepted[lower] = swap
     return new, attempted, prob, accepted
 
 
@@ -409,17 +381,16 @@ class ParallelTempering:
         shape = state.x.shape
         s = self._scales(state.energy).repeat_interleave(n_chains)
         x = state.x.reshape((-1, *shape[2:]))
-        u = s * state.energy.reshape(-1)
-        f = _rows(s, x) * state.force.reshape(x.shape)
+        grad = -(rows(s, x) * state.force.reshape(x.shape))
+        start = hmc.HMCState(x, s * state.energy.reshape(-1), grad)
         eps = state.step_size.repeat_interleave(n_chains)
-        start = PhasePoint(x, draw_momentum(x, generator), u, f)
-        end = leapfrog(_LadderEnergy(self.energy, s), start, eps, self.n_leapfrog)
-        new, info = metropolis(HMCState(x, u, f, eps), start, end, generator)
+        potential = tempered(from_energy(self.energy), s)
+        new, info = hmc.step(generator, start, potential, eps, self.n_leapfrog)
         moved = replace(
             state,
             x=new.x.reshape(shape),
             energy=(new.energy / s).reshape(n_temps, n_chains),
-            force=(new.force / _rows(s, new.force)).reshape(shape),
+            force=(-new.grad / rows(s, new.grad)).reshape(shape),
         )
         return moved, info.acceptance_prob.reshape(n_temps, n_chains)
 

@@ -18,9 +18,9 @@ importance sampling", Stat. Comput. 11, 2001) plus resampling. Each stage k does
 2. resample (systematic) when the Kish ESS falls below ``resample_threshold · n``;
    every log-weight is then reset to the log of the mean weight, so that the weights
    keep carrying the normalising constant;
-3. move: ``n_mcmc`` sweeps of ULA, MALA or HMC on u_β, whose force
-   −∇u_β = (1−β) ∇log q + β F uses the target force F = −∇u and ∇log q by autograd
-   through the flow inverse.
+3. move: ``n_mcmc`` sweeps of ULA, MALA or HMC (the kernels of :mod:`boltzgen.kernels`)
+   on u_β, whose force −∇u_β = (1−β) ∇log q + β F uses the target force F = −∇u and
+   ∇log q by autograd through the flow inverse.
 
 (blackjax writes the same cycle as resample → move → reweight, starting one step later.)
 Because q is normalised (Z_0 = 1), Ẑ = (1/n) Σ_i w_i of the final weights is an unbiased
@@ -74,10 +74,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
+from boltzgen.kernels import hmc, langevin, mala
+from boltzgen.kernels.leapfrog import PhasePoint, leapfrog
+from boltzgen.kernels.metropolis import accept, acceptance_probability
 from boltzgen.metrics.weights import batch_ess
 from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.importance import BoltzmannGenerator
-from boltzgen.samplers.mcmc import draw_momentum, kinetic_energy
 
 Kernel = Literal["ula", "mala", "hmc"]
 KERNELS: tuple[Kernel, ...] = ("ula", "mala", "hmc")
@@ -209,9 +211,9 @@ class Particles:
         u_beta = beta * self.energy.where(ok, 0.0) - (1.0 - beta) * self.log_q.where(ok, 0.0)
         return torch.where(ok, u_beta, math.inf)
 
-    def annealed_force(self, beta: float) -> Tensor:
-        """−∇u_β = (1−β) ∇log q + β F ``[n, *event]``."""
-        return (1.0 - beta) * self.grad_log_q + beta * self.force
+    def annealed_grad(self, beta: float) -> Tensor:
+        """∇u_β = −((1−β) ∇log q + β F) ``[n, *event]``."""
+        return -((1.0 - beta) * self.grad_log_q + beta * self.force)
 
     def work(self) -> Tensor:
         """u + log q ``[n]`` (+inf if either is not finite); the increment is −Δβ times this."""
@@ -281,25 +283,17 @@ class SMCInfo:
     step_size: float
 
 
-def _sum_event(values: Tensor) -> Tensor:
-    """Sum of ``values: [n, *event]`` over the event dimensions, ``[n]``."""
-    return values.reshape(values.shape[0], -1).sum(dim=1)
-
-
 def metropolis_select(
     current: Particles, proposal: Particles, log_alpha: Tensor, generator: torch.Generator
 ) -> tuple[Particles, Tensor]:
-    """Take ``proposal`` where log U < log α, U ~ U(0, 1), per particle.
+    """Take ``proposal`` where log U < log α, U ~ U(0, 1), per particle
+    (:func:`boltzgen.kernels.metropolis.accept`).
 
     Returns the new particles and the acceptance probabilities min(1, exp(log α)) ``[n]``;
     a NaN log α (both points failed) is a rejection with probability 0.
     """
-    log_alpha = log_alpha.nan_to_num(nan=-math.inf, posinf=math.inf)
-    uniform = torch.rand(
-        log_alpha.shape, generator=generator, dtype=log_alpha.dtype, device=log_alpha.device
-    )
-    accepted = uniform.log() < log_alpha
-    return current.where(accepted, proposal), log_alpha.clamp(max=0.0).exp()
+    accepted, prob = accept(log_alpha, generator)
+    return current.where(accepted, proposal), prob
 
 
 def langevin_step(
@@ -312,9 +306,9 @@ def langevin_step(
 ) -> tuple[Particles, Tensor]:
     """One Langevin step on u_β: MALA (``adjusted``) or ULA.
 
-    Proposal y = x + ε g(x) + √(2ε) ξ with g = −∇u_β and ξ ~ N(0, I), i.e. the kernel
-    k(y | x) = N(y; x + ε g(x), 2ε I). MALA (Roberts & Tweedie, "Exponential convergence of
-    Langevin distributions and their discrete approximations", Bernoulli 2, 1996) accepts
+    Proposal y = x − ε∇u_β(x) + √(2ε) ξ with ξ ~ N(0, I)
+    (:func:`boltzgen.kernels.langevin.proposal`), i.e. the kernel
+    k(y | x) = N(y; x − ε∇u_β(x), 2ε I). MALA (:mod:`boltzgen.kernels.mala`) accepts
     with probability min(1, α),
 
         log α = u_β(x) − u_β(y) + log k(x | y) − log k(y | x),
@@ -325,20 +319,29 @@ def langevin_step(
 
     Returns the particles after the step and the acceptance probabilities ``[n]``.
     """
-    noise = torch.randn(
-        current.x.shape, generator=generator, dtype=current.x.dtype, device=current.x.device
-    )
-    y = current.x + step_size * current.annealed_force(beta) + math.sqrt(2 * step_size) * noise
+    y, noise = langevin.proposal(current.x, current.annealed_grad(beta), step_size, generator)
     proposal = evaluate(y)
-    back = current.x - y - step_size * proposal.annealed_force(beta)
-    log_back = -_sum_event(back * back) / (4 * step_size)
-    log_forth = -0.5 * _sum_event(noise * noise)
-    u_x, u_y = current.annealed_energy(beta), proposal.annealed_energy(beta)
-    log_alpha = u_x - u_y + log_back - log_forth
+    log_back = langevin.log_kernel(current.x, y, proposal.annealed_grad(beta), step_size)
+    u_y = proposal.annealed_energy(beta)
+    log_alpha = mala.log_acceptance(
+        current.annealed_energy(beta), u_y, log_back, langevin.log_kernel_of_noise(noise)
+    )
     if adjusted:
         return metropolis_select(current, proposal, log_alpha, generator)
     moved = current.where(torch.isfinite(u_y), proposal)
-    return moved, log_alpha.nan_to_num(nan=-math.inf).clamp(max=0.0).exp()
+    return moved, acceptance_probability(log_alpha)
+
+
+class _AnnealedPotential:
+    """u_β as a potential ``x -> (u_β, ∇u_β)`` that keeps the particles it evaluated last
+    (``start`` before its first call)."""
+
+    def __init__(self, evaluate: Evaluate, beta: float, start: Particles):
+        self.evaluate, self.beta, self.last = evaluate, beta, start
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self.last = self.evaluate(x)
+        return self.last.annealed_energy(self.beta), self.last.annealed_grad(self.beta)
 
 
 def hmc_step(
@@ -351,21 +354,17 @@ def hmc_step(
 ) -> tuple[Particles, Tensor]:
     """One HMC step on u_β (unit mass): momenta p ~ N(0, I), ``n_leapfrog`` leapfrog steps,
     and a Metropolis test on ΔH, H = u_β(x) + ½|p|² (Neal, "MCMC using Hamiltonian
-    dynamics", arXiv 1206.1901).
+    dynamics", arXiv 1206.1901; the kernels of :mod:`boltzgen.kernels.hmc`).
 
-    The leapfrog carries u, F, log q and ∇log q separately (not only u_β, as
-    :func:`boltzgen.samplers.mcmc.leapfrog` does) so that the next reweighting needs no
-    extra evaluation. Returns the particles and the acceptance probabilities ``[n]``.
+    The end point of the trajectory keeps its target energy, force and flow terms
+    separately (not only u_β) so that the next reweighting needs no extra evaluation.
+    Returns the particles and the acceptance probabilities ``[n]``.
     """
-    p0 = draw_momentum(current.x, generator)
-    point, p = current, p0
-    for _ in range(n_leapfrog):
-        p = p + 0.5 * step_size * point.annealed_force(beta)
-        point = evaluate(point.x + step_size * p)
-        p = p + 0.5 * step_size * point.annealed_force(beta)
-    h_start = current.annealed_energy(beta) + kinetic_energy(p0)
-    h_end = point.annealed_energy(beta) + kinetic_energy(p)
-    return metropolis_select(current, point, h_start - h_end, generator)
+    p0 = hmc.draw_momentum(current.x, generator)
+    start = PhasePoint(current.x, p0, current.annealed_energy(beta), current.annealed_grad(beta))
+    potential = _AnnealedPotential(evaluate, beta, current)
+    end = leapfrog(potential, start, step_size, n_leapfrog)
+    return metropolis_select(current, potential.last, -hmc.energy_error(start, end), generator)
 
 
 class SMCSampler:

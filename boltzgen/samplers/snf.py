@@ -48,6 +48,10 @@ from torch import Tensor, nn
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
+from boltzgen.kernels import langevin, mala
+from boltzgen.kernels.metropolis import accept
+from boltzgen.kernels.noise import standard_normal
+from boltzgen.kernels.potential import Potential, interpolated
 from boltzgen.metrics.weights import weight_summary
 from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.samplers.objectives import soft_cap
@@ -59,6 +63,8 @@ class InterpolatedEnergy:
     Remembers the target's energy (and gradient) at the last two configuration tensors
     it saw, and :meth:`select` carries them over to Metropolis updates, so consecutive
     blocks at different λ, and the final weight, do not pay twice for one configuration.
+    :meth:`potential` gives the blocks u_λ as a kernel potential
+    (:func:`boltzgen.kernels.potential.interpolated` of the prior and these cached terms).
     """
 
     def __init__(self, prior: Prior, energy: Energy):
@@ -130,8 +136,8 @@ class InterpolatedEnergy:
         u_z = self.prior.energy(y)
         return u_z if lam == 0.0 else (1.0 - lam) * u_z + lam * self.target(y)
 
-    def with_grad(self, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-        """u_λ(y) ``[B]`` and ∇u_λ(y) ``[B, D]`` (differentiable when gradients are on)."""
+    def prior_and_grad(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """u_Z(y) ``[B]`` and ∇u_Z(y) ``[B, D]`` (differentiable when gradients are on)."""
         keep_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_(True)
@@ -139,10 +145,11 @@ class InterpolatedEnergy:
             (g_z,) = torch.autograd.grad(u_z.sum(), y_in, create_graph=keep_graph)
         if not keep_graph:
             u_z, g_z = u_z.detach(), g_z.detach()
-        if lam == 0.0:
-            return u_z, g_z
-        u, g = self.target_and_grad(y)
-        return (1.0 - lam) * u_z + lam * u, (1.0 - lam) * g_z + lam * g
+        return u_z, g_z
+
+    def potential(self, lam: float) -> Potential:
+        """y -> (u_λ(y), ∇u_λ(y)), the potential the Langevin and MALA kernels move on."""
+        return interpolated(self.prior_and_grad, self.target_and_grad, lam)
 
 
 class BlockOutput(NamedTuple):
@@ -157,10 +164,6 @@ def _check_lambda(lam: float) -> float:
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"λ must lie in [0, 1], got {lam}")
     return float(lam)
-
-
-def _sq(v: Tensor) -> Tensor:
-    return v.square().sum(dim=1)
 
 
 def _balance_delta_s(u_end: Tensor, u_start: Tensor) -> Tensor:
@@ -190,14 +193,6 @@ class StochasticBlock(nn.Module, abc.ABC):
     def step_size(self) -> Tensor:
         return self.log_step_size.exp()
 
-    def _noise(self, y: Tensor, generator: torch.Generator) -> Tensor:
-        return torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
-
-    def _accept(self, log_ratio: Tensor, generator: torch.Generator) -> Tensor:
-        """Metropolis decisions ``[B]`` (bool); NaN ratios (inf − inf) reject."""
-        uniform = torch.rand(log_ratio.shape, generator=generator, dtype=log_ratio.dtype)
-        return torch.log(uniform.to(log_ratio.device)) < torch.nan_to_num(log_ratio, nan=-math.inf)
-
     @abc.abstractmethod
     def forward(
         self, y: Tensor, energy: InterpolatedEnergy, generator: torch.Generator
@@ -209,46 +204,46 @@ class LangevinBlock(StochasticBlock):
     """Unadjusted overdamped Langevin on u_λ with the exact Euler–Maruyama path weight.
 
     q_fwd(y'|y) = N(y'; y − ε∇u_λ(y), 2ε·I), q_back(y|y') = N(y; y' − ε∇u_λ(y'), 2ε·I),
-    ΔS = log q_back − log q_fwd = −|y − y' + ε∇u_λ(y')|²/(4ε) + |η|²/2. For a quadratic
-    u_λ this equals ũ(y') − ũ(y) with ũ = u_λ − (ε/4)|∇u_λ|²: the kernel is reversible
-    w.r.t. exp(−ũ), not exp(−u_λ), and the weight corrects for that. n_steps + 1 forces.
+    ΔS = log q_back − log q_fwd = −|y − y' + ε∇u_λ(y')|²/(4ε) + |η|²/2
+    (:func:`boltzgen.kernels.langevin.step`). For a quadratic u_λ this equals
+    ũ(y') − ũ(y) with ũ = u_λ − (ε/4)|∇u_λ|²: the kernel is reversible w.r.t. exp(−ũ),
+    not exp(−u_λ), and the weight corrects for that. n_steps + 1 forces.
     """
 
     def forward(
         self, y: Tensor, energy: InterpolatedEnergy, generator: torch.Generator
     ) -> BlockOutput:
         eps = self.step_size.to(y.dtype)
-        _, grad = energy.with_grad(y, self.lam)
+        potential = energy.potential(self.lam)
+        state = langevin.init(y, potential)
         delta_s = y.new_zeros(y.shape[0])
         for _ in range(self.n_steps):
-            eta = self._noise(y, generator)
-            y_new = y - eps * grad + (2 * eps).sqrt() * eta
-            _, grad_new = energy.with_grad(y_new, self.lam)
-            back = y - y_new + eps * grad_new
-            delta_s = delta_s - _sq(back) / (4 * eps) + 0.5 * _sq(eta)
-            y, grad = y_new, grad_new
-        return BlockOutput(y, delta_s, None)
+            state, info = langevin.step(generator, state, potential, eps)
+            delta_s = delta_s + info.log_backward - info.log_forward
+        return BlockOutput(state.x, delta_s, None)
 
 
 class MALABlock(StochasticBlock):
     """Metropolis-adjusted Langevin on u_λ: ΔS = u_λ(y_t) − u_λ(y_{t−1}) (detailed balance).
 
     Proposal y' = y − ε∇u_λ(y) + √(2ε)η, accepted with probability
-    min(1, exp(−u_λ(y') + u_λ(y)) q(y|y')/q(y'|y)). n_steps + 1 force evaluations.
+    min(1, exp(−u_λ(y') + u_λ(y)) q(y|y')/q(y'|y)) (:mod:`boltzgen.kernels.mala`).
+    n_steps + 1 force evaluations.
     """
 
     def forward(
         self, y: Tensor, energy: InterpolatedEnergy, generator: torch.Generator
     ) -> BlockOutput:
         eps = self.step_size.to(y.dtype)
-        u, grad = energy.with_grad(y, self.lam)
+        potential = energy.potential(self.lam)
+        u, grad = potential(y)
         u_start, accepted = u, y.new_zeros(y.shape[0])
         for _ in range(self.n_steps):
-            eta = self._noise(y, generator)
-            prop = y - eps * grad + (2 * eps).sqrt() * eta
-            u_prop, grad_prop = energy.with_grad(prop, self.lam)
-            log_q_back = -_sq(y - prop + eps * grad_prop) / (4 * eps)
-            ok = self._accept(u - u_prop + log_q_back + 0.5 * _sq(eta), generator)
+            prop, eta = langevin.proposal(y, grad, eps, generator)
+            u_prop, grad_prop = potential(prop)
+            log_back = langevin.log_kernel(y, prop, grad_prop, eps)
+            log_forth = langevin.log_kernel_of_noise(eta)
+            ok, _ = accept(mala.log_acceptance(u, u_prop, log_back, log_forth), generator)
             u = torch.where(ok, u_prop, u)
             grad = torch.where(ok[:, None], grad_prop, grad)
             y = energy.select(ok, prop, y)
@@ -269,9 +264,9 @@ class MetropolisBlock(StochasticBlock):
         u = energy(y, self.lam)
         u_start, accepted = u, y.new_zeros(y.shape[0])
         for _ in range(self.n_steps):
-            prop = y + eps * self._noise(y, generator)
+            prop = y + eps * standard_normal(y, generator)
             u_prop = energy(prop, self.lam)
-            ok = self._accept(u - u_prop, generator)
+            ok, _ = accept(u - u_prop, generator)
             u = torch.where(ok, u_prop, u)
             y = energy.select(ok, prop, y)
             accepted = accepted + ok.to(y.dtype)

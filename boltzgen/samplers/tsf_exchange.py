@@ -45,6 +45,8 @@ from torch import Tensor
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.steerable import TemperatureSteerableFlow
+from boltzgen.kernels.metropolis import accept
+from boltzgen.kernels.potential import rows
 from boltzgen.records import Cost, WeightedSamples
 from boltzgen.samplers.parallel_tempering import (
     Move,
@@ -52,7 +54,6 @@ from boltzgen.samplers.parallel_tempering import (
     PTInfo,
     PTState,
     StateFn,
-    _rows,
     _Trace,
     swap_neighbours,
     track_round_trips,
@@ -205,19 +206,15 @@ class TSFReplicaExchange(ParallelTempering):
         u_new = u_new.reshape(n_temps, n_chains)
         log_w_new = -s * u_new - log_q_new
         log_w_old = -s * state.energy - log_q_old
-        log_ratio = (log_w_new - log_w_old).nan_to_num(nan=-torch.inf)
-        uniform = torch.rand(
-            log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
-        )
-        accepted = uniform.log() < log_ratio
-        rows = _rows(accepted, state.x)
+        accepted, prob = accept(log_w_new - log_w_old, generator)
+        take = rows(accepted, state.x)
         new = replace(
             state,
-            x=torch.where(rows, x_new, state.x),
+            x=torch.where(take, x_new, state.x),
             energy=torch.where(accepted, u_new, state.energy),
-            force=torch.where(rows, f_new.reshape(state.x.shape), state.force),
+            force=torch.where(take, f_new.reshape(state.x.shape), state.force),
         )
-        return new, log_ratio.clamp(max=0.0).exp(), accepted
+        return new, prob, accepted
 
     def step(self, state: PTState, generator: torch.Generator) -> tuple[PTState, TSFInfo]:
         """Local move at every rung, then (every ``flow_every`` steps) the flow move, then

@@ -1,5 +1,5 @@
-"""HMC: the leapfrog integrator against closed-form dynamics, the sampler against known
-moments and free energies, step-size adaptation, cost accounting and reproducibility."""
+"""HMC: the sampler against known moments and free energies, step-size adaptation, cost
+accounting and reproducibility (the leapfrog and Metropolis kernels: tests/kernels)."""
 
 from __future__ import annotations
 
@@ -12,29 +12,11 @@ from torch import Tensor
 
 from boltzgen.energies.base import Energy
 from boltzgen.energies.toy import CorrelatedGaussian, DoubleWell2D
+from boltzgen.kernels.adaptation import DualAveraging
 from boltzgen.metrics import free_energy_difference, integrated_time
-from boltzgen.samplers.mcmc import (
-    HMC,
-    DualAveraging,
-    HMCState,
-    PhasePoint,
-    kinetic_energy,
-    leapfrog,
-    metropolis,
-)
+from boltzgen.samplers.mcmc import HMC
 
 F64 = torch.float64
-
-
-class Harmonic(Energy):
-    """u(x) = ½ Σ_i k_i x_i²: x_i(t) = x_i cos ω_i t + p_i/(m_i ω_i) sin ω_i t, ω_i² = k_i/m_i."""
-
-    def __init__(self, stiffness: Tensor):
-        super().__init__(tuple(stiffness.shape), temperature=1.0)
-        self.stiffness = stiffness
-
-    def _energy(self, x: Tensor) -> Tensor:
-        return 0.5 * (self.stiffness * x * x).sum(dim=1)
 
 
 class HardWall(Energy):
@@ -46,107 +28,6 @@ class HardWall(Energy):
     def _energy(self, x: Tensor) -> Tensor:
         u = 0.5 * (x * x).sum(dim=1)
         return torch.where(x[:, 0] < 1.0, u, math.inf)
-
-
-STIFFNESS = torch.tensor([1.0, 4.0, 0.25], dtype=F64)
-MASSES = {"identity": None, "diagonal": torch.tensor([1.0, 0.5, 2.0], dtype=F64)}
-
-
-def _point(energy: Energy, x: Tensor, p: Tensor) -> PhasePoint:
-    u, f = energy.energy_and_force(x)
-    return PhasePoint(x, p, u, f)
-
-
-def _start(n: int, dim: int, seed: int) -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, dim, generator=g, dtype=F64), torch.randn(n, dim, generator=g, dtype=F64)
-
-
-def _harmonic_trajectory(step: float, n_steps: int, inverse_mass: Tensor | None) -> PhasePoint:
-    energy = Harmonic(STIFFNESS)
-    x, p = _start(8, 3, seed=0)
-    eps = torch.tensor(step, dtype=F64)
-    return leapfrog(energy, _point(energy, x, p), eps, n_steps, inverse_mass)
-
-
-@pytest.mark.parametrize("mass", MASSES)
-def test_leapfrog_matches_closed_form_harmonic_solution_to_second_order(mass: str) -> None:
-    inv_m = MASSES[mass]
-    m = torch.ones(3, dtype=F64) if inv_m is None else 1.0 / inv_m
-    omega = (STIFFNESS / m).sqrt()
-    x0, p0 = _start(8, 3, seed=0)
-    total_time = 5.0
-    x_exact = x0 * torch.cos(omega * total_time) + p0 / (m * omega) * torch.sin(omega * total_time)
-    p_exact = p0 * torch.cos(omega * total_time) - m * omega * x0 * torch.sin(omega * total_time)
-    errors = []
-    for step in (0.02, 0.01):
-        end = _harmonic_trajectory(step, round(total_time / step), inv_m)
-        errors.append(max((end.x - x_exact).abs().max(), (end.p - p_exact).abs().max()))
-    assert errors[1] < 1e-3
-    assert 3.6 < errors[0] / errors[1] < 4.4  # global error O(ε²)
-
-
-@pytest.mark.parametrize("mass", MASSES)
-def test_leapfrog_energy_error_is_second_order(mass: str) -> None:
-    inv_m = MASSES[mass]
-    energy = Harmonic(STIFFNESS)
-    max_errors = []
-    for step in (0.04, 0.02):
-        x, p = _start(8, 3, seed=1)
-        point = _point(energy, x, p)
-        h0 = point.energy + kinetic_energy(point.p, inv_m)
-        worst = torch.zeros(8, dtype=F64)
-        for _ in range(round(10.0 / step)):
-            point = leapfrog(energy, point, torch.tensor(step, dtype=F64), 1, inv_m)
-            h = point.energy + kinetic_energy(point.p, inv_m)
-            worst = torch.maximum(worst, (h - h0).abs())
-        max_errors.append(worst)
-    assert float(max_errors[1].max()) < 1e-2
-    ratio = max_errors[0] / max_errors[1]
-    assert bool(((ratio > 3.6) & (ratio < 4.4)).all())  # |ΔH| = O(ε²), no drift
-
-
-@pytest.mark.parametrize("mass", MASSES)
-@pytest.mark.parametrize("system", ["harmonic", "double_well"])
-def test_leapfrog_is_time_reversible(system: str, mass: str) -> None:
-    inv_m = MASSES[mass]
-    if system == "harmonic":
-        energy: Energy = Harmonic(STIFFNESS)
-        x, p = _start(16, 3, seed=2)
-    else:
-        energy = DoubleWell2D()
-        x, p = _start(16, 2, seed=2)
-        inv_m = None if inv_m is None else inv_m[:2]
-    step = torch.linspace(0.01, 0.1, 16, dtype=F64)  # one step size per chain
-    end = leapfrog(energy, _point(energy, x, p), step, 50, inv_m)
-    back = leapfrog(energy, PhasePoint(end.x, -end.p, end.energy, end.force), step, 50, inv_m)
-    assert float((end.x - x).abs().max()) > 0.1
-    torch.testing.assert_close(back.x, x, rtol=0.0, atol=1e-10)
-    torch.testing.assert_close(-back.p, p, rtol=0.0, atol=1e-10)
-
-
-def test_leapfrog_charges_one_force_evaluation_per_chain_and_step() -> None:
-    energy = Harmonic(STIFFNESS)
-    x, p = _start(8, 3, seed=3)
-    start = _point(energy, x, p)
-    before = energy.counter.snapshot()
-    leapfrog(energy, start, torch.tensor(0.1, dtype=F64), 7, None)
-    spent = energy.counter.since(before)
-    assert (spent.force, spent.energy) == (8 * 7, 0)
-
-
-def test_metropolis_rejects_non_finite_proposals() -> None:
-    x = torch.zeros(4, 2, dtype=F64)
-    state = HMCState(x, torch.zeros(4, dtype=F64), torch.zeros_like(x), torch.tensor(0.1))
-    start = PhasePoint(x, torch.zeros_like(x), state.energy, state.force)
-    bad_u = torch.tensor([math.inf, 0.0, math.inf, 0.0], dtype=F64)
-    bad_p = torch.tensor([[0.0, 0.0], [math.inf, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=F64)
-    end = PhasePoint(x + 1.0, bad_p, bad_u, torch.zeros_like(x))
-    new, info = metropolis(state, start, end, torch.Generator().manual_seed(0))
-    assert info.accepted.tolist() == [False, False, False, True]
-    assert info.acceptance_prob.tolist() == [0.0, 0.0, 0.0, 1.0]
-    assert bool(torch.isinf(info.energy_error[:3]).all())
-    torch.testing.assert_close(new.x[:3], x[:3])
 
 
 def test_hmc_never_leaves_the_finite_region_and_rejects_infinite_starts() -> None:
