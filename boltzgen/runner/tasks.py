@@ -27,7 +27,7 @@ from boltzgen.errors import ConfigError
 from boltzgen.records.provenance import versions
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
-from boltzgen.runner.registry import METHODS
+from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.systems import CATALOG, load_system
 from boltzgen.version import __version__
 
@@ -189,6 +189,18 @@ def _stamp(task: Task, directory: Path) -> str:
     return digest
 
 
+def _context(task: Task, run_dir: Path, progress: bool) -> MethodContext:
+    """The folders of ``task``: its checkpoint, its own folder, and its system's shared one."""
+    directory = task.directory(run_dir)
+    return MethodContext(
+        checkpoint=directory / "checkpoint",
+        output=directory,
+        shared=run_dir / Path(task.system).stem / "_generators",
+        seed=task.seed,
+        progress=progress,
+    )
+
+
 def run_task(
     task: Task, run_dir: Path, progress: bool = False, force: bool = False
 ) -> dict[str, Any]:
@@ -207,7 +219,7 @@ def run_task(
     method = METHODS[task.method.method]
     generator = torch.Generator().manual_seed(task.seed)
     started = time.time()
-    samples = method.run(system, task.method.params, generator, directory / "checkpoint", progress)
+    samples = method.run(system, task.method.params, generator, _context(task, run_dir, progress))
     reference = load_reference_for(system, task.n_reference)
     result: dict[str, Any] = {
         "system": system.name,

@@ -320,3 +320,11 @@ def train_perturbation_scale(
         optimizer.step()
         history.append(float(loss.detach()))
     return history
+
+
+def flow_perturbation_evaluations(n_samples: int) -> int:
+    """Target evaluations of :meth:`FlowPerturbation.sample`: one per sample.
+
+    Training the perturbation scale spends only flow pushes and pulls.
+    """
+    return n_samples

@@ -518,3 +518,12 @@ def _step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(snf.parameters(), clip)
     optimizer.step()
+
+
+def snf_evaluations(n_paths: int, n_blocks: int, block_steps: int) -> int:
+    """Target evaluations (with forces) of ``n_paths`` SNF paths: n·K·(steps + 1).
+
+    Each of the K stochastic blocks evaluates its start and each of its steps; training
+    draws paths too (``train_steps · batch_size`` of them).
+    """
+    return n_paths * n_blocks * (block_steps + 1)

@@ -397,3 +397,26 @@ def _ladder_loss(
         batch = data[rows.to(data.device)]
         terms.append(forward_kl(tsf.prior(energy.temperature), tsf.flow, batch))
     return torch.stack(terms).sum()
+
+
+def tsf_training_evaluations(n_temperatures: int, train_steps: int, batch_size: int) -> int:
+    """Target evaluations of :func:`train_tsf`: reverse KL at every rung, K·steps·B."""
+    return train_steps * n_temperatures * batch_size
+
+
+def tsf_exchange_evaluations(
+    n_temperatures: int,
+    n_chains: int,
+    n_steps: int,
+    move: Move,
+    n_leapfrog: int,
+    flow_every: int,
+) -> float:
+    """Target evaluations of :meth:`TSFReplicaExchange.sample`: K·C·(1 + n·(L + 1/f)).
+
+    Every replica pays L leapfrog forces per step (L = 1 for ``"langevin"``) and one
+    energy per flow proposal, made every f = ``flow_every`` steps (counted as 1/f a step).
+    """
+    leapfrog = n_leapfrog if move == "hmc" else 1
+    per_step = n_temperatures * n_chains * (leapfrog + 1.0 / flow_every)
+    return n_temperatures * n_chains + n_steps * per_step
