@@ -25,7 +25,7 @@ import torch
 
 from boltzgen.errors import ConfigError
 from boltzgen.records.provenance import versions
-from boltzgen.runner.config import Experiment, MethodSpec
+from boltzgen.runner.config import Experiment, MethodSpec, settings_of
 from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.systems import CATALOG, load_system
@@ -119,7 +119,7 @@ def task_settings(task: Task) -> dict[str, Any]:
         "system": task.system,
         "card_sha256": hashlib.sha256(card.read_bytes()).hexdigest() if card.exists() else None,
         "method": task.method.method,
-        "params": dataclasses.asdict(task.method.params),
+        "params": settings_of(task.method.params),
         "seed": task.seed,
         "n_reference": task.n_reference,
         "energy_backend": task.energy_backend,
@@ -233,7 +233,7 @@ def run_task(
         "config": {
             "method": task.method.method,
             "energy": type(system.energy).__name__,
-            **dataclasses.asdict(task.method.params),
+            **settings_of(task.method.params),
         },
         "started": started,
         "finished": time.time(),

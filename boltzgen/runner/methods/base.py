@@ -9,9 +9,9 @@ it does on the system's energy, training included, and a budget rule
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -42,6 +42,8 @@ class MethodContext:
     progress: bool = False
 
 
+C = TypeVar("C")
+
 RunFunction = Callable[[System, Any, torch.Generator, MethodContext], WeightedSamples]
 
 
@@ -68,3 +70,14 @@ def to_cpu(samples: WeightedSamples) -> WeightedSamples:
         log_weights=samples.log_weights.cpu(),
         energies=samples.energies.cpu(),
     )
+
+
+def library_config(params: Any, config_type: type[C], **runner_settings: Any) -> C:
+    """The library's ``config_type`` from the method parameters that derive from it.
+
+    ``params`` (a subclass of ``config_type``) gives every field a user may set; the
+    fields it closes to users (``init=False``) come from ``runner_settings``.
+    """
+    settable = {f.name for f in fields(params) if f.init}
+    settings = {f.name: getattr(params, f.name) for f in fields(config_type) if f.name in settable}
+    return config_type(**settings, **runner_settings)

@@ -89,9 +89,9 @@ def trained_field(
         data.cost.force_evals,
         data.cost.wall_s + time.perf_counter() - start,
     )
-    if saved is not None:
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"field": field.state_dict(), "cost": cost.to_dict()}, saved)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"field": field.state_dict(), "cost": cost.to_dict()}, folder / "field.pt")
     return field, cost, data
 
 

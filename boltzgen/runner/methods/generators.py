@@ -8,7 +8,6 @@ comparison stays fair.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from boltzgen.runner.config import settings_of
 from boltzgen.runner.methods.base import MethodContext
 from boltzgen.runner.methods.boltzmann_generator import (
     BoltzmannGeneratorParams,
@@ -28,10 +28,10 @@ from boltzgen.systems import System
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created with its folder) while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/lock`` (the folder created) while the block runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -41,7 +41,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def settings_key(params: BoltzmannGeneratorParams) -> str:
     """First 12 hex digits of the SHA-256 of the generator settings (keys sorted)."""
-    text = json.dumps(dataclasses.asdict(params), sort_keys=True)
+    text = json.dumps(settings_of(params), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -58,5 +58,5 @@ def shared_generator(
     if context.shared is None:
         return train_generator(system, params, generator, None, context.progress)
     folder = context.shared / f"{settings_key(params)}-seed{context.seed}"
-    with _locked(folder / "lock"):
+    with _locked(folder):
         return train_generator(system, params, generator, folder, context.progress)

@@ -6,28 +6,38 @@ resumes from ``checkpoint/md.npz`` and writes ``trajectory.dcd`` for molecules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from boltzgen.records import WeightedSamples
-from boltzgen.runner.methods.base import MethodContext
+from boltzgen.runner.methods.base import MethodContext, library_config
 from boltzgen.runner.methods.budget import largest_within, too_small
 from boltzgen.samplers.md import MDConfig, MolecularDynamics, md_evaluations, write_trajectory
 from boltzgen.systems import System
 
 
 @dataclass(frozen=True)
-class MDParams:
-    """OpenMM Langevin dynamics from the card's initial positions (one chain)."""
+class MDParams(MDConfig):
+    """The integrator's settings (:class:`~boltzgen.samplers.md.MDConfig`) and the run's length.
 
+    ``threads`` and ``checkpoint_every`` are not settings: the task's thread count and a
+    checkpoint every tenth of the frames.
+    """
+
+    threads: int | None = field(default=None, init=False)
+    checkpoint_every: int = field(default=1000, init=False)
     n_frames: int = 1000
-    frame_interval: int = 250
     n_equilibration: int = 10_000
-    timestep_fs: float = 1.0
-    friction_per_ps: float = 1.0
-    hydrogen_mass: float | None = None
-    platform: str = "CPU"
+
+    def config(self) -> MDConfig:
+        """The integrator configuration of this run."""
+        return library_config(
+            self,
+            MDConfig,
+            threads=torch.get_num_threads(),
+            checkpoint_every=max(1, self.n_frames // 10),
+        )
 
 
 def run(
@@ -36,16 +46,7 @@ def run(
     """Equilibrate, then save ``n_frames`` frames (checkpointed every tenth of them)."""
     if system.openmm_system is None:
         raise ValueError(f"method md needs an OpenMM system; {system.name} has none")
-    config = MDConfig(
-        timestep_fs=params.timestep_fs,
-        friction_per_ps=params.friction_per_ps,
-        frame_interval=params.frame_interval,
-        hydrogen_mass=params.hydrogen_mass,
-        platform=params.platform,
-        threads=torch.get_num_threads(),
-        checkpoint_every=max(1, params.n_frames // 10),
-    )
-    md = MolecularDynamics(system.openmm_system, system.temperature, config)
+    md = MolecularDynamics(system.openmm_system, system.temperature, params.config())
     checkpoint = None if context.checkpoint is None else context.checkpoint / "md.npz"
     samples = md.sample(
         system.initial_positions,

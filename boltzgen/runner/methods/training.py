@@ -9,7 +9,7 @@ reference frames the cost per frame of the run that made them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from boltzgen.records import Cost
 from boltzgen.reference import ReferenceSet, load_reference
+from boltzgen.runner.methods.base import library_config
 from boltzgen.systems import System
 from boltzgen.training.loop import TrainConfig, training_evaluations
 
@@ -33,8 +34,7 @@ class TrainParams(TrainConfig):
 
     def config(self, seed: int) -> TrainConfig:
         """The training loop's configuration of this stage, seeded by ``seed``."""
-        settings = {f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.name != "seed"}
-        return TrainConfig(**settings, seed=seed)
+        return library_config(self, TrainConfig, seed=seed)
 
 
 EXACT_DRAW_EVALS = 1
