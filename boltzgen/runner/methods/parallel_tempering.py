@@ -56,6 +56,7 @@ def _ladder(system: System, params: PTParams) -> list[float]:
 def _torch_pt(
     system: System, params: PTParams, generator: torch.Generator, progress: bool
 ) -> WeightedSamples:
+    """Torch replicas from the system's dispersed starts, HMC or MALA moves."""
     sampler = ParallelTempering(
         system.energy, _ladder(system, params), params.move, params.step_size, params.n_leapfrog
     )
@@ -68,6 +69,10 @@ def _torch_pt(
 def _openmm_pt(
     system: System, params: PTParams, generator: torch.Generator, context: MethodContext
 ) -> WeightedSamples:
+    """openmmtools replica exchange, stored in ``checkpoint/pt.nc`` (resumed from it).
+
+    openmmtools, a slow import, is loaded only for this backend.
+    """
     from boltzgen.samplers.openmm_replica_exchange import openmm_parallel_tempering
 
     if system.openmm_system is None:
