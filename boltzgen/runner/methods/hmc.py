@@ -1,7 +1,8 @@
 """The HMC method: batched Hamiltonian Monte Carlo from the system's dispersed starts.
 
 Duane, Kennedy, Pendleton, Roweth 1987; Neal, "MCMC using Hamiltonian dynamics",
-arXiv 1206.1901. Warm-up tunes the step size by dual averaging (Hoffman & Gelman 2014).
+arXiv 1206.1901. Warm-up tunes the step size by dual averaging (Hoffman & Gelman,
+"The No-U-Turn Sampler", arXiv 1111.4246).
 """
 
 from __future__ import annotations
