@@ -35,20 +35,13 @@ from boltzgen.flows import GaussianPrior
 from boltzgen.flows.ode import ContinuousFlow
 from boltzgen.records import WeightedSamples
 from boltzgen.runner.evaluate import evaluate
-from boltzgen.runner.methods import (
-    BoltzmannGeneratorParams,
-    HMCParams,
-    TrainParams,
-    run_hmc,
-    train_generator,
-)
-from boltzgen.runner.models import FlowParams
-from boltzgen.runner.path_methods import (
-    FlowPerturbationParams,
-    SNFParams,
-    _trained_field,
-    build_snf,
-)
+from boltzgen.runner.methods import MethodContext, hmc
+from boltzgen.runner.methods.boltzmann_generator import BoltzmannGeneratorParams, train_generator
+from boltzgen.runner.methods.flow_perturbation import FlowPerturbationParams, trained_field
+from boltzgen.runner.methods.flows import FlowParams
+from boltzgen.runner.methods.hmc import HMCParams
+from boltzgen.runner.methods.snf import SNFParams, build_snf
+from boltzgen.runner.methods.training import TrainParams
 from boltzgen.samplers.flow_mcmc import FlowHMC, FlowIndependenceMetropolis
 from boltzgen.samplers.flow_perturbation import FlowPerturbation
 from boltzgen.samplers.importance import BoltzmannGenerator
@@ -86,7 +79,7 @@ def prepare(system: System) -> Models:
     snf = build_snf(system, SNFParams(n_blocks=2, block_steps=3, hidden=32), 1)
     train_snf(snf, 200, 256, 1e-3, torch.Generator().manual_seed(2))
     fp_params = FlowPerturbationParams(hidden=32, train_steps=300, n_data=5000, ode_steps=4)
-    field, _ = _trained_field(system, fp_params, 3, torch.Generator().manual_seed(3), None)
+    field, _, _ = trained_field(system, fp_params, 3, torch.Generator().manual_seed(3), None)
     fp = FlowPerturbation(
         GaussianPrior(system.energy.dim), ContinuousFlow(field, n_steps=4), system.energy, 1e-3
     )
@@ -104,7 +97,7 @@ def _pt(models: Models, g: torch.Generator) -> WeightedSamples:
 
 def _hmc(models: Models, g: torch.Generator) -> WeightedSamples:
     params = HMCParams(n_chains=16, n_warmup=150, n_steps=600, n_leapfrog=5, step_size=0.1)
-    return run_hmc(models.system, params, g, None, False)
+    return hmc.run(models.system, params, g, MethodContext())
 
 
 SAMPLERS: dict[str, Callable[[Models, torch.Generator], WeightedSamples]] = {

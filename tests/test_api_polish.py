@@ -8,7 +8,7 @@ import torch
 
 import boltzgen as bg
 from boltzgen.runner.cli import main
-from boltzgen.runner.methods import TrainParams
+from boltzgen.runner.methods.training import TrainParams
 from boltzgen.training.generator import TrainConfig
 
 
@@ -103,7 +103,7 @@ def test_systems_are_aligned_with_descriptions(capsys):
 
 
 def test_generator_repr_names_its_target_and_size():
-    from boltzgen.runner.models import FlowParams, build_generator
+    from boltzgen.runner.methods.flows import FlowParams, build_generator
 
     system = bg.load_system("double_well_2d")
     model = build_generator(system, FlowParams(n_layers=2, hidden=8), seed=0)

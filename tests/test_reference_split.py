@@ -13,7 +13,7 @@ import torch
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.reference import load_reference, reference_dir, sha256
 from boltzgen.runner.evaluate import load_reference_for
-from boltzgen.runner.methods import TrainParams, _training_data, data_charge
+from boltzgen.runner.methods.training import TrainParams, data_charge, training_data
 from boltzgen.systems import load_system
 
 NAME = "alanine_dipeptide_vacuum"
@@ -60,7 +60,7 @@ def test_methods_are_scored_against_evaluation_frames_only(system):
 
 
 def test_forward_kl_data_come_from_the_training_part_and_are_charged(system):
-    data = _training_data(system, TrainParams(loss="forward_kl", n_data=15), torch.Generator())
+    data = training_data(system, TrainParams(loss="forward_kl", n_data=15), torch.Generator())
     train = load_reference(NAME, part="training")
     rows = {tuple(r) for r in train.x.reshape(len(train.x), -1).tolist()}
     assert all(tuple(r) in rows for r in data.x.reshape(len(data.x), -1).tolist())

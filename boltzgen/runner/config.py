@@ -170,6 +170,7 @@ ZERO_ALLOWED = frozenset(
         "n_equilibration",
         "lr_warmup",
         "patience",
+        "monitor_every",
         "n_mcmc",
         "steps",
         "train_steps",
@@ -204,7 +205,7 @@ def parse_dataclass(cls: type[T], data: Any, source: str, path: str) -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(source, path, "must be a mapping", data)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
@@ -223,6 +224,23 @@ def parse_dataclass(cls: type[T], data: Any, source: str, path: str) -> T:
         return cls(**kwargs)
     except ValueError as error:
         raise ConfigError(source, path or "(top level)", str(error)) from error
+
+
+def settings_of(params: Any) -> Any:
+    """The settings a user may write, as plain data: the inverse of :func:`parse_dataclass`.
+
+    Nested dataclasses become mappings; fields a user cannot set (``init=False``, e.g. a
+    training stage's seed, drawn by the task) are left out.
+    """
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return {
+            f.name: settings_of(getattr(params, f.name))
+            for f in dataclasses.fields(params)
+            if f.init
+        }
+    if isinstance(params, list | tuple):
+        return [settings_of(value) for value in params]
+    return params
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
@@ -257,7 +275,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
 
 def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     """Validate a raw experiment mapping; the systems named must be in the catalog."""
-    from boltzgen.runner.registry import METHODS
+    from boltzgen.runner.methods import METHODS
     from boltzgen.systems import list_systems
 
     for key in raw:

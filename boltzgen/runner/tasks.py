@@ -25,9 +25,9 @@ import torch
 
 from boltzgen.errors import ConfigError
 from boltzgen.records.provenance import versions
-from boltzgen.runner.config import Experiment, MethodSpec
+from boltzgen.runner.config import Experiment, MethodSpec, settings_of
 from boltzgen.runner.evaluate import evaluate, load_reference_for
-from boltzgen.runner.registry import METHODS
+from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.systems import CATALOG, load_system
 from boltzgen.version import __version__
 
@@ -119,7 +119,7 @@ def task_settings(task: Task) -> dict[str, Any]:
         "system": task.system,
         "card_sha256": hashlib.sha256(card.read_bytes()).hexdigest() if card.exists() else None,
         "method": task.method.method,
-        "params": dataclasses.asdict(task.method.params),
+        "params": settings_of(task.method.params),
         "seed": task.seed,
         "n_reference": task.n_reference,
         "energy_backend": task.energy_backend,
@@ -189,6 +189,18 @@ def _stamp(task: Task, directory: Path) -> str:
     return digest
 
 
+def _context(task: Task, run_dir: Path, progress: bool) -> MethodContext:
+    """The folders of ``task``: its checkpoint, its own folder, and its system's shared one."""
+    directory = task.directory(run_dir)
+    return MethodContext(
+        checkpoint=directory / "checkpoint",
+        output=directory,
+        shared=run_dir / Path(task.system).stem / "_generators",
+        seed=task.seed,
+        progress=progress,
+    )
+
+
 def run_task(
     task: Task, run_dir: Path, progress: bool = False, force: bool = False
 ) -> dict[str, Any]:
@@ -207,7 +219,7 @@ def run_task(
     method = METHODS[task.method.method]
     generator = torch.Generator().manual_seed(task.seed)
     started = time.time()
-    samples = method.run(system, task.method.params, generator, directory / "checkpoint", progress)
+    samples = method.run(system, task.method.params, generator, _context(task, run_dir, progress))
     reference = load_reference_for(system, task.n_reference)
     result: dict[str, Any] = {
         "system": system.name,
@@ -221,7 +233,7 @@ def run_task(
         "config": {
             "method": task.method.method,
             "energy": type(system.energy).__name__,
-            **dataclasses.asdict(task.method.params),
+            **settings_of(task.method.params),
         },
         "started": started,
         "finished": time.time(),

@@ -302,3 +302,16 @@ class FlowHMC:
         cost = meter.cost.with_training(self.model.training_cost)
         u = latent.energies + logdet
         return WeightedSamples(x, torch.zeros_like(u), u, cost, info, n_chains=n_chains)
+
+
+def independence_evaluations(n_chains: int, n_steps: int) -> int:
+    """Target evaluations of :meth:`FlowIndependenceMetropolis.sample`: C·(1 + n).
+
+    One at each chain's initial draw and one per proposal (``n_steps`` counts warm-up).
+    """
+    return n_chains * (1 + n_steps)
+
+
+def flow_hmc_evaluations(n_chains: int, n_steps: int, n_leapfrog: int) -> int:
+    """Target evaluations of :meth:`FlowHMC.sample`: C·(1 + n·L), as latent-space HMC."""
+    return n_chains * (1 + n_steps * n_leapfrog)

@@ -296,3 +296,11 @@ class FlowPerturbation(nn.Module):
             else:
                 losses.append((0.5 * r2 + log_ratio.sum(1)).mean())
         return torch.stack(losses).mean()
+
+
+def flow_perturbation_evaluations(n_samples: int) -> int:
+    """Target evaluations of :meth:`FlowPerturbation.sample`: one per sample.
+
+    Training the perturbation scale spends only flow pushes and pulls.
+    """
+    return n_samples

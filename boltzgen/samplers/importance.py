@@ -112,3 +112,8 @@ def _weight_info(log_w: Tensor, u: Tensor) -> dict[str, float | int]:
     ess = batch_ess(log_w)
     n_nonfinite = int((~torch.isfinite(u)).sum())
     return {"ess": ess, "ess_fraction": ess / log_w.shape[0], "n_nonfinite": n_nonfinite}
+
+
+def importance_evaluations(n_samples: int) -> int:
+    """Target evaluations of :meth:`BoltzmannGenerator.sample`: one per draw."""
+    return n_samples

@@ -217,3 +217,12 @@ class HMC:
                 x[i // thin] = state.x
                 u[i // thin] = state.energy
         return x, u, accepted, prob
+
+
+def hmc_evaluations(n_chains: int, n_steps: int, n_leapfrog: int) -> int:
+    """Target evaluations of :meth:`HMC.sample`: C·(1 + n·L).
+
+    One force at each chain's start, then L per step and chain (``n_steps`` counts warm-up
+    and sampling steps alike).
+    """
+    return n_chains * (1 + n_steps * n_leapfrog)

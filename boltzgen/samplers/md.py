@@ -247,3 +247,11 @@ def write_trajectory(
     traj.save_dcd(str(dcd))
     traj[0].save_pdb(str(pdb))
     return dcd, pdb
+
+
+def md_evaluations(n_frames: int, frame_interval: int, n_equilibration: int) -> int:
+    """Target evaluations of :meth:`MolecularDynamics.sample`: n_eq + n·(interval + 1).
+
+    One force per MD step and one energy per saved frame.
+    """
+    return n_equilibration + n_frames * (frame_interval + 1)

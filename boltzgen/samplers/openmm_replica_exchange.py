@@ -368,3 +368,12 @@ def _result(
     u = ladder[:, 0, 0].clone()
     x = torch.from_numpy(trajectory.x)
     return WeightedSamples(x, torch.zeros_like(u), u, cost, info, n_chains=1), info
+
+
+def openmm_pt_evaluations(n_temperatures: int, n_iterations: int, steps_per_iteration: int) -> int:
+    """Target evaluations of :func:`openmm_parallel_tempering`: K·(1 + iterations·(s + 1)).
+
+    Each of the K replicas is evaluated once at the start, then takes s MD steps (one force
+    each) and one energy for the exchange per iteration.
+    """
+    return n_temperatures * (1 + n_iterations * (steps_per_iteration + 1))

@@ -515,3 +515,15 @@ def _check_ladder(energy: Energy, temperatures: list[float]) -> None:
             f"the ladder must start at the target temperature {energy.temperature} (the "
             f"energy's), got {temperatures[0]}; to target T pass energy.at_temperature(T)"
         )
+
+
+def pt_evaluations(
+    n_temperatures: int, n_chains: int, n_steps: int, move: Move, n_leapfrog: int
+) -> int:
+    """Target evaluations of :meth:`ParallelTempering.sample`: K·C·(1 + n·L).
+
+    Every replica pays: one evaluation at the start, then L leapfrog forces per step
+    (L = 1 for ``"langevin"``, MALA); ``n_steps`` counts warm-up and sampling steps.
+    """
+    leapfrog = n_leapfrog if move == "hmc" else 1
+    return n_temperatures * n_chains * (1 + n_steps * leapfrog)

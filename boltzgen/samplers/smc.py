@@ -649,3 +649,15 @@ def _mean(values: list[float]) -> float:
 def _log_mean(values: list[float]) -> float:
     """log of the mean of exp(values) (−inf if every value is −inf)."""
     return _log_z(torch.tensor(values, dtype=torch.float64))
+
+
+def smc_evaluations(
+    n_particles: int, n_steps: int, n_mcmc: int, kernel: str, n_leapfrog: int
+) -> int:
+    """Target evaluations of :meth:`SMCSampler.sample`: N·(1 + steps·n_mcmc·L).
+
+    One evaluation per particle at the start, then L forces per MCMC move (L = 1 for the
+    ``"ula"`` and ``"mala"`` kernels, ``n_leapfrog`` for ``"hmc"``).
+    """
+    leapfrog = n_leapfrog if kernel == "hmc" else 1
+    return n_particles * (1 + n_steps * n_mcmc * leapfrog)

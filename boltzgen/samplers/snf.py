@@ -400,3 +400,12 @@ def path_kl_loss(
     path = snf.path(batch_size, generator)
     loss = (soft_cap(path.energies, energy_cap) - path.prior_energy - path.delta_s).mean()
     return loss, path.log_weights.detach()
+
+
+def snf_evaluations(n_paths: int, n_blocks: int, block_steps: int) -> int:
+    """Target evaluations (with forces) of ``n_paths`` SNF paths: n·K·(steps + 1).
+
+    Each of the K stochastic blocks evaluates its start and each of its steps; training
+    draws paths too (``train_steps · batch_size`` of them).
+    """
+    return n_paths * n_blocks * (block_steps + 1)

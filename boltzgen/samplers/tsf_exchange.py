@@ -297,3 +297,21 @@ class TSFReplicaExchange(ParallelTempering):
             flow_acceptance_prob_per_chain=(trace.flow_prob / moves).tolist(),
         )
         return info
+
+
+def tsf_exchange_evaluations(
+    n_temperatures: int,
+    n_chains: int,
+    n_steps: int,
+    move: Move,
+    n_leapfrog: int,
+    flow_every: int,
+) -> float:
+    """Target evaluations of :meth:`TSFReplicaExchange.sample`: K·C·(1 + n·(L + 1/f)).
+
+    Every replica pays L leapfrog forces per step (L = 1 for ``"langevin"``) and one
+    energy per flow proposal, made every f = ``flow_every`` steps (counted as 1/f a step).
+    """
+    leapfrog = n_leapfrog if move == "hmc" else 1
+    per_step = n_temperatures * n_chains * (leapfrog + 1.0 / flow_every)
+    return n_temperatures * n_chains + n_steps * per_step

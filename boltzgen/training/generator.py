@@ -342,3 +342,16 @@ def _split(config: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Ten
         raise ValueError(f"validation_fraction leaves no training rows of {data.shape[0]}")
     order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(config.seed + 1))
     return data[order[n_val:].to(data.device)], data[order[:n_val].to(data.device)]
+
+
+def training_evaluations(config: TrainConfig) -> float:
+    """Target evaluations :func:`train` plans for: steps·B, or steps·B/m for forward KL.
+
+    Reverse and mixed KL evaluate u on every model batch of B; forward KL evaluates only
+    the monitoring batch drawn every m = ``monitor_every`` steps (none when m = 0).
+    """
+    if config.loss != "forward_kl":
+        return config.steps * config.batch_size
+    if config.monitor_every == 0:
+        return 0.0
+    return config.steps * (config.batch_size / config.monitor_every)

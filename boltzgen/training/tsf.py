@@ -129,3 +129,8 @@ class _LadderLoss:
             batch = self.data[rows.to(self.data.device)]
             terms.append(forward_kl(tsf.prior(energy.temperature), tsf.flow, batch))
         return torch.stack(terms).sum(), {}
+
+
+def tsf_training_evaluations(n_temperatures: int, train_steps: int, batch_size: int) -> int:
+    """Target evaluations of :func:`train_tsf`: reverse KL at every rung, K·steps·B."""
+    return train_steps * n_temperatures * batch_size

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from boltzgen.runner.evaluate import evaluate
-from boltzgen.runner.methods import HMCParams, run_hmc
+from boltzgen.runner.methods import MethodContext, hmc
+from boltzgen.runner.methods.hmc import HMCParams
 from boltzgen.systems import load_system
 
 
@@ -23,7 +24,7 @@ def test_hmc_on_the_many_well_is_flagged_not_converged() -> None:
     system = load_system("many_well_32d")
     params = HMCParams(n_chains=16, n_warmup=20, n_steps=100, n_leapfrog=5, step_size=0.05)
     generator = torch.Generator().manual_seed(0)
-    samples = run_hmc(system, params, generator, None, False)
+    samples = hmc.run(system, params, generator, MethodContext())
     result = evaluate(system, samples, None, generator)
     entry = result["free_energies"]["left_vs_right"]
     assert entry["converged"] is False

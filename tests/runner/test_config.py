@@ -5,7 +5,7 @@ import yaml
 
 from boltzgen.errors import ConfigError
 from boltzgen.runner.config import load_experiment
-from boltzgen.runner.registry import METHODS
+from boltzgen.runner.methods import METHODS
 from boltzgen.runner.tasks import plan
 from boltzgen.systems import load_system
 

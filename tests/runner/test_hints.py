@@ -9,7 +9,7 @@ import yaml
 
 from boltzgen.flows.internal import FixedFrameInternalCoordinates, StandardizeInternal, ZMatrix
 from boltzgen.runner.cli import main
-from boltzgen.runner.models import FlowParams, build_generator, minimise
+from boltzgen.runner.methods.flows import FlowParams, build_generator, minimise
 from boltzgen.systems import load_system
 
 SYSTEM = "alanine_dipeptide_vacuum"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from boltzgen.runner.models import FlowParams, build_generator
+from boltzgen.runner.methods.flows import FlowParams, build_generator
 from boltzgen.systems import load_system
 
 

@@ -1,0 +1,83 @@
+"""What every experiment method shares: the context it runs in and its registry entry.
+
+A method is a parameter dataclass (what the YAML may set, with defaults), a function
+``run(system, params, generator, context) -> WeightedSamples`` that pays for everything
+it does on the system's energy, training included, and a budget rule
+``fit_budget(params, energy_evals, system) -> params``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from boltzgen.records import WeightedSamples
+from boltzgen.systems import System
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """The folders and switches a task hands to a method's ``run``.
+
+    Attributes:
+        checkpoint: the task's ``checkpoint/`` folder, where a method saves what it needs
+            to resume (``None``: nothing is saved).
+        output: the task's folder, next to ``result.json``: extra results a method writes
+            (``trajectory.dcd``, ``ladder.npz``; ``None``: none are written).
+        shared: the folder of artifacts shared between the tasks of one system, e.g.
+            trained generators (``RUN_DIR/<system>/_generators``; ``None``: none shared).
+        seed: the task's seed; it names shared artifacts (randomness comes from the
+            ``torch.Generator`` handed to ``run``, never from this number).
+        progress: show progress bars.
+    """
+
+    checkpoint: Path | None = None
+    output: Path | None = None
+    shared: Path | None = None
+    seed: int = 0
+    progress: bool = False
+
+
+C = TypeVar("C")
+
+RunFunction = Callable[[System, Any, torch.Generator, MethodContext], WeightedSamples]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its parameter dataclass, run function and budget rule.
+
+    ``fit_budget(params, energy_evals, system)`` returns the parameters resized so that
+    the run on ``system`` spends between 80 % and 100 % of ``energy_evals`` target
+    evaluations (energy + force, training and the charge of training data included);
+    it raises ``ValueError`` when the budget cannot cover the fixed part.
+    """
+
+    params: type
+    run: RunFunction
+    fit_budget: Callable[[Any, int, System], Any]
+
+
+def to_cpu(samples: WeightedSamples) -> WeightedSamples:
+    """``samples`` with ``x``, ``log_weights`` and ``energies`` moved to the CPU."""
+    return replace(
+        samples,
+        x=samples.x.cpu(),
+        log_weights=samples.log_weights.cpu(),
+        energies=samples.energies.cpu(),
+    )
+
+
+def library_config(params: Any, config_type: type[C], **runner_settings: Any) -> C:
+    """The library's ``config_type`` from the method parameters that derive from it.
+
+    ``params`` (a subclass of ``config_type``) gives every field a user may set; the
+    fields it closes to users (``init=False``) come from ``runner_settings``.
+    """
+    settable = {f.name for f in fields(params) if f.init}
+    settings = {f.name: getattr(params, f.name) for f in fields(config_type) if f.name in settable}
+    return config_type(**settings, **runner_settings)

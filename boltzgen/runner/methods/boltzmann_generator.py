@@ -1,0 +1,167 @@
+"""The Boltzmann-generator method: a flow, its training stages, then weighted draws.
+
+The generator (Noé et al. 2019, "Boltzmann generators", arXiv 1812.01729) draws
+x = f(z), z ~ q_Z, with importance weights w = exp(−u(x)) / q_X(x). It pays for
+everything on the system's energy: building the flow (a minimisation for internal
+coordinates), training, the charge of its training data, and the draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.runner.methods.base import MethodContext, to_cpu
+from boltzgen.runner.methods.budget import largest_within, too_small
+from boltzgen.runner.methods.flows import FlowParams, build_generator
+from boltzgen.runner.methods.training import (
+    TrainingData,
+    TrainParams,
+    stage_evaluations,
+    training_data,
+)
+from boltzgen.samplers.importance import BoltzmannGenerator, importance_evaluations
+from boltzgen.systems import System
+from boltzgen.training.generator import train
+
+
+@dataclass(frozen=True)
+class BoltzmannGeneratorParams:
+    """A Boltzmann generator: spline flow, training, then ``n_samples`` weighted draws.
+
+    ``finetune`` is an optional second training stage that continues from the first,
+    e.g. forward KL on data, then reverse KL on the energy.
+    """
+
+    flow: FlowParams = field(default_factory=FlowParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    finetune: TrainParams | None = None
+    n_samples: int = 20_000
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+
+def _device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for an absent CUDA is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass
+class TrainedGenerator:
+    """A trained generator (its ``training_cost`` set), its last loss and sampling seed.
+
+    ``training_data`` records, per stage with data, where the data came from and what
+    they were charged (:meth:`TrainingData.record`).
+    """
+
+    model: BoltzmannGenerator
+    final_loss: float | None
+    sampling_seed: int
+    training_data: list[dict[str, Any]] = field(default_factory=list)
+
+    def draws(self) -> torch.Generator:
+        """The generator of sampling randomness, on the model's device."""
+        device = next(self.model.parameters()).device
+        return torch.Generator(device=device).manual_seed(self.sampling_seed)
+
+    def label(self, samples: WeightedSamples) -> WeightedSamples:
+        """``samples`` with the training-data record in ``info["training_data"]``."""
+        samples.info["training_data"] = self.training_data
+        return samples
+
+
+def train_generator(
+    system: System,
+    params: BoltzmannGeneratorParams,
+    generator: torch.Generator,
+    folder: Path | None,
+    progress: bool,
+) -> TrainedGenerator:
+    """Build and train the generator; its ``training_cost`` holds everything it cost,
+    the charge of its training data included.
+
+    Training resumes from ``folder`` (one sub-folder per stage), so a finished
+    training is loaded rather than repeated.
+    """
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    data = training_data(system, params.train, generator)
+    meter = CostMeter(system.energy)
+    with meter.measure():
+        model = build_generator(system, params.flow, seed, data.x).to(_device(params.device))
+    cost, last_loss, records = _train_stages(
+        model, system, params, seed, data, generator, folder, progress
+    )
+    model.training_cost = cost + meter.cost
+    return TrainedGenerator(model, last_loss, seed + 1, records)
+
+
+def _train_stages(
+    model: BoltzmannGenerator,
+    system: System,
+    params: BoltzmannGeneratorParams,
+    seed: int,
+    first_data: TrainingData,
+    generator: torch.Generator,
+    folder: Path | None,
+    progress: bool,
+) -> tuple[Cost, float | None, list[dict[str, Any]]]:
+    """Run ``train`` then ``finetune`` (if set), each resumable in its own folder.
+
+    The data of the first stage are given (they also set the flow's scales). Each stage
+    with data is charged for its own draws (a frame two stages both draw is charged
+    twice: an upper bound).
+    """
+    data, total, last, records = first_data, Cost(), None, []
+    for name, stage in (("train", params.train), ("finetune", params.finetune)):
+        if stage is None:
+            continue
+        if name == "finetune":
+            data = training_data(system, stage, generator)
+        total = total + data.cost
+        records.append({"stage": name, **data.record()})
+        where = None if folder is None else folder / name
+        result = train(model, system.energy, stage.config(seed), data.x, where, progress)
+        total = total + result.cost
+        last = result.losses[-1] if result.losses else last
+    return total, last, records
+
+
+def run(
+    system: System,
+    params: BoltzmannGeneratorParams,
+    generator: torch.Generator,
+    context: MethodContext,
+) -> WeightedSamples:
+    """Train (resuming from the task's checkpoint), then draw ``n_samples`` weighted samples."""
+    trained = train_generator(system, params, generator, context.checkpoint, context.progress)
+    samples = trained.model.sample(params.n_samples, trained.draws())
+    samples.info["train_loss_final"] = trained.final_loss
+    return to_cpu(trained.label(samples))
+
+
+def planned_training_evals(params: BoltzmannGeneratorParams, system: System) -> int:
+    """Target evaluations the generator's training stages will spend, data charges included."""
+    stages = [s for s in (params.train, params.finetune) if s is not None]
+    return int(sum(stage_evaluations(system, s) for s in stages))
+
+
+def fit_budget(
+    params: BoltzmannGeneratorParams, budget: int, system: System
+) -> BoltzmannGeneratorParams:
+    """Training as planned (so flow methods can share it); ``n_samples`` spends the rest.
+
+    The training data's charge (:func:`~boltzgen.runner.methods.training.data_charge`) is
+    part of the plan.
+    """
+    planned = planned_training_evals(params, system)
+    n = largest_within(lambda n: planned + importance_evaluations(n), budget)
+    if n < 2:
+        raise too_small("boltzmann_generator", budget, planned + 2)
+    return replace(params, n_samples=n)

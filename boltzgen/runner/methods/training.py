@@ -1,0 +1,123 @@
+"""Training stages of the flow-based methods and their training data, with its charge.
+
+A stage is a :class:`~boltzgen.training.generator.TrainConfig` (the YAML keys are its fields)
+plus ``n_data``, the number of reference draws that feed forward or mixed KL. The data
+are charged as target evaluations: exact toy draws :data:`EXACT_DRAW_EVALS` each,
+reference frames the cost per frame of the run that made them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from boltzgen.records import Cost
+from boltzgen.reference import ReferenceSet, load_reference
+from boltzgen.runner.methods.base import library_config
+from boltzgen.systems import System
+from boltzgen.training.generator import TrainConfig, training_evaluations
+
+
+@dataclass
+class TrainParams(TrainConfig):
+    """One training stage: the training loop's settings and ``n_data`` reference draws.
+
+    ``seed`` is not a setting: every stage is seeded from the task's generator.
+    """
+
+    seed: int = field(default=0, init=False)
+    n_data: int = 20_000
+
+    def config(self, seed: int) -> TrainConfig:
+        """The training loop's configuration of this stage, seeded by ``seed``."""
+        return library_config(self, TrainConfig, seed=seed)
+
+
+EXACT_DRAW_EVALS = 1
+"""Target evaluations charged per exact draw of a toy system used as training data.
+
+An exact draw costs no energy evaluation here (inverse-CDF / rejection on a quadrature),
+but no method could obtain it for less than one evaluation of u: even a perfect
+rejection sampler must evaluate the target once to accept a draw. This charge is that
+lower bound; ``train.loss: reverse_kl`` trains without data and is charged nothing.
+"""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training samples ``x [n, *event_shape]`` (``None``: none), their charge and source.
+
+    ``source`` is ``"none"``, ``"exact"`` (toy draws, :data:`EXACT_DRAW_EVALS` each) or
+    ``"md"`` / ``"pt"`` (frames of the training part of that reference set, each charged
+    the run's cost per frame, see :meth:`boltzgen.reference.ReferenceSet.cost_per_frame`).
+    """
+
+    x: Tensor | None
+    cost: Cost
+    source: str
+
+    def record(self) -> dict[str, Any]:
+        """What ``result.json`` says about the data (``info.training_data``)."""
+        return {
+            "source": self.source,
+            "n": 0 if self.x is None else len(self.x),
+            "charged_evals": self.cost.energy_evals + self.cost.force_evals,
+        }
+
+
+def training_reference(system: System) -> ReferenceSet:
+    """The training part of the system's MD/PT reference set (never its evaluation part)."""
+    kind = system.reference_kind
+    reference = load_reference(system.name, kind, part="training") if kind in ("md", "pt") else None
+    if reference is None:
+        raise ValueError(
+            f"{system.name} has no reference data for forward-KL training: run "
+            f"`boltzgen reference {system.name} --method md --ns N` or use train.loss: reverse_kl"
+        )
+    return reference
+
+
+def frame_cost(reference: ReferenceSet, n: int) -> Cost:
+    """The charge of ``n`` frames: the reference run's cost per frame, times ``n`` (rounded up)."""
+    per = reference.cost_per_frame()
+    return Cost(
+        math.ceil(per["energy_evals"] * n), math.ceil(per["force_evals"] * n), per["wall_s"] * n
+    )
+
+
+def data_charge(system: System, params: TrainParams) -> int:
+    """Target evaluations the training data of one stage will be charged (for planning)."""
+    if params.loss == "reverse_kl":
+        return 0
+    if system.has_exact_reference:
+        return params.n_data * EXACT_DRAW_EVALS
+    reference = training_reference(system)
+    cost = frame_cost(reference, min(params.n_data, len(reference.x)))
+    return cost.energy_evals + cost.force_evals
+
+
+def training_data(system: System, params: TrainParams, generator: torch.Generator) -> TrainingData:
+    """Training samples for forward/mixed KL and their charge.
+
+    Toy systems draw exact samples, charged :data:`EXACT_DRAW_EVALS` each. Molecules draw
+    frames of the training part of their reference set, charged per frame.
+    """
+    if params.loss == "reverse_kl":
+        return TrainingData(None, Cost(), "none")
+    data = system.sample_reference(params.n_data, generator)
+    if data is not None:
+        return TrainingData(data, Cost(params.n_data * EXACT_DRAW_EVALS), "exact")
+    reference = training_reference(system)
+    index = torch.randperm(len(reference.x), generator=generator)[: params.n_data]
+    return TrainingData(
+        reference.x[index], frame_cost(reference, len(index)), system.reference_kind
+    )
+
+
+def stage_evaluations(system: System, stage: TrainParams) -> float:
+    """Target evaluations one stage plans to spend: its training loop and its data's charge."""
+    return training_evaluations(stage) + data_charge(system, stage)
