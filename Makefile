@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check boltzgen tests benchmarks
 	$(VENV)/bin/ruff format --check boltzgen tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format boltzgen tests benchmarks

@@ -34,6 +34,7 @@ import openmm
 from openmm import app, unit
 
 from boltzgen.errors import ConfigError
+from boltzgen.molecules.builder import build_peptide, minimize
 
 NONBONDED = {
     "NoCutoff": app.NoCutoff,
@@ -85,8 +86,6 @@ def _structure(
     if ("structure" in spec) == ("sequence" in spec):
         raise ConfigError(source, "energy", "needs exactly one of `structure` and `sequence`")
     if "sequence" in spec:
-        from boltzgen.molecules.builder import build_peptide
-
         try:
             peptide = build_peptide(str(spec["sequence"]))
         except ValueError as error:
@@ -141,7 +140,5 @@ def build_molecule(spec: Mapping[str, Any], card_dir: Path, source: Path) -> Mol
     topology, positions = _structure(spec, card_dir, source)
     system = _create_system(spec, topology, card_dir, source)
     if "sequence" in spec:
-        from boltzgen.molecules.builder import minimize
-
         positions = minimize(system, topology, positions)
     return Molecule(system, topology, positions)

@@ -26,13 +26,30 @@ from pathlib import Path
 from typing import Any
 
 from boltzgen.errors import ConfigError
+from boltzgen.reference import (
+    MDReferenceSettings,
+    PTReferenceSettings,
+    TorchPTReferenceSettings,
+    generate_md_reference,
+    generate_pt_reference,
+    generate_torch_pt_reference,
+    load_reference,
+)
+from boltzgen.runner import report
+from boltzgen.runner.config import load_experiment
+from boltzgen.runner.executors import EXECUTORS, check_executor, describe_executor
+from boltzgen.runner.manifest import finish_manifest, mark_interrupted, task_status, write_manifest
+from boltzgen.runner.preflight import preflight
+from boltzgen.runner.quiet import quiet_imports
+from boltzgen.runner.tasks import Task, plan
+from boltzgen.systems import list_systems, load_system, md_reference_value
+from boltzgen.version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    from boltzgen import __version__
 
     parser = argparse.ArgumentParser(
         prog="boltzgen",
@@ -121,7 +138,6 @@ def _reference_parser(sub: Any) -> None:
 
 
 def _cmd_systems(_: argparse.Namespace) -> int:
-    from boltzgen.systems import list_systems, load_system
 
     rows = []
     for name in list_systems():
@@ -155,10 +171,6 @@ def _first_sentence(text: str, limit: int = 70) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from boltzgen.runner.config import load_experiment
-    from boltzgen.runner.executors import check_executor
-    from boltzgen.runner.preflight import preflight
-    from boltzgen.runner.tasks import plan
 
     experiment = load_experiment(args.experiment, args.overrides)
     run_dir = (args.out or Path("runs") / experiment.name).resolve()
@@ -175,7 +187,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> str:
     """What ``boltzgen run`` would do: tasks, budget, executor, and the job script."""
-    from boltzgen.runner.executors import describe_executor
 
     counts = " × ".join(
         _count(len(items), noun)
@@ -219,10 +230,6 @@ def _changed(params: Any) -> str:
 
 
 def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> int:
-    from boltzgen.runner import report
-    from boltzgen.runner.executors import EXECUTORS
-    from boltzgen.runner.manifest import finish_manifest, write_manifest
-    from boltzgen.runner.tasks import Task
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, experiment, executor, tasks)
@@ -258,7 +265,6 @@ def _execute(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path
 
 def _interrupted(run_dir: Path, tasks: Sequence[Any]) -> int:
     """Mark the run interrupted and say, in one line, how to resume and from where."""
-    from boltzgen.runner.manifest import mark_interrupted
 
     done, started = mark_interrupted(run_dir, tasks)
     if len(started) == 1 and done == len(tasks) - 1:
@@ -274,7 +280,6 @@ def _interrupted(run_dir: Path, tasks: Sequence[Any]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from boltzgen.runner.manifest import task_status
 
     rows = task_status(args.run_dir)
     counts: dict[str, int] = {}
@@ -286,7 +291,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from boltzgen.runner import report
 
     print(report.format_table(_quiet_report(args.run_dir)))
     return 0
@@ -296,15 +300,11 @@ def _quiet_report(run_dir: Path) -> Any:
     """Build the report; empty histograms and constant columns raise no numpy warnings."""
     import numpy as np
 
-    from boltzgen.runner import report
-
     with np.errstate(divide="ignore", invalid="ignore"):
         return report.build_report(run_dir)
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from boltzgen.runner.quiet import quiet_imports
-    from boltzgen.systems import load_system
 
     quiet_imports()
     if args.data is not None:
@@ -340,7 +340,6 @@ def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
     backend = args.backend or ("openmm" if system.openmm_system is not None else "torch")
     if backend == "torch":
         return _torch_pt_reference(system, args, discard)
-    from boltzgen.reference import PTReferenceSettings, generate_pt_reference
 
     pt = PTReferenceSettings(
         n_temperatures=args.temperatures,
@@ -356,7 +355,6 @@ def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
 
 
 def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> Path:
-    from boltzgen.reference import TorchPTReferenceSettings, generate_torch_pt_reference
 
     settings = TorchPTReferenceSettings(
         n_temperatures=args.temperatures,
@@ -373,7 +371,6 @@ def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> 
 
 
 def _md_reference(system: Any, args: argparse.Namespace) -> Path:
-    from boltzgen.reference import MDReferenceSettings, generate_md_reference
 
     if args.backend == "torch":
         raise ConfigError(
@@ -400,8 +397,6 @@ def _reference_free_energies(
         return {
             name: (fe.get("value"), fe.get("stderr"), "pt: MBAR") for name, fe in stored.items()
         }
-    from boltzgen.reference import load_reference
-    from boltzgen.systems import md_reference_value
 
     samples = load_reference(system.name, "md").samples()
     out_values = {}

@@ -30,6 +30,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from boltzgen.errors import ConfigError, read_yaml
+from boltzgen.runner.methods import METHODS
+from boltzgen.systems import list_systems
 
 T = TypeVar("T")
 
@@ -226,23 +228,6 @@ def parse_dataclass(cls: type[T], data: Any, source: str, path: str) -> T:
         raise ConfigError(source, path or "(top level)", str(error)) from error
 
 
-def settings_of(params: Any) -> Any:
-    """The settings a user may write, as plain data: the inverse of :func:`parse_dataclass`.
-
-    Nested dataclasses become mappings; fields a user cannot set (``init=False``, e.g. a
-    training stage's seed, drawn by the task) are left out.
-    """
-    if dataclasses.is_dataclass(params) and not isinstance(params, type):
-        return {
-            f.name: settings_of(getattr(params, f.name))
-            for f in dataclasses.fields(params)
-            if f.init
-        }
-    if isinstance(params, list | tuple):
-        return [settings_of(value) for value in params]
-    return params
-
-
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw mapping."""
     for item in overrides:
@@ -275,8 +260,6 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
 
 def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     """Validate a raw experiment mapping; the systems named must be in the catalog."""
-    from boltzgen.runner.methods import METHODS
-    from boltzgen.systems import list_systems
 
     for key in raw:
         if key not in EXPERIMENT_FIELDS:

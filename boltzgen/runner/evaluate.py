@@ -25,7 +25,9 @@ from torch import Tensor
 from boltzgen import metrics
 from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
 from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl
+from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
+from boltzgen.reference import load_reference
 from boltzgen.systems import State, System
 
 REFERENCE_SEED = 2_718_281
@@ -57,7 +59,6 @@ def load_reference_for(system: System, n: int) -> Reference | None:
         return Reference(system.energy.energy(x).detach())
     if system.reference_kind not in ("md", "pt"):
         return None
-    from boltzgen.reference import load_reference
 
     data = load_reference(system.name, system.reference_kind, part="evaluation")
     if data is None:
@@ -132,7 +133,6 @@ def _log_z(samples: WeightedSamples) -> metrics.Estimate:
 
 def _torsion_metrics(system: System, samples: WeightedSamples, reference: Reference, gen) -> dict:
     """T-W2 over whole backbone vectors and the per-residue mean Ramachandran KL."""
-    from boltzgen.observables.peptides import phi_psi
 
     finite = torch.isfinite(samples.energies)
     points = backbone_torsions(*phi_psi(samples.x[finite], system.topology))

@@ -14,7 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
+from boltzgen.reference import load_reference
+from boltzgen.runner.peptide_plots import energy_histogram_figure, ramachandran_figure
 from boltzgen.systems import System, load_system
 
 MAX_POINTS = 3000
@@ -118,9 +121,6 @@ def _dir(run_dir: Path, result: dict[str, Any]) -> Path:
 def _peptide_figures(
     run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]
 ) -> list[Path]:
-    from boltzgen.observables.peptides import phi_psi
-    from boltzgen.reference import load_reference
-    from boltzgen.runner.peptide_plots import energy_histogram_figure, ramachandran_figure
 
     system = load_system(next(iter(methods.values()))[0].get("system_card", name))
     torsions, energies = {}, {}

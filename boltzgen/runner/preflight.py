@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from boltzgen.errors import ConfigError
+from boltzgen.reference import load_reference
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.tasks import Task, check_settings
 from boltzgen.systems import System, load_system
@@ -72,7 +73,6 @@ def has_training_data(system: System) -> bool:
     """Exact samples (toy systems) or a generated MD reference set."""
     if system.has_exact_reference:
         return True
-    from boltzgen.reference import load_reference
 
     return system.reference_kind == "md" and load_reference(system.name) is not None
 

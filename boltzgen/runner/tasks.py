@@ -25,9 +25,10 @@ import torch
 
 from boltzgen.errors import ConfigError
 from boltzgen.records.provenance import versions
-from boltzgen.runner.config import Experiment, MethodSpec, settings_of
+from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.methods import METHODS, MethodContext
+from boltzgen.runner.methods.base import settings_of
 from boltzgen.systems import CATALOG, load_system
 from boltzgen.version import __version__
 

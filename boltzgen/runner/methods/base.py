@@ -8,6 +8,7 @@ it does on the system's energy, training included, and a budget rule
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -81,3 +82,20 @@ def library_config(params: Any, config_type: type[C], **runner_settings: Any) ->
     settable = {f.name for f in fields(params) if f.init}
     settings = {f.name: getattr(params, f.name) for f in fields(config_type) if f.name in settable}
     return config_type(**settings, **runner_settings)
+
+
+def settings_of(params: Any) -> Any:
+    """The settings a user may write, as plain data: the inverse of :func:`parse_dataclass`.
+
+    Nested dataclasses become mappings; fields a user cannot set (``init=False``, e.g. a
+    training stage's seed, drawn by the task) are left out.
+    """
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return {
+            f.name: settings_of(getattr(params, f.name))
+            for f in dataclasses.fields(params)
+            if f.init
+        }
+    if isinstance(params, list | tuple):
+        return [settings_of(value) for value in params]
+    return params

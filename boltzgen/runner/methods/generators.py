@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from boltzgen.runner.config import settings_of
-from boltzgen.runner.methods.base import MethodContext
+from boltzgen.runner.methods.base import MethodContext, settings_of
 from boltzgen.runner.methods.boltzmann_generator import (
     BoltzmannGeneratorParams,
     TrainedGenerator,
