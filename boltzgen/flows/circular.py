@@ -127,11 +127,13 @@ class MixedCoupling(Coupling):
         dim: D.
         mask: ``[D]`` bool, ``True`` = transformed by this layer.
         torsion_mask: ``[D]`` bool, ``True`` = periodic in (−π, π].
-        hidden, n_layers: conditioner width and depth.
+        hidden: conditioner width.
+        n_layers: conditioner depth.
         n_bins: K, bins of every spline.
         tail_bound: interval of the non-periodic splines.
         circular_shift: learn the rotation s of each transformed torsion.
-        dtype, generator: parameter dtype and the initialiser's generator.
+        dtype: parameter dtype.
+        generator: the initialiser's generator.
 
     Example:
         >>> layer = MixedCoupling(4, torch.tensor([1, 0, 1, 0]), torch.tensor([0, 0, 1, 1]))

@@ -146,7 +146,8 @@ class RQSplineCoupling(Coupling):
     Args:
         dim: number of coordinates D.
         mask: ``[D]`` boolean, ``True`` for the coordinates this layer transforms.
-        hidden, n_layers: width and depth of the conditioner MLP.
+        hidden: width of the conditioner MLP.
+        n_layers: depth of the conditioner MLP.
         n_bins: K, spline bins on [−tail_bound, tail_bound].
         tail_bound: B; coordinates outside [−B, B] pass through unchanged.
         dtype: parameter dtype.
@@ -196,7 +197,12 @@ class AffineCoupling(Coupling):
     log|det ∂x/∂z| = Σ s.
 
     Args:
-        dim, mask, hidden, n_layers, dtype, generator: as for :class:`RQSplineCoupling`.
+        dim: as for :class:`RQSplineCoupling`.
+        mask: as for :class:`RQSplineCoupling`.
+        hidden: as for :class:`RQSplineCoupling`.
+        n_layers: as for :class:`RQSplineCoupling`.
+        dtype: as for :class:`RQSplineCoupling`.
+        generator: as for :class:`RQSplineCoupling`.
         scale_bound: b > 0, the bound on |s| per coordinate.
     """
 

@@ -546,7 +546,8 @@ class StandardizeInternal(Flow):
     log|det ∂q/∂z| = Σ log σ.
 
     Args:
-        mean, std: ``[D]`` μ and σ > 0 (entries at ``torsion_mask`` are ignored).
+        mean: ``[D]`` μ (entries at ``torsion_mask`` are ignored).
+        std: ``[D]`` σ > 0 (entries at ``torsion_mask`` are ignored).
         torsion_mask: ``[D]`` bool, the periodic coordinates.
     """
 

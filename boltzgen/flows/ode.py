@@ -179,7 +179,8 @@ class ContinuousFlow(Flow):
         method: a torchdiffeq solver; fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"``
             use ``n_steps`` steps, adaptive ones (``"dopri5"``) ``rtol`` / ``atol``.
         n_steps: steps of a fixed-step solver over [t0, t1].
-        rtol, atol: tolerances of an adaptive solver.
+        rtol: relative tolerance of an adaptive solver.
+        atol: absolute tolerance of an adaptive solver.
         t_span: (t0, t1).
         seed: seeds :attr:`generator`, the only source of the probes drawn by
             :meth:`forward` / :meth:`inverse` (call :meth:`integrate` to pass your own).

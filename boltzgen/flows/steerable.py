@@ -43,8 +43,12 @@ class VolumePreservingCoupling(AffineCoupling):
     log-det is returned as exact zeros. Starts as the identity.
 
     Args:
-        dim, mask, hidden, n_layers, dtype, generator: as for
-            :class:`~boltzgen.flows.coupling.AffineCoupling`.
+        dim: as for :class:`~boltzgen.flows.coupling.AffineCoupling`.
+        mask: as for :class:`~boltzgen.flows.coupling.AffineCoupling`.
+        hidden: as for :class:`~boltzgen.flows.coupling.AffineCoupling`.
+        n_layers: as for :class:`~boltzgen.flows.coupling.AffineCoupling`.
+        dtype: as for :class:`~boltzgen.flows.coupling.AffineCoupling`.
+        generator: as for :class:`~boltzgen.flows.coupling.AffineCoupling`.
         scale_bound: b > 0; each |s| is at most 2b.
 
     Example:

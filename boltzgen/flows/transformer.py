@@ -251,8 +251,9 @@ class TransformerBlock(Flow):
         n_atoms: N ≥ 2.
         order: π, a permutation of ``range(N)``; the atom ``order[-1]`` is the one
             restored from the others.
-        d_model, n_heads, n_layers: width (divisible by ``n_heads``), heads and depth
-            of the Transformer.
+        d_model: width of the Transformer (divisible by ``n_heads``).
+        n_heads: attention heads.
+        n_layers: depth of the Transformer.
         atom_types: ``[N]`` integer types (e.g. elements) for a shared type embedding;
             default: all atoms one type (per-atom embeddings are always learned).
         n_dims: d, spatial dimension.

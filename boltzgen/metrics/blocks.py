@@ -83,7 +83,8 @@ def block_free_energy_difference(
 
     Args:
         samples: the trajectory (``x: [T·C, ...]``).
-        state_a, state_b: callables ``x -> bool[n]`` or boolean masks ``[n]``.
+        state_a: state A, a callable ``x -> bool[n]`` or a boolean mask ``[n]``.
+        state_b: state B, likewise.
         n_blocks: J, the number of blocks of steps (each much longer than τ_int).
 
     Returns:

@@ -76,7 +76,8 @@ def free_energy_difference(
 
     Args:
         samples: weighted draws, or MCMC chains (``samples.n_chains`` set, step-major).
-        state_a, state_b: callables ``x -> bool[n]`` or boolean masks ``[n]``.
+        state_a: state A, a callable ``x -> bool[n]`` or a boolean mask ``[n]``.
+        state_b: state B, likewise.
         n_bootstrap: bootstrap replicates (independent draws only).
         generator: randomness of the bootstrap; ``None`` uses a generator seeded 0,
             so results are reproducible.

@@ -88,7 +88,8 @@ def mbar_state_free_energy(
     Args:
         reduced_energies_kn: ``[K, N]`` as in :func:`mbar_free_energies`.
         n_k: ``[K]`` samples per state.
-        in_a, in_b: ``[N]`` bool, whether each sample lies in region A / B.
+        in_a: ``[N]`` bool, whether each sample lies in region A.
+        in_b: ``[N]`` bool, whether each sample lies in region B.
         target: index of the state in which the regions' probabilities are taken.
 
     Returns:
@@ -205,7 +206,8 @@ def ladder_state_free_energy(
     Args:
         samples: returned by ``ParallelTempering.sample(..., states={...})`` (or
             ``openmm_parallel_tempering``) with ``state_a`` and ``state_b`` recorded.
-        state_a, state_b: names of recorded states.
+        state_a: name of a recorded state (A).
+        state_b: name of a recorded state (B).
         stride: keep every ``stride``-th recorded step; ``None``: ⌈g⌉ with g from
             :func:`ladder_statistical_inefficiency` over energies and both indicators.
     """

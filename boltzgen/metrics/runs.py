@@ -85,7 +85,8 @@ def runs_free_energy_difference(
 
     Args:
         samples: R runs (``samples.n_runs``), stored run after run.
-        state_a, state_b: callables ``x -> bool[n]`` or boolean masks ``[n]``.
+        state_a: state A, a callable ``x -> bool[n]`` or a boolean mask ``[n]``.
+        state_b: state B, likewise.
 
     Returns:
         ``Estimate(ΔF, stderr)``; ``±inf``/NaN with stderr ``inf`` if a state is empty.

@@ -233,7 +233,8 @@ def mean_ramachandran_kl(
         reference: ``[n, 2K]`` backbone vectors (:func:`backbone_torsions`).
         samples: ``[m, 2K]`` backbone vectors of the sampler's configurations.
         sample_log_weights: ``[m]`` log importance weights (``None``: uniform).
-        bins, eps: as in :func:`ramachandran_kl`.
+        bins: as in :func:`ramachandran_kl`.
+        eps: as in :func:`ramachandran_kl`.
     """
     if reference.shape[1] != samples.shape[1] or reference.shape[1] % 2:
         raise ValueError(

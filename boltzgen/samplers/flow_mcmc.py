@@ -222,7 +222,9 @@ class FlowHMC:
     Args:
         model: the flow model (prior for the initial latents, flow for the map).
         energy: the target u, charged for every evaluation.
-        step_size, n_leapfrog, target_acceptance: as for :class:`HMC`, in latent space.
+        step_size: as for :class:`HMC`, in latent space.
+        n_leapfrog: as for :class:`HMC`, in latent space.
+        target_acceptance: as for :class:`HMC`, in latent space.
 
     Example:
         >>> sampler = FlowHMC(model, energy, step_size=0.2, n_leapfrog=10)
@@ -273,7 +275,9 @@ class FlowHMC:
 
         Args:
             n_chains: C, the number of chains.
-            n_steps, n_warmup, thin: as for :meth:`HMC.sample`.
+            n_steps: as for :meth:`HMC.sample`.
+            n_warmup: as for :meth:`HMC.sample`.
+            thin: as for :meth:`HMC.sample`.
             generator: the only source of randomness.
             x0: ``[C, *event]`` starting configurations (mapped by the flow inverse);
                 ``None`` starts from prior draws z ~ p_Z.

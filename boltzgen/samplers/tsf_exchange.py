@@ -114,7 +114,10 @@ class TSFReplicaExchange(ParallelTempering):
             must be in the ladder's units. Its latent dimension must equal ``energy.dim``.
         temperatures: increasing ladder starting at T_0, at least two.
         local_move: ``"hmc"`` or ``"langevin"`` (MALA).
-        step_size, n_leapfrog, swap_every, target_acceptance: as for ParallelTempering.
+        step_size: as for ParallelTempering.
+        n_leapfrog: as for ParallelTempering.
+        swap_every: as for ParallelTempering.
+        target_acceptance: as for ParallelTempering.
         flow_every: steps between flow moves (≥ 1).
         training_cost: what training ``tsf`` cost (e.g. from
             :func:`~boltzgen.training.train_tsf`), reported in the ``train_*`` fields of
