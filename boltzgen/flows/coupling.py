@@ -34,7 +34,7 @@ def alternating_masks(dim: int, n: int) -> list[Tensor]:
     once in any two consecutive layers; the half-split masks let coordinates that the
     even/odd masks keep apart condition each other.
 
-    Example:
+    Examples:
         >>> [m.int().tolist() for m in alternating_masks(4, 4)]
         [[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]]
     """
