@@ -46,7 +46,7 @@ docs-test: docs
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
 		echo "chromium could not be installed: the browser test will say why it skips"
-	$(PY) -m pytest -q -p no:cacheprovider tests/docs
+	$(PY) -m pytest -q -p no:cacheprovider -m "" tests/docs
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format boltzgen tests benchmarks

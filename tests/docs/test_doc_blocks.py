@@ -65,6 +65,7 @@ def blocks(page: Path) -> list[Block]:
 
 
 PAGES = sorted(p for p in DOCS.rglob("*.md") if p.name not in OWN_TEST and "hooks" not in p.parts)
+SLOW_PAGES = {"getting-started.md", "extending.md"}  # run an experiment / build a peptide
 
 
 def test_every_page_is_collected_and_every_block_has_a_known_language() -> None:
@@ -81,7 +82,11 @@ def test_indented_fences_are_not_left_unrun() -> None:
         assert not re.search(r"^[ \t]+```(python|pycon)", page.read_text(), re.MULTILINE), page
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=[pytest.mark.slow] if p.name in SLOW_PAGES else []) for p in PAGES],
+    ids=lambda p: str(p.relative_to(DOCS)),
+)
 def test_page_blocks_run(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
