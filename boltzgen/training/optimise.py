@@ -223,10 +223,16 @@ def _restore(
     return History(state["losses"], recorded, Cost.from_dict(state["cost"]), done)
 
 
+SHORT_NAMES = {"ess_fractions": "ess"}
+"""How a recorded metric is labelled on the progress bar."""
+
+
 def _show(bar: Any, history: History, monitor: Monitor | None) -> None:
     """Progress-bar postfix: the last loss, metrics, the monitor's numbers, evaluations."""
     shown = {"loss": f"{history.losses[-1]:.4g}"}
-    shown |= {name: f"{values[-1]:.3f}" for name, values in history.metrics.items()}
+    shown |= {
+        SHORT_NAMES.get(name, name): f"{values[-1]:.3f}" for name, values in history.metrics.items()
+    }
     if monitor is not None:
         shown |= monitor.postfix()
     shown["evals"] = str(history.cost.energy_evals + history.cost.force_evals)
