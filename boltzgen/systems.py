@@ -40,6 +40,8 @@ from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
+from boltzgen.energies.particles import ParticleEnergy
+from boltzgen.energies.particles.openmm_system import to_openmm
 from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.metrics import block_free_energy_difference
@@ -295,9 +297,16 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         description=str(card.get("description", "")),
         card_path=source,
         topology=topology,
-        openmm_system=molecule.openmm_system if molecule is not None else None,
+        openmm_system=molecule.openmm_system if molecule is not None else _particles_openmm(energy),
         card=dict(card),
     )
+
+
+def _particles_openmm(energy: Energy) -> Any:
+    """The OpenMM system of a 3-D particle energy (T* runs as T* kelvin), else ``None``."""
+    if isinstance(energy, ParticleEnergy) and energy.box.numel() == 3:
+        return to_openmm(energy)
+    return None
 
 
 BACKENDS = ("torch", "openmm")

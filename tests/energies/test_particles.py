@@ -25,6 +25,9 @@ from boltzgen.energies.particles.models import (
     SIZE_RATIO,
     power_law_diameters,
 )
+from boltzgen.energies.particles.openmm_system import to_openmm
+from boltzgen.energies.units import MOLAR_GAS_CONSTANT
+from boltzgen.samplers.md import MDConfig, MolecularDynamics
 from tests.energies.openmm_reference import reference
 
 BUILDERS = {
@@ -208,3 +211,20 @@ def test_kob_andersen_parameters_are_berni_s():
 )
 def test_ternary_and_polydisperse_parameters_against_berni():
     """Placeholder that states why the check is absent."""
+
+
+@pytest.mark.parametrize("name", ["kob_andersen_3d", "polydisperse_3d"])
+def test_the_library_openmm_system_gives_the_reduced_energy_at_t_kelvin(name):
+    energy = MODELS[name]()
+    x = _configurations(energy, 2)
+    expected, _ = reference(to_openmm(energy), _as_3d(x))
+    kt = MOLAR_GAS_CONSTANT * energy.temperature  # T* runs as T* kelvin
+    np.testing.assert_allclose(energy.energy(x).numpy(), expected / kt, rtol=1e-6)
+
+
+def test_md_runs_on_a_particle_system_at_its_reduced_temperature():
+    system = bg.load_system("kob_andersen_3d", n_particles=200, temperature=1.0)
+    config = MDConfig(timestep_fs=5.0, frame_interval=20, platform="Reference")
+    md = MolecularDynamics(system.openmm_system, system.temperature, config)
+    samples = md.sample(system.initial_positions, 5, torch.Generator().manual_seed(0), 100)
+    torch.testing.assert_close(samples.energies, system.energy.energy(samples.x))
