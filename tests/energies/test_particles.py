@@ -19,6 +19,7 @@ from boltzgen.energies.particles import (
     polydisperse_soft_spheres,
 )
 from boltzgen.energies.particles.box import lattice_positions
+from boltzgen.energies.particles.energy import inherent_structures
 from boltzgen.energies.particles.models import (
     KA_EPSILON,
     KA_SIGMA,
@@ -228,3 +229,12 @@ def test_md_runs_on_a_particle_system_at_its_reduced_temperature():
     md = MolecularDynamics(system.openmm_system, system.temperature, config)
     samples = md.sample(system.initial_positions, 5, torch.Generator().manual_seed(0), 100)
     torch.testing.assert_close(samples.energies, system.energy.energy(samples.x))
+
+
+def test_inherent_structures_are_minima_below_the_start():
+    energy = _model("kob_andersen_2d_ternary")
+    x = _configurations(energy, 2) + 0.1
+    minima, per_particle = inherent_structures(energy, x)
+    assert bool((per_particle < energy.potential_energy(x) / energy.n_particles).all())
+    force = energy.force(minima) * energy.temperature
+    assert float(force.abs().max()) < 1e-4  # pair forces near the minimum are O(10)

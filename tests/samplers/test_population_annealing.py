@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from boltzgen.energies import CorrelatedGaussian, DoubleWell2D, Energy
 from boltzgen.energies.particles import kob_andersen_ternary
+from boltzgen.metrics.autocorrelation import integrated_time
 from boltzgen.samplers.parallel_tempering import geometric_ladder
 from boltzgen.samplers.population_annealing import (
     PopulationAnnealing,
@@ -78,3 +80,32 @@ def test_swap_moves_anneal_a_particle_system_and_charge_local_moves():
     assert abs(samples.cost.energy_evals - expected) <= 0.1 * expected
     torch.testing.assert_close(samples.energies, energy.energy(samples.x))
     assert math.isfinite(samples.info["log_z_ratio"])
+
+
+@pytest.mark.slow
+def test_log_z_ratio_of_a_small_lennard_jones_liquid_agrees_with_thermodynamic_integration():
+    """ln Z(β₁) − ln Z(β₀) = −∫ ⟨U⟩_β dβ, by 5-point Gauss–Legendre over local-MC ⟨U⟩_β."""
+    energy = kob_andersen_ternary(n_particles=64, temperature=1.0)
+    t_hot, t_cold = 2.0, 1.0
+    config = SwapMCConfig(step_size=0.15, swap_probability=0.0)
+    generator = torch.Generator().manual_seed(4)
+    start = energy.minimum.expand(200, -1, -1).clone()
+    hot = energy.at_temperature(t_hot)
+    x0, _ = swap_mc_move(config, 30)(hot, start, hot.energy(start), generator)
+    ladder = geometric_ladder(t_cold, t_hot, 12)[::-1]
+    pa = PopulationAnnealing(energy, ladder, swap_mc_move(config, 3), n_groups=10)
+    samples = pa.sample(x0, generator)
+    nodes, weights = np.polynomial.legendre.leggauss(5)
+    b0, b1 = 1 / t_hot, 1 / t_cold
+    integral, variance = 0.0, 0.0
+    for node, weight in zip(nodes, weights, strict=True):
+        beta = 0.5 * (b1 - b0) * node + 0.5 * (b1 + b0)
+        at = energy.at_temperature(1 / beta)
+        run = SwapMonteCarlo(at, config).sample(x0[:16], 150, generator, n_warmup=30)
+        big_u = (run.energies / beta).reshape(150, 16)
+        mean = float(big_u.mean())
+        stderr = float(big_u.std()) * math.sqrt(integrated_time(big_u) / big_u.numel())
+        integral -= 0.5 * (b1 - b0) * weight * mean
+        variance += (0.5 * (b1 - b0) * weight * stderr) ** 2
+    value, pa_stderr = samples.info["log_z_ratio"], samples.info["log_z_ratio_stderr"]
+    assert abs(value - integral) < 4 * math.sqrt(pa_stderr**2 + variance), (value, integral)
