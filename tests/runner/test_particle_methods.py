@@ -26,6 +26,15 @@ CASES = {
         "sweeps_per_temperature": 1,
         "n_equilibration": 1,
     },
+    "temperature_map": {
+        "method": "temperature_map",
+        "n_hot_chains": 2,
+        "hot_warmup": 2,
+        "hot_sweeps": 4,
+        "n_layers": 2,
+        "hidden": 8,
+        "batch_size": 8,
+    },
     "hmc": {"method": "hmc", "n_chains": 4, "n_leapfrog": 5, "step_size": 0.002},
     "pt": {
         "method": "parallel_tempering",

@@ -23,6 +23,7 @@ from boltzgen.runner.methods import (
     smc,
     snf,
     swap_mc,
+    temperature_map,
     tsf_replica_exchange,
 )
 from boltzgen.runner.methods.base import Method, MethodContext
@@ -47,6 +48,9 @@ METHODS: dict[str, Method] = {
         population_annealing.PAParams, population_annealing.run, population_annealing.fit_budget
     ),
     "swap_mc": Method(swap_mc.SwapMCParams, swap_mc.run, swap_mc.fit_budget),
+    "temperature_map": Method(
+        temperature_map.TemperatureMapParams, temperature_map.run, temperature_map.fit_budget
+    ),
     "smc": Method(smc.SMCParams, smc.run, smc.fit_budget),
     "flow_mcmc": Method(flow_mcmc.FlowMCMCParams, flow_mcmc.run, flow_mcmc.fit_budget),
     "flow_hmc": Method(flow_hmc.FlowHMCParams, flow_hmc.run, flow_hmc.fit_budget),
