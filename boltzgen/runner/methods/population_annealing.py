@@ -45,7 +45,7 @@ class PAParams:
     n_temperatures: int = 10
     t_max_factor: float = 2.0
     sweeps_per_temperature: int = 2
-    n_equilibration: int = 10
+    n_equilibration: int = 50
     step_size: float = 0.1
     swap_probability: float = 0.2
     max_diameter_difference: float = float("inf")
