@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=32)
     parser.add_argument("--sweeps", type=int, default=20)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -37,7 +38,9 @@ def main() -> None:
     config = SwapMCConfig(step_size=0.2, swap_probability=0.2)
     hot_energy = energy.at_temperature(args.t_hot)
     x0 = energy.minimum.expand(args.chains, -1, -1).clone()
-    hot = SwapMonteCarlo(hot_energy, config).sample(x0, args.sweeps, generator, n_warmup=20)
+    hot = SwapMonteCarlo(hot_energy, config).sample(
+        x0, args.sweeps, generator, n_warmup=args.warmup
+    )
     z = hot.x - energy.box * torch.floor(hot.x / energy.box)
     flow = periodic_particle_flow(energy.box, energy.species, 4, hidden=32).double()
     sampler = TemperatureMap(flow, energy)
