@@ -40,6 +40,8 @@ from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
+from boltzgen.energies.particles import ParticleEnergy
+from boltzgen.energies.particles.openmm_system import to_openmm
 from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.metrics import block_free_energy_difference
@@ -128,6 +130,16 @@ class System:
         return self.energy.temperature
 
     @property
+    def box(self) -> Tensor | None:
+        """Side lengths ``[d]`` of the periodic box of a particle system, else ``None``."""
+        return getattr(self.energy, "box", None)
+
+    @property
+    def species(self) -> Tensor | None:
+        """Species index per particle ``[N]`` of a particle system, else ``None``."""
+        return getattr(self.energy, "species", None)
+
+    @property
     def has_exact_reference(self) -> bool:
         """Whether the energy computes its exact answers (an :class:`ExactReference`)."""
         return isinstance(self.energy, ExactReference)
@@ -206,11 +218,18 @@ def list_systems(catalog: Path = CATALOG) -> list[str]:
 
 
 def load_system(
-    name_or_path: str | Path, catalog: Path = CATALOG, backend: str | None = None
+    name_or_path: str | Path,
+    catalog: Path = CATALOG,
+    backend: str | None = None,
+    **overrides: Any,
 ) -> System:
     """Build the system of a catalog name or a path to a card.
 
     ``backend`` overrides a molecular card's ``energy.backend`` (``torch`` | ``openmm``).
+    ``overrides`` replace card entries: ``temperature`` the card's temperature, any other
+    name the energy parameter of that name (``energy.params``), e.g.
+    ``load_system("kob_andersen_3d", n_particles=256, temperature=0.6)``; a name that is
+    not a parameter of the card's energy is refused like a wrong card field.
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -225,8 +244,21 @@ def load_system(
             )
     if not path.exists():
         raise FileNotFoundError(f"system card {path} does not exist")
-    card = read_yaml(path) or {}
+    card = with_overrides(read_yaml(path) or {}, overrides)
     return build_system(card, path, backend)
+
+
+def with_overrides(card: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``card`` with ``temperature`` and energy parameters replaced by ``overrides``."""
+    out = dict(card)
+    params = {key: value for key, value in overrides.items() if key != "temperature"}
+    if "temperature" in overrides:
+        out["temperature"] = overrides["temperature"]
+    if params:
+        energy = dict(out.get("energy") or {})
+        energy["params"] = {**(energy.get("params") or {}), **params}
+        out["energy"] = energy
+    return out
 
 
 def build_system(card: Mapping[str, Any], source: Path, backend: str | None = None) -> System:
@@ -265,9 +297,16 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         description=str(card.get("description", "")),
         card_path=source,
         topology=topology,
-        openmm_system=molecule.openmm_system if molecule is not None else None,
+        openmm_system=molecule.openmm_system if molecule is not None else _particles_openmm(energy),
         card=dict(card),
     )
+
+
+def _particles_openmm(energy: Energy) -> Any:
+    """The OpenMM system of a 3-D particle energy (T* runs as T* kelvin), else ``None``."""
+    if isinstance(energy, ParticleEnergy) and energy.box.numel() == 3:
+        return to_openmm(energy)
+    return None
 
 
 BACKENDS = ("torch", "openmm")

@@ -1,9 +1,10 @@
-"""Energies: the reduced-potential contract, toy systems and the OpenMM bridge."""
+"""Energies: the reduced-potential contract, toy systems, particles in a box, the OpenMM bridge."""
 
 from boltzgen.energies.base import Energy, EvaluationCounter, TemperedEnergy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, UnsupportedForceError, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
+from boltzgen.energies.particles import ParticleEnergy
 from boltzgen.energies.registry import ENERGY_KINDS, register_energy_kind
 from boltzgen.energies.toy import (
     CorrelatedGaussian,
@@ -24,6 +25,7 @@ __all__ = [
     "GaussianMixture",
     "ManyWell",
     "OpenMMEnergy",
+    "ParticleEnergy",
     "TemperedEnergy",
     "TorchForceField",
     "UnsupportedForceError",

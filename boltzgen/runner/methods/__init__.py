@@ -19,8 +19,11 @@ from boltzgen.runner.methods import (
     hmc,
     md,
     parallel_tempering,
+    population_annealing,
     smc,
     snf,
+    swap_mc,
+    temperature_map,
     tsf_replica_exchange,
 )
 from boltzgen.runner.methods.base import Method, MethodContext
@@ -40,6 +43,13 @@ METHODS: dict[str, Method] = {
         boltzmann_generator.BoltzmannGeneratorParams,
         boltzmann_generator.run,
         boltzmann_generator.fit_budget,
+    ),
+    "population_annealing": Method(
+        population_annealing.PAParams, population_annealing.run, population_annealing.fit_budget
+    ),
+    "swap_mc": Method(swap_mc.SwapMCParams, swap_mc.run, swap_mc.fit_budget),
+    "temperature_map": Method(
+        temperature_map.TemperatureMapParams, temperature_map.run, temperature_map.fit_budget
     ),
     "smc": Method(smc.SMCParams, smc.run, smc.fit_budget),
     "flow_mcmc": Method(flow_mcmc.FlowMCMCParams, flow_mcmc.run, flow_mcmc.fit_budget),

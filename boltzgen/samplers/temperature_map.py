@@ -1,0 +1,59 @@
+"""A flow that maps equilibrium configurations of a hot liquid to a cold one, with weights.
+
+Jung, Biroli & Berthier, "Normalizing flows as an enhanced sampling method for atomistic
+supercooled liquids", arXiv 2404.09914: the base distribution is the liquid at T_hot,
+p_hot(z) = exp(−u_hot(z))/Z_hot (sampled by any equilibrium method), and a flow x = f(z)
+pushes it towards p_cold ∝ exp(−u_cold). The pushed-forward density is
+q(x) = p_hot(z) |det ∂f/∂z|⁻¹, so the importance weight of x is
+
+    log w = −u_cold(x) + u_hot(z) + log|det ∂f/∂z|      (up to the constant −ln Z_hot),
+
+and the mean weight estimates a partition-function ratio:
+ln Z_cold − ln Z_hot = ln mean w (the same ratio population annealing estimates). The
+flow is trained on hot samples by minimising E_z[u_cold(f(z)) − log|det ∂f/∂z|], the
+Kullback–Leibler divergence KL(q ‖ p_cold) up to constants
+(:func:`boltzgen.training.temperature_map.train_temperature_map`).
+
+Cost: one evaluation of u_cold per mapped configuration (u_hot comes with the hot samples).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from boltzgen.energies.base import Energy
+from boltzgen.flows.base import Flow
+from boltzgen.records import CostMeter, WeightedSamples
+
+
+class TemperatureMap:
+    """Importance sampling of ``cold`` with ``flow`` applied to hot equilibrium samples."""
+
+    def __init__(self, flow: Flow, cold: Energy):
+        self.flow, self.cold = flow, cold
+
+    def log_weights(self, z: Tensor, u_hot: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x, log w, u_cold(x))`` of hot configurations ``z`` with energies ``u_hot``."""
+        x, logdet = self.flow(z)
+        u_cold = self.cold.energy(x)
+        return x, -u_cold + u_hot + logdet, u_cold
+
+    @torch.no_grad()
+    def sample(self, z: Tensor, u_hot: Tensor) -> WeightedSamples:
+        """Map the hot samples ``z: [n, *event]`` (energies ``u_hot: [n]``) and weight them.
+
+        ``info["log_z_ratio"]`` is ln Z_cold − ln Z_hot = ln mean w.
+        """
+        meter = CostMeter(self.cold)
+        with meter.measure():
+            x, log_w, u_cold = self.log_weights(z, u_hot)
+        log_z = float(torch.logsumexp(log_w, 0)) - math.log(log_w.numel())
+        return WeightedSamples(x, log_w, u_cold, meter.cost, {"log_z_ratio": log_z})
+
+
+def temperature_map_evaluations(n_samples: int) -> int:
+    """Evaluations of :meth:`TemperatureMap.sample`: one u_cold per sample."""
+    return n_samples

@@ -1,0 +1,94 @@
+"""Swap MC, population annealing, HMC and PT run on particle systems and fit their budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from boltzgen.runner.config import parse_experiment
+from boltzgen.runner.executors import run_debug
+from boltzgen.runner.tasks import plan
+from boltzgen.systems import CATALOG
+
+SWEEP_BUDGET = 60
+"""Local moves are slow in Python: the swap-MC cases run a few dozen sweeps."""
+BUDGET = 600
+CASES = {
+    "swap_mc": {"method": "swap_mc", "n_chains": 1},
+    "local_mc": {"method": "swap_mc", "n_chains": 1, "swap_probability": 0.0},
+    "pa": {
+        "method": "population_annealing",
+        "n_groups": 2,
+        "n_temperatures": 3,
+        "sweeps_per_temperature": 1,
+        "n_equilibration": 1,
+    },
+    "temperature_map": {
+        "method": "temperature_map",
+        "n_hot_chains": 2,
+        "hot_warmup": 2,
+        "hot_sweeps": 4,
+        "n_layers": 2,
+        "hidden": 8,
+        "batch_size": 8,
+    },
+    "hmc": {"method": "hmc", "n_chains": 4, "n_leapfrog": 5, "step_size": 0.002},
+    "pt": {
+        "method": "parallel_tempering",
+        "n_temperatures": 2,
+        "n_chains": 2,
+        "n_leapfrog": 5,
+        "step_size": 0.002,
+    },
+}
+
+
+def _small_card(tmp_path) -> str:
+    card = yaml.safe_load((CATALOG / "kob_andersen_2d_ternary.yaml").read_text())
+    card["name"] = "ternary_small"
+    card["energy"]["params"]["n_particles"] = 64
+    card["temperature"] = 0.8
+    path = tmp_path / "ternary_small.yaml"
+    path.write_text(yaml.safe_dump(card))
+    return str(path)
+
+
+def _run(tmp_path, system: str, label: str, spec: dict, budget: int) -> dict:
+    raw = {
+        "name": "particles",
+        "systems": [system],
+        "seeds": [0],
+        "n_reference": 10,
+        "budget": {"energy_evals": budget},
+        "methods": {label: spec},
+    }
+    experiment = parse_experiment(raw, "particles.yaml")
+    errors = []
+    run_debug(
+        plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
+    )
+    assert not errors, errors
+    name = Path(system).stem
+    return json.loads((tmp_path / name / label / "seed0" / "result.json").read_text())
+
+
+def _spent(cost: dict) -> float:
+    return sum(cost[k] for k in ("energy_evals", "force_evals", "train_energy_evals"))
+
+
+@pytest.mark.parametrize("label", list(CASES))
+def test_particle_methods_spend_80_to_100_percent_of_the_budget(tmp_path, label):
+    budget = SWEEP_BUDGET if CASES[label]["method"] == "swap_mc" else BUDGET
+    result = _run(tmp_path, _small_card(tmp_path), label, CASES[label], budget)
+    assert 0.8 * budget <= _spent(result["cost"]) <= budget, result["cost"]
+
+
+def test_population_annealing_fits_its_budget_and_finds_log_z_on_the_double_well(tmp_path):
+    spec = {"method": "population_annealing", "n_groups": 10, "step_size": 0.5}
+    spec |= {"n_temperatures": 12, "sweeps_per_temperature": 5, "t_max_factor": 4.0}
+    result = _run(tmp_path, "double_well_2d", "pa", spec, 200_000)
+    assert 0.8 * 200_000 <= _spent(result["cost"]) <= 200_000
+    assert result["info"]["log_z_ratio_stderr"] > 0
