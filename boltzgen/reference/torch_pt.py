@@ -27,17 +27,19 @@ A run is not resumable: an interrupted one starts over.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
 from boltzgen.energies.forcefield import TorchForceField
 from boltzgen.flows.internal import ChiralCentres
-from boltzgen.records import WeightedSamples
+from boltzgen.records import CostMeter, WeightedSamples
 from boltzgen.records.files import write_json
 from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import reference_dir, split_manifest, write_manifest
@@ -82,6 +84,8 @@ class TorchPTReferenceSettings:
             :class:`TorchForceField` energy; other energies run where they are.
         min_entries: refuse the reference unless the T_0 chains entered each named state
             of every free-energy pair at least this often.
+        max_wall_s: stop sampling after this many seconds (``None``: run every
+            iteration); the manifest records the iterations actually run.
     """
 
     n_temperatures: int = 8
@@ -99,6 +103,7 @@ class TorchPTReferenceSettings:
     dtype: Literal["float64", "float32"] = "float64"
     device: str = "cpu"
     min_entries: int = MIN_ENTRIES
+    max_wall_s: float | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -155,7 +160,7 @@ def generate_torch_pt_reference(
 def run_parallel_tempering(
     system: System, settings: TorchPTReferenceSettings, progress: bool = False
 ) -> tuple[WeightedSamples, list[float]]:
-    """Warm-up and ``n_iterations`` PT steps from the system's initial positions."""
+    """Warm-up, then up to ``n_iterations`` PT steps (fewer if ``max_wall_s`` runs out)."""
     energy = sampling_energy(system, settings)
     t_max = settings.t_max if settings.t_max is not None else T_MAX_FACTOR * system.temperature
     ladder = geometric_ladder(system.temperature, t_max, settings.n_temperatures)
@@ -170,16 +175,51 @@ def run_parallel_tempering(
     device = getattr(energy, "device", system.initial_positions.device)
     dtype = getattr(energy, "dtype", system.initial_positions.dtype)
     start = system.initial_positions.to(device=device, dtype=dtype)
-    samples = sampler.sample(
-        start.expand(settings.n_chains, *energy.event_shape).clone(),
-        settings.n_iterations,
-        torch.Generator(device=device).manual_seed(settings.seed),
-        n_warmup=settings.n_discard,
-        thin=settings.thin,
-        progress=progress,
-        states=dict(system.states),
-    )
+    x0 = start.expand(settings.n_chains, *energy.event_shape).clone()
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    meter = CostMeter(energy)
+    with meter.measure():
+        state = sampler.warmup(sampler.init(x0), settings.n_discard, generator, progress)
+        trace, n_steps = _sample_until(sampler, state, settings, generator, system, progress)
+    x = trace.x.reshape((-1, *trace.x.shape[2:]))
+    u = trace.energies[:, 0].reshape(-1)
+    info = sampler._info(state, trace, settings.n_discard, n_steps, settings.thin)
+    info["stopped_by_wall_clock"] = n_steps < settings.n_iterations
+    samples = WeightedSamples(x, torch.zeros_like(u), u, meter.cost, info, settings.n_chains)
     return samples, ladder
+
+
+def _sample_until(
+    sampler: ParallelTempering,
+    state: Any,
+    settings: TorchPTReferenceSettings,
+    generator: torch.Generator,
+    system: System,
+    progress: bool,
+) -> tuple[Any, int]:
+    """The sampling loop of :meth:`ParallelTempering.sample`, stopping at ``max_wall_s``.
+
+    Returns the trace cut to the kept rows and the number of steps taken.
+    """
+    states = dict(system.states)
+    n_keep = settings.n_iterations // settings.thin
+    trace = sampler.trace_type.empty(state, n_keep, list(states))
+    deadline = time.monotonic() + (settings.max_wall_s or math.inf)
+    kept = 0
+    bar = tqdm(total=settings.n_iterations, desc="PT sampling", disable=not progress)
+    for i in range(settings.n_iterations):
+        state, info = sampler.step(state, generator)
+        trace.add(info)
+        bar.update()
+        if (i + 1) % settings.thin == 0:
+            trace.keep(kept, state, states)
+            kept += 1
+            if time.monotonic() > deadline:
+                break
+    bar.close()
+    trace.x, trace.energies = trace.x[:kept], trace.energies[:kept]
+    trace.states = {name: v[:kept] for name, v in trace.states.items()}
+    return trace, kept * settings.thin
 
 
 def state_entries(system: System, samples: WeightedSamples) -> dict[str, int]:
@@ -272,5 +312,7 @@ def _manifest(
         "step_size": samples.info["step_size"],
         "move_acceptance": samples.info["move_acceptance"],
         "swap_acceptance": samples.info["swap_acceptance"],
+        "iterations_run": samples.info["n_steps"],
+        "stopped_by_wall_clock": samples.info["stopped_by_wall_clock"],
         "versions": versions(),
     }

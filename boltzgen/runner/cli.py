@@ -141,6 +141,9 @@ def _reference_parser(sub: Any) -> None:
     ref.add_argument("--device", default="cpu", help="pt, torch: cpu, cuda or auto")
     ref.add_argument("--thin", type=int, default=1, help="pt, torch: keep every n-th step")
     ref.add_argument(
+        "--max-minutes", type=float, default=None, help="pt, torch: stop sampling after this"
+    )
+    ref.add_argument(
         "--min-entries",
         type=int,
         default=MIN_ENTRIES,
@@ -390,6 +393,7 @@ def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> 
         dtype=args.dtype,
         device=args.device,
         min_entries=args.min_entries,
+        max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     return generate_torch_pt_reference(system, settings, progress=sys.stderr.isatty())
 

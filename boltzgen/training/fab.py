@@ -90,7 +90,7 @@ def ais_evaluations(batch: int, n_distributions: int, n_leapfrog: int) -> int:
 def _wrap_latent(prior: Prior, z: Tensor) -> Tensor:
     """Periodic latent coordinates (a :class:`MixedPrior`'s torsions) wrapped to (−π, π]."""
     if isinstance(prior, MixedPrior):
-        return torch.where(prior.mask, wrap(z), z)
+        return torch.where(prior.mask, wrap(z).clamp(-math.pi, math.pi), z)
     return z
 
 
@@ -133,8 +133,10 @@ def _annealed(prior: Potential, target: Potential, latent: Prior, lam: float) ->
     """U_λ on wrapped latents (+∞ where U_0 or U_p is)."""
 
     def potential(z: Tensor) -> tuple[Tensor, Tensor]:
-        w = _wrap_latent(latent, z)
-        return _Parts(*prior(w), *target(w)).mix(lam)
+        finite = torch.isfinite(z).all(dim=1)
+        w = _wrap_latent(latent, torch.where(finite[:, None], z, 0.0))
+        u, grad = _Parts(*prior(w), *target(w)).mix(lam)
+        return torch.where(finite, u, math.inf), torch.where(finite[:, None], grad, 0.0)
 
     return potential
 
