@@ -127,3 +127,29 @@ def test_fab_training_raises_the_ess_on_the_double_well(buffer_size):
     after = ess()
     assert before < 0.2 and after > 0.6, (before, after)
     assert result.cost.force_evals > 0
+
+
+@pytest.mark.parametrize("buffer_size", [0, 256])
+def test_fab_resumes_exactly(tmp_path, buffer_size):
+    """3 steps, stop, 3 more from the checkpoint = 6 steps straight (buffer and ε included)."""
+
+    def fresh() -> BoltzmannGenerator:
+        return BoltzmannGenerator(
+            GaussianPrior(2), make_spline_flow(2, 2, 8, 4, 5.0, F64, 1, 0), DoubleWell2D()
+        )
+
+    def config(steps: int) -> TrainConfig:
+        return TrainConfig(
+            steps=steps, batch_size=32, loss="fab", ais_distributions=3, ais_leapfrog=2,
+            buffer_size=buffer_size, buffer_updates=2, checkpoint_every=1, lr_schedule="constant",
+        )  # fmt: skip
+
+    straight = fresh()
+    train(straight, straight.energy, config(6), progress=False)
+    resumed = fresh()
+    train(resumed, resumed.energy, config(3), checkpoint_dir=tmp_path, progress=False)
+    again = fresh()
+    result = train(again, again.energy, config(6), checkpoint_dir=tmp_path, progress=False)
+    assert result.resumed_from == 3
+    for a, b in zip(straight.parameters(), again.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
