@@ -84,8 +84,8 @@ class TorchPTReferenceSettings:
             :class:`TorchForceField` energy; other energies run where they are.
         min_entries: refuse the reference unless the T_0 chains entered each named state
             of every free-energy pair at least this often.
-        max_wall_s: stop sampling after this many seconds (``None``: run every
-            iteration); the manifest records the iterations actually run.
+        max_wall_s: stop sampling this many seconds after the start, warm-up included
+            (``None``: run every iteration); the manifest records the iterations run.
     """
 
     n_temperatures: int = 8
@@ -178,9 +178,13 @@ def run_parallel_tempering(
     x0 = start.expand(settings.n_chains, *energy.event_shape).clone()
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     meter = CostMeter(energy)
+    limit = math.inf if settings.max_wall_s is None else settings.max_wall_s
+    deadline = time.monotonic() + limit
     with meter.measure():
         state = sampler.warmup(sampler.init(x0), settings.n_discard, generator, progress)
-        trace, n_steps = _sample_until(sampler, state, settings, generator, system, progress)
+        trace, n_steps = _sample_until(
+            sampler, state, settings, generator, system, deadline, progress
+        )
     x = trace.x.reshape((-1, *trace.x.shape[2:]))
     u = trace.energies[:, 0].reshape(-1)
     info = sampler._info(state, trace, settings.n_discard, n_steps, settings.thin)
@@ -195,18 +199,21 @@ def _sample_until(
     settings: TorchPTReferenceSettings,
     generator: torch.Generator,
     system: System,
+    deadline: float,
     progress: bool,
 ) -> tuple[Any, int]:
-    """The sampling loop of :meth:`ParallelTempering.sample`, stopping at ``max_wall_s``.
+    """The sampling loop of :meth:`ParallelTempering.sample`, stopping at ``deadline``
+    (``time.monotonic``; the wall-clock limit counts from before the warm-up).
 
     Returns the trace cut to the kept rows and the number of steps taken.
     """
     states = dict(system.states)
     n_keep = settings.n_iterations // settings.thin
     trace = sampler.trace_type.empty(state, n_keep, list(states))
-    deadline = time.monotonic() + (settings.max_wall_s or math.inf)
     kept = 0
-    bar = tqdm(total=settings.n_iterations, desc="PT sampling", disable=not progress)
+    bar = tqdm(
+        total=settings.n_iterations, desc="PT sampling", disable=not progress, mininterval=30
+    )
     for i in range(settings.n_iterations):
         state, info = sampler.step(state, generator)
         trace.add(info)

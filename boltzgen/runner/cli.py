@@ -395,7 +395,9 @@ def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> 
         min_entries=args.min_entries,
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
-    return generate_torch_pt_reference(system, settings, progress=sys.stderr.isatty())
+    return generate_torch_pt_reference(
+        system, settings, progress=sys.stderr.isatty() or args.max_minutes is not None
+    )
 
 
 def _md_reference(system: Any, args: argparse.Namespace) -> Path:

@@ -106,3 +106,15 @@ def test_manifest_counts_crossings(reference):
 def test_cli_refuses_md_on_the_torch_backend(tmp_path):
     out = _cli("--method", "md", "--backend", "torch", data=tmp_path)
     assert out.returncode == 2 and "--backend" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_wall_clock_limit_stops_sampling_and_is_recorded():
+    """max_wall_s = 0: the warm-up runs, then one PT step is kept and the stop is recorded."""
+    from dataclasses import replace
+
+    from boltzgen.reference.torch_pt import run_parallel_tempering
+
+    settings = replace(SETTINGS, n_discard=5, n_chains=2, max_wall_s=0.0)
+    samples, ladder = run_parallel_tempering(load_system(NAME), settings)
+    assert len(samples) == settings.n_chains and len(ladder) == settings.n_temperatures
+    assert samples.info["n_steps"] == 1 and samples.info["stopped_by_wall_clock"]
