@@ -153,3 +153,20 @@ def test_fab_resumes_exactly(tmp_path, buffer_size):
     assert result.resumed_from == 3
     for a, b in zip(straight.parameters(), again.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_fab_mixed_adds_forward_kl_on_data():
+    """w = 1 is pure forward KL on the data: the loss is the batch NLL (AIS still runs)."""
+    energy = DoubleWell2D()
+    model = _gaussian_model(2, 2.0, energy)
+    data = energy.sample_exact(500, torch.Generator().manual_seed(0))
+    config = TrainConfig(
+        steps=1, batch_size=64, loss="fab_mixed", forward_weight=1.0, ais_distributions=2,
+        ais_leapfrog=1, lr=1e-9, seed=0,
+    )  # fmt: skip
+    result = train(model, energy, config, data=data, progress=False)
+    g = torch.Generator().manual_seed(0)
+    run_ais(model, energy, 64, g, torch.full((1,), config.ais_step_size, dtype=F64), 1)
+    batch = data[torch.randint(500, (64,), generator=g)]
+    nll = float(-model.log_prob(batch).mean())
+    assert result.losses[0] == pytest.approx(nll, rel=1e-6)
