@@ -34,6 +34,7 @@ from boltzgen.flows.base import Prior, Sequential
 from boltzgen.flows.coupling import Coupling, _check_mask, alternating_masks, conditioner
 from boltzgen.flows.splines import (
     IDENTITY_DERIVATIVE_OFFSET,
+    bounded_rq_spline,
     n_spline_params,
     rq_spline_forward,
     rq_spline_inverse,
@@ -132,6 +133,10 @@ class MixedCoupling(Coupling):
         n_bins: K, bins of every spline.
         tail_bound: interval of the non-periodic splines.
         circular_shift: learn the rotation s of each transformed torsion.
+        linear_tails: non-periodic splines are the identity outside ±``tail_bound``;
+            ``False``: bounded splines on [−B, B] (3K + 1 parameters) that map the
+            interval onto itself, so a flow whose prior lives in [−B, B] never leaves it
+            (inputs outside give log-det −∞, see :func:`bounded_rq_spline`).
         dtype: parameter dtype.
         generator: the initialiser's generator.
 
@@ -153,6 +158,7 @@ class MixedCoupling(Coupling):
         circular_shift: bool = True,
         dtype: torch.dtype = torch.float64,
         generator: torch.Generator | None = None,
+        linear_tails: bool = True,
     ):
         mask = _check_mask(mask, dim)
         periodic = torch.as_tensor(torsion_mask, dtype=torch.bool)
@@ -160,13 +166,14 @@ class MixedCoupling(Coupling):
             raise ValueError(f"torsion_mask must have shape [{dim}], got {list(periodic.shape)}")
         t_periodic = periodic[mask]
         n_circ, n_lin = int(t_periodic.sum()), int((~t_periodic).sum())
-        p_circ, p_lin = n_circular_params(n_bins) + int(circular_shift), n_spline_params(n_bins)
+        p_circ = n_circular_params(n_bins) + int(circular_shift)
+        p_lin = n_spline_params(n_bins, linear_tails)
         features = TorsionFeatures(periodic[~mask])
         n_out = n_circ * p_circ + n_lin * p_lin
         mlp = conditioner(features.n_out, n_out, hidden, n_layers, dtype, generator)
         super().__init__(mask, nn.Sequential(features, mlp))
         self.n_circ, self.n_lin, self.p_circ, self.p_lin = n_circ, n_lin, p_circ, p_lin
-        self.circular_shift = circular_shift
+        self.circular_shift, self.linear_tails = circular_shift, linear_tails
         self.tail_bound = float(tail_bound)
         self.register_buffer("t_circ", t_periodic.nonzero()[:, 0])
         self.register_buffer("t_lin", (~t_periodic).nonzero()[:, 0])
@@ -185,10 +192,15 @@ class MixedCoupling(Coupling):
             y_circ, ld = self._circular(y_circ, circ, inverse)
             logdet = logdet + ld
         if self.n_lin:
-            spline = rq_spline_inverse if inverse else rq_spline_forward
-            y_lin, ld = spline(y_lin, lin, self.tail_bound)
+            y_lin, ld = self._interval(y_lin, lin, inverse)
             logdet = logdet + ld
         return torch.cat([y_circ, y_lin], dim=1)[:, self.t_unpermute], logdet
+
+    def _interval(self, v: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        if not self.linear_tails:
+            return bounded_rq_spline(v, params, self.tail_bound, inverse)
+        spline = rq_spline_inverse if inverse else rq_spline_forward
+        return spline(v, params, self.tail_bound)
 
     def _circular(self, v: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         if not self.circular_shift:
@@ -232,34 +244,53 @@ class CircularSplineCoupling(MixedCoupling):
 
 
 class MixedPrior(Prior):
-    """Uniform on (−π, π] for torsions, standard normal for the other coordinates.
+    """Uniform on (−π, π] for torsions, standard normal (optionally truncated) elsewhere.
 
     log p(z) = −n_t log 2π − ½|z_rest|² − (D − n_t)/2 · log 2π, and −∞ for a torsion
-    outside [−π, π].
+    outside [−π, π]. With ``bound`` B the normal part is truncated to [−B, B]: each
+    coordinate has density φ(z) / (Φ(B) − Φ(−B)) there and 0 outside, sampled exactly
+    by the inverse CDF, so bounded splines on [−B, B] never see an input outside.
 
     Args:
         torsion_mask: ``[D]`` bool, the periodic coordinates.
         dtype: dtype of the samples.
+        bound: B, or ``None`` for the untruncated normal.
     """
 
-    def __init__(self, torsion_mask: Tensor, dtype: torch.dtype = torch.float64):
+    def __init__(
+        self, torsion_mask: Tensor, dtype: torch.dtype = torch.float64, bound: float | None = None
+    ):
         super().__init__()
         mask = torch.as_tensor(torsion_mask, dtype=torch.bool)
         if mask.dim() != 1:
             raise ValueError(f"torsion_mask must have shape [D], got {list(mask.shape)}")
+        if bound is not None and not bound > 0:
+            raise ValueError(f"bound must be positive or None, got {bound}")
         self.dim = mask.numel()
         self.dtype = dtype
+        self.bound = bound
         self.register_buffer("mask", mask)
+
+    def _mass(self) -> float:
+        """Φ(B) − Φ(−B) = erf(B / √2), the normal mass kept by the truncation."""
+        return 1.0 if self.bound is None else math.erf(self.bound / math.sqrt(2.0))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         shape, device = (n, self.dim), self.mask.device
-        normal = torch.randn(shape, generator=generator, dtype=self.dtype, device=device)
+        if self.bound is None:
+            normal = torch.randn(shape, generator=generator, dtype=self.dtype, device=device)
+        else:
+            v = torch.rand(shape, generator=generator, dtype=self.dtype, device=device)
+            normal = math.sqrt(2.0) * torch.erfinv((2 * v - 1) * self._mass())
+            normal = normal.clamp(-self.bound, self.bound)
         uniform = torch.rand(shape, generator=generator, dtype=self.dtype, device=device)
         return torch.where(self.mask, (2 * uniform - 1) * math.pi, normal)
 
     def log_prob(self, z: Tensor) -> Tensor:
         log_2pi = math.log(2 * math.pi)
-        gauss = -0.5 * (z * z + log_2pi)
+        gauss = -0.5 * (z * z + log_2pi) - math.log(self._mass())
+        if self.bound is not None:
+            gauss = gauss.masked_fill(z.abs() > self.bound, -math.inf)
         uniform = torch.full_like(z, -log_2pi).masked_fill(z.abs() > math.pi, -math.inf)
         return torch.where(self.mask, uniform, gauss).sum(dim=1)
 
@@ -275,6 +306,7 @@ def make_internal_flow(
     circular_shift: bool = True,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
+    linear_tails: bool = True,
 ) -> Sequential:
     """``n_layers`` :class:`MixedCoupling` layers on :func:`alternating_masks`; the identity.
 
@@ -292,6 +324,8 @@ def make_internal_flow(
         prior = MixedPrior(mask)
 
     Non-periodic coordinates should be on the unit scale (``StandardizeInternal``).
+    ``linear_tails=False`` gives bounded splines on ±``tail_bound`` (pair it with
+    ``MixedPrior(mask, bound=tail_bound)``).
     """
     generator = torch.Generator().manual_seed(seed)
     return Sequential(
@@ -307,6 +341,7 @@ def make_internal_flow(
                 circular_shift,
                 dtype,
                 generator,
+                linear_tails,
             )
             for mask in alternating_masks(dim, n_layers)
         )

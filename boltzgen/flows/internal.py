@@ -520,38 +520,69 @@ class FixedFrameInternalCoordinates(_ZMatrixMap):
         return torch.cat([bonds, angles, torsions], dim=1), -log_volume(bonds, angles)
 
 
+def soft_torsion_mask(zmatrix: ZMatrix, topology: mdtraj.Topology) -> Tensor:
+    """``[N−3]`` bool: which torsions c–b–a–i rotate freely (``True``) or are stiff offsets.
+
+    A torsion is a stiff offset when c is bonded to a (c is a sibling of i about a: the
+    dihedral then fixes i's position relative to c, ≈ ±120° at an sp³ centre, ≈ 180° at
+    an sp² one); it is soft — a proper torsion about the b–a bond such as φ, ψ, ω or a
+    methyl rotation — otherwise. Soft torsions get circular splines; stiff ones are
+    standardised around their minimum value like bonds and angles (Midgley et al., arXiv
+    2208.01893, keep the same split in their alanine-dipeptide flow).
+    """
+    graph = _neighbours(topology)
+    c, _, a, _ = zmatrix.torsion_atoms.unbind(dim=1)
+    return torch.tensor([int(ci) not in graph[int(ai)] for ci, ai in zip(c, a, strict=True)])
+
+
+def circular_mask(zmatrix: ZMatrix, topology: mdtraj.Topology) -> Tensor:
+    """``[3N − 6]`` bool over a fixed-frame internal vector: the soft (circular) torsions."""
+    layout = InternalLayout(zmatrix.n_atoms, with_frame=False)
+    mask = torch.zeros(layout.dim, dtype=torch.bool)
+    mask[layout.torsion_indices] = soft_torsion_mask(zmatrix, topology)
+    return mask
+
+
 @dataclass(frozen=True)
 class InternalWidths:
-    """Thermal widths of stiff internal coordinates near 300 K (:meth:`StandardizeInternal.around`).
+    """Fixed widths of the standardised internal coordinates (:meth:`StandardizeInternal.around`).
+
+    Defaults are the alanine-dipeptide recipe of Midgley et al. (arXiv 2208.01893).
 
     Attributes:
-        bond_nm: bond-length spread (nm); harmonic bonds fluctuate by ~0.003–0.005 nm.
-        angle_rad: bond-angle spread (radians).
+        bond_nm: bond-length width (nm); harmonic bonds fluctuate by ~0.003 nm at 300 K.
+        angle_rad: bond-angle width (radians).
+        torsion_rad: width of the stiff (non-circular) torsions (radians).
     """
 
     bond_nm: float = 0.005
     angle_rad: float = 0.15
+    torsion_rad: float = 0.2
 
     def __post_init__(self) -> None:
-        if not (self.bond_nm > 0 and self.angle_rad > 0):
-            raise ValueError("bond_nm and angle_rad must be positive")
+        if not (self.bond_nm > 0 and self.angle_rad > 0 and self.torsion_rad > 0):
+            raise ValueError("bond_nm, angle_rad and torsion_rad must be positive")
 
 
 class StandardizeInternal(Flow):
-    """Fixed affine map q = μ + σ ⊙ z on non-periodic coordinates; torsions unchanged.
+    """Fixed affine map q = μ + σ ⊙ z on non-circular coordinates; circular ones unchanged.
 
     Bonds and angles are stiff (σ ≈ 10⁻³ nm, 0.05 rad): standardising them puts all
     coordinates on the unit scale that spline couplings with a fixed bound expect.
-    Periodic coordinates keep μ = 0, σ = 1 so they stay in (−π, π].
-    log|det ∂q/∂z| = Σ log σ.
+    Circular coordinates keep μ = 0, σ = 1 so they stay in (−π, π]. Stiff torsions
+    (``wrapped``) are standardised on the circle: q = wrap(μ + σz), z = wrap(q − μ)/σ,
+    exact while |σz| < π. log|det ∂q/∂z| = Σ log σ.
 
     Args:
         mean: ``[D]`` μ (entries at ``torsion_mask`` are ignored).
         std: ``[D]`` σ > 0 (entries at ``torsion_mask`` are ignored).
-        torsion_mask: ``[D]`` bool, the periodic coordinates.
+        torsion_mask: ``[D]`` bool, the circular coordinates (left unchanged).
+        wrapped: ``[D]`` bool, periodic coordinates that are standardised on the circle.
     """
 
-    def __init__(self, mean: Tensor, std: Tensor, torsion_mask: Tensor):
+    def __init__(
+        self, mean: Tensor, std: Tensor, torsion_mask: Tensor, wrapped: Tensor | None = None
+    ):
         super().__init__()
         mask = torch.as_tensor(torsion_mask, dtype=torch.bool)
         if mean.shape != mask.shape or std.shape != mask.shape or mask.dim() != 1:
@@ -562,8 +593,10 @@ class StandardizeInternal(Flow):
         std = torch.where(mask, torch.ones_like(std), std)
         if not bool((std > 0).all()):
             raise ValueError("std must be positive on every non-periodic coordinate")
+        wrap_mask = torch.zeros_like(mask) if wrapped is None else torch.as_tensor(wrapped) & ~mask
         self.register_buffer("mean", torch.where(mask, torch.zeros_like(mean), mean))
         self.register_buffer("std", std)
+        self.register_buffer("wrapped", wrap_mask.to(torch.bool))
 
     @classmethod
     def from_data(
@@ -582,25 +615,77 @@ class StandardizeInternal(Flow):
 
     @classmethod
     def around(
-        cls, q0: Tensor, layout: InternalLayout, widths: InternalWidths | None = None
+        cls,
+        q0: Tensor,
+        layout: InternalLayout,
+        widths: InternalWidths | None = None,
+        circular: Tensor | None = None,
     ) -> StandardizeInternal:
         """Centred on one structure ``q0: [D]`` (e.g. an energy minimum), fixed widths.
 
-        Without samples, bonds and angles are scaled by their physical thermal widths
+        Without samples, bonds and angles are scaled by fixed physical widths
         (:class:`InternalWidths`) instead of a measured spread, as in Midgley et al.,
-        "Flow Annealed Importance Sampling Bootstrap" (arXiv 2208.01893). Torsions are
-        periodic here and stay uniform on the circle.
+        "Flow Annealed Importance Sampling Bootstrap" (arXiv 2208.01893). ``circular``
+        (``[D]`` bool, default every torsion) marks the torsions left uniform on the
+        circle; the other torsions are standardised on the circle with ``torsion_rad``.
         """
         w = widths or InternalWidths()
         if q0.shape != (layout.dim,):
             raise ValueError(f"q0 must be [{layout.dim}], got {list(q0.shape)}")
+        circ = layout.torsion_mask if circular is None else torch.as_tensor(circular)
         std = torch.ones_like(q0)
         std[layout.bond_mask] = w.bond_nm
         std[layout.angle_mask] = w.angle_rad
-        return cls(q0, std, layout.torsion_mask)
+        std[layout.torsion_mask & ~circ] = w.torsion_rad
+        return cls(q0, std, circ, layout.torsion_mask & ~circ)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.mean + self.std * z, self.std.log().sum().expand(z.shape[0])
+        q = self.mean + self.std * z
+        q = torch.where(self.wrapped, _wrap(q), q)
+        return q, self.std.log().sum().expand(z.shape[0])
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return (x - self.mean) / self.std, (-self.std.log().sum()).expand(x.shape[0])
+        d = x - self.mean
+        d = torch.where(self.wrapped, _wrap(d), d)
+        return d / self.std, (-self.std.log().sum()).expand(x.shape[0])
+
+
+def _wrap(angle: Tensor) -> Tensor:
+    """Angles mapped to (−π, π]."""
+    return angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
+
+
+# --------------------------------------------------------------------------- chirality
+
+
+@dataclass(frozen=True)
+class ChiralCentres:
+    """Stereocentres of a peptide and the handedness to keep.
+
+    The signed volume v = det[x_N − x_CA, x_C − x_CA, x_CB − x_CA] is positive for an
+    L-amino acid (checked on standard L-alanine structures) and negative for its mirror
+    image D. Every residue with N, CA, C and CB (all but glycine) is a centre.
+
+    Attributes:
+        atoms: ``[M, 4]`` atom indices (CA, N, C, CB) per centre.
+    """
+
+    atoms: Tensor
+
+    @classmethod
+    def from_topology(cls, topology: mdtraj.Topology) -> ChiralCentres:
+        rows = []
+        for residue in topology.residues:
+            names = {a.name: a.index for a in residue.atoms}
+            if all(k in names for k in ("CA", "N", "C", "CB")):
+                rows.append([names["CA"], names["N"], names["C"], names["CB"]])
+        return cls(torch.tensor(rows, dtype=torch.int64).reshape(-1, 4))
+
+    def volumes(self, x: Tensor) -> Tensor:
+        """``[B, M]`` signed volumes of the centres in ``x: [B, N, 3]`` (nm³)."""
+        ca, n, c, cb = (x[:, self.atoms[:, k]] for k in range(4))
+        return torch.linalg.det(torch.stack([n - ca, c - ca, cb - ca], dim=-2))
+
+    def is_l(self, x: Tensor) -> Tensor:
+        """``[B]`` bool: every centre of ``x: [B, N, 3]`` has L handedness."""
+        return (self.volumes(x) > 0).all(dim=1)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from nflows.transforms.base import InputOutsideDomain
 from nflows.transforms.splines.rational_quadratic import (
     DEFAULT_MIN_DERIVATIVE,
@@ -111,6 +112,25 @@ def rq_spline_forward(
         True
     """
     return _spline(x, params, bound, False, linear_tails)
+
+
+def bounded_rq_spline(
+    x: Tensor, params: Tensor, bound: float, inverse: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The bounded spline (no linear tails) on [−B, B], rejecting inputs outside it.
+
+    A sample whose input lies outside [−B, B] is outside the flow's support: its log-det
+    is −∞ (zero density; its output is the input), so it weighs nothing instead of
+    stopping the batch. ``params: [B, ..., 3K + 1]``.
+
+    Returns:
+        ``(y: [B, ...], logdet: [B])`` with logdet = −∞ on rows with an input outside.
+    """
+    inside = x.abs() <= bound
+    y, ld = _spline(x.clamp(-bound, bound), params, bound, inverse, linear_tails=False)
+    rows_inside = inside.reshape(x.shape[0], -1).all(dim=1)
+    y = torch.where(inside, y, x)
+    return y, torch.where(rows_inside, ld, torch.full_like(ld, -math.inf))
 
 
 def rq_spline_inverse(

@@ -21,11 +21,18 @@ from boltzgen.records.reference_sets import (
 )
 from boltzgen.reference.md import MDReferenceSettings, generate_md_reference
 from boltzgen.reference.pt import PTReferenceSettings, generate_pt_reference
-from boltzgen.reference.torch_pt import TorchPTReferenceSettings, generate_torch_pt_reference
+from boltzgen.reference.torch_pt import (
+    MIN_ENTRIES,
+    ReferenceRefused,
+    TorchPTReferenceSettings,
+    generate_torch_pt_reference,
+)
 
 __all__ = [
+    "MIN_ENTRIES",
     "MDReferenceSettings",
     "PTReferenceSettings",
+    "ReferenceRefused",
     "ReferenceSet",
     "TorchPTReferenceSettings",
     "data_dir",

@@ -27,8 +27,10 @@ from typing import Any
 
 from boltzgen.errors import ConfigError
 from boltzgen.reference import (
+    MIN_ENTRIES,
     MDReferenceSettings,
     PTReferenceSettings,
+    ReferenceRefused,
     TorchPTReferenceSettings,
     generate_md_reference,
     generate_pt_reference,
@@ -129,6 +131,23 @@ def _reference_parser(sub: Any) -> None:
     ref.add_argument("--chains", type=int, default=8, help="pt, torch: independent chains")
     ref.add_argument(
         "--step-size", type=float, default=0.1, help="pt, torch: initial HMC step, then tuned"
+    )
+    ref.add_argument(
+        "--move", choices=("hmc", "langevin"), default="hmc", help="pt, torch: HMC or MALA moves"
+    )
+    ref.add_argument(
+        "--dtype", choices=("float64", "float32"), default="float64", help="pt, torch: precision"
+    )
+    ref.add_argument("--device", default="cpu", help="pt, torch: cpu, cuda or auto")
+    ref.add_argument("--thin", type=int, default=1, help="pt, torch: keep every n-th step")
+    ref.add_argument(
+        "--max-minutes", type=float, default=None, help="pt, torch: stop sampling after this"
+    )
+    ref.add_argument(
+        "--min-entries",
+        type=int,
+        default=MIN_ENTRIES,
+        help="pt, torch: refuse unless the T_0 chains entered each named state this often",
     )
     ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
     ref.add_argument("--seed", type=int, default=0)
@@ -312,6 +331,9 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     system = load_system(args.system)
     try:
         out = _pt_reference(system, args) if args.method == "pt" else _md_reference(system, args)
+    except ReferenceRefused as refused:
+        print(f"boltzgen reference: {refused}", file=sys.stderr)
+        return 1
     finally:
         system.energy.close()
     print(f"reference set written to {out}")
@@ -366,8 +388,16 @@ def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> 
         n_discard=discard,
         n_frames=args.frames,
         seed=args.seed,
+        move=args.move,
+        thin=args.thin,
+        dtype=args.dtype,
+        device=args.device,
+        min_entries=args.min_entries,
+        max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
-    return generate_torch_pt_reference(system, settings, progress=sys.stderr.isatty())
+    return generate_torch_pt_reference(
+        system, settings, progress=sys.stderr.isatty() or args.max_minutes is not None
+    )
 
 
 def _md_reference(system: Any, args: argparse.Namespace) -> Path:

@@ -27,10 +27,11 @@ from boltzgen.metrics.weights import batch_ess
 from boltzgen.records import Cost
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.objectives import forward_kl, mixed_kl, reverse_kl
+from boltzgen.training.fab import FABObjective, ReplayBuffer, ais_evaluations
 from boltzgen.training.optimise import Checkpointing, Optimiser, optimise
 
-LossName = Literal["forward_kl", "reverse_kl", "mixed"]
-LOSSES: tuple[LossName, ...] = ("forward_kl", "reverse_kl", "mixed")
+LossName = Literal["forward_kl", "reverse_kl", "mixed", "fab", "fab_mixed"]
+LOSSES: tuple[LossName, ...] = ("forward_kl", "reverse_kl", "mixed", "fab", "fab_mixed")
 CHECKPOINT_NAME = "checkpoint.pt"
 _MAY_CHANGE_ON_RESUME = frozenset({"steps", "checkpoint_every"})
 
@@ -44,8 +45,12 @@ class TrainConfig:
         batch_size: samples per step (data rows and/or latent draws).
         lr, weight_decay: Adam's learning rate and L2 weight decay.
         grad_clip: maximum global gradient norm, ``None`` for no clipping.
-        loss: ``"forward_kl"`` (needs data), ``"reverse_kl"`` or ``"mixed"`` (needs data).
-        forward_weight: w in w·forward + (1 − w)·reverse (``"mixed"`` only).
+        loss: ``"forward_kl"`` (needs data), ``"reverse_kl"``, ``"mixed"`` (needs data),
+            ``"fab"`` (flow annealed importance sampling bootstrap, α = 2, no data;
+            :mod:`boltzgen.training.fab`) or ``"fab_mixed"`` (w·forward KL on data plus
+            (1 − w)·FAB).
+        forward_weight: w in w·forward + (1 − w)·reverse (``"mixed"``) or + (1 − w)·FAB
+            (``"fab_mixed"``).
         energy_cap: reduced energy above which the reverse-KL loss compresses u
             logarithmically (:func:`boltzgen.samplers.objectives.soft_cap`); raise it for
             systems whose typical reduced energies are above 10³.
@@ -59,6 +64,14 @@ class TrainConfig:
             NLL −E_val[log q(x)] every ``validate_every`` steps (0: no validation).
         patience: stop after this many validations without a new best NLL and keep
             the best parameters (0: never stop early).
+        ais_distributions: FAB: M annealed distributions after the flow (M − 1 HMC
+            transitions), β_j = j/M.
+        ais_leapfrog: FAB: leapfrog steps per HMC transition.
+        ais_step_size: FAB: initial HMC step size of every transition (then adapted
+            towards acceptance 0.65 between AIS batches).
+        buffer_size: FAB: capacity of the prioritised replay buffer (0: no buffer, one
+            AIS batch per step).
+        buffer_updates: FAB with a buffer: optimiser steps per AIS batch.
     """
 
     steps: int = 1000
@@ -77,6 +90,11 @@ class TrainConfig:
     validation_fraction: float = 0.0
     validate_every: int = 100
     patience: int = 0
+    ais_distributions: int = 8
+    ais_leapfrog: int = 4
+    ais_step_size: float = 0.05
+    buffer_size: int = 0
+    buffer_updates: int = 4
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -93,6 +111,10 @@ class TrainConfig:
             raise ValueError("validation_fraction must lie in [0, 1) and validate_every ≥ 1")
         if self.patience < 0:
             raise ValueError(f"patience must be ≥ 0, got {self.patience}")
+        if self.ais_distributions < 1 or self.ais_leapfrog < 1 or not self.ais_step_size > 0:
+            raise ValueError("FAB needs ais_distributions ≥ 1, ais_leapfrog ≥ 1, ais_step_size > 0")
+        if self.buffer_size < 0 or self.buffer_updates < 1:
+            raise ValueError("FAB needs buffer_size ≥ 0 and buffer_updates ≥ 1")
 
     def learning_rate_factor(self, step: int) -> float:
         """Multiplier of ``lr`` at ``step``: linear warm-up, then constant or cosine decay."""
@@ -105,7 +127,11 @@ class TrainConfig:
 
     @property
     def needs_data(self) -> bool:
-        return self.loss in ("forward_kl", "mixed")
+        return self.loss in ("forward_kl", "mixed", "fab_mixed")
+
+    @property
+    def is_fab(self) -> bool:
+        return self.loss in ("fab", "fab_mixed")
 
 
 @dataclass
@@ -307,15 +333,16 @@ def train(
         checkpoint_dir, CHECKPOINT_NAME, config.checkpoint_every, asdict(config), frozenset(free)
     )
     validation = _Validation(model, validation_rows, config.validate_every, config.patience)
+    objective, monitor = _objective(model, energy, config, data, validation)
     history = optimise(
         optimiser,
-        _Objective(model, energy, config, data),
+        objective,
         torch.Generator(device=device).manual_seed(config.seed),
         config.steps,
         checkpointing,
         ("ess_fractions",),
         energy,
-        validation,
+        monitor,
         progress,
     )
     validation.keep_best()
@@ -329,6 +356,34 @@ def train(
         validation.best_step,
         validation.stopped,
     )
+
+
+def _objective(
+    model: BoltzmannGenerator,
+    energy: Energy,
+    config: TrainConfig,
+    data: Tensor | None,
+    validation: _Validation,
+) -> tuple[Any, Any]:
+    """The step's objective and the run's monitor: the KL losses with validation, or FAB."""
+    if not config.is_fab:
+        return _Objective(model, energy, config, data), validation
+    if validation.rows is not None:
+        raise ValueError("validation_fraction must be 0 with loss fab / fab_mixed")
+    dtype = next(model.parameters()).dtype
+    steps = torch.full((max(config.ais_distributions - 1, 0),), config.ais_step_size, dtype=dtype)
+    fab = FABObjective(
+        model,
+        energy,
+        config.batch_size,
+        steps.to(_device(model)),
+        config.ais_leapfrog,
+        ReplayBuffer(config.buffer_size),
+        config.buffer_updates,
+        data,
+        config.forward_weight if config.loss == "fab_mixed" else 0.0,
+    )
+    return fab, fab
 
 
 def _split(config: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
@@ -347,9 +402,19 @@ def _split(config: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Ten
 def training_evaluations(config: TrainConfig) -> float:
     """Target evaluations :func:`train` plans for: steps·B, or steps·B/m for forward KL.
 
+    FAB: one AIS batch (B·(1 + (M − 1)·L) evaluations) per step, or per ``buffer_updates``
+    steps with a buffer.
+
     Reverse and mixed KL evaluate u on every model batch of B; forward KL evaluates only
     the monitoring batch drawn every m = ``monitor_every`` steps (none when m = 0).
     """
+    if config.is_fab:
+        batches = (
+            config.steps if config.buffer_size == 0 else -(-config.steps // config.buffer_updates)
+        )
+        return batches * ais_evaluations(
+            config.batch_size, config.ais_distributions, config.ais_leapfrog
+        )
     if config.loss != "forward_kl":
         return config.steps * config.batch_size
     if config.monitor_every == 0:

@@ -76,14 +76,45 @@ def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
 
 def test_cli_defaults_to_torch_for_a_system_without_openmm(tmp_path):
     out = _cli(
-        "--method", "pt", "--iterations", "40", "--chains", "2", "--frames", "20", data=tmp_path
-    )
+        "--method", "pt", "--iterations", "40", "--chains", "2", "--frames", "20",
+        "--min-entries", "0", data=tmp_path,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "ΔF right_vs_left" in out.stdout and "exact answers" in out.stdout
     assert "JAX" not in out.stdout + out.stderr
     assert load_reference(NAME, "pt", tmp_path).manifest["backend"] == "torch"
 
 
+def test_a_run_that_did_not_cross_is_refused_and_says_why(tmp_path):
+    out = _cli(
+        "--method", "pt", "--iterations", "40", "--chains", "2", "--frames", "20",
+        "--min-entries", "1000", data=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 1 and "fewer than the 1000 entries" in out.stderr
+    assert "Traceback" not in out.stderr
+    folder = reference_dir(NAME, "pt", tmp_path)
+    assert not (folder / "reference.npz").exists() and (folder / "refused.json").exists()
+
+
+def test_manifest_counts_crossings(reference):
+    manifest = load_reference(NAME, "pt", reference[2]).manifest
+    assert min(manifest["entries"].values()) >= 10
+    assert manifest["round_trips"] > 0 and manifest["d_frames"] is None
+    assert len(manifest["step_size"]) == SETTINGS.n_temperatures
+
+
 def test_cli_refuses_md_on_the_torch_backend(tmp_path):
     out = _cli("--method", "md", "--backend", "torch", data=tmp_path)
     assert out.returncode == 2 and "--backend" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_wall_clock_limit_stops_sampling_and_is_recorded():
+    """max_wall_s = 0: the warm-up runs, then one PT step is kept and the stop is recorded."""
+    from dataclasses import replace
+
+    from boltzgen.reference.torch_pt import run_parallel_tempering
+
+    settings = replace(SETTINGS, n_discard=5, n_chains=2, max_wall_s=0.0)
+    samples, ladder = run_parallel_tempering(load_system(NAME), settings)
+    assert len(samples) == settings.n_chains and len(ladder) == settings.n_temperatures
+    assert samples.info["n_steps"] == 1 and samples.info["stopped_by_wall_clock"]

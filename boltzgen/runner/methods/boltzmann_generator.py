@@ -127,7 +127,7 @@ def _train_stages(
         total = total + data.cost
         records.append({"stage": name, **data.record()})
         where = None if folder is None else folder / name
-        result = train(model, system.energy, stage.config(seed), data.x, where, progress)
+        result = train(model, model.energy, stage.config(seed), data.x, where, progress)
         total = total + result.cost
         last = result.losses[-1] if result.losses else last
     return total, last, records

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
+from boltzgen.energies.restricted import RestrictedEnergy
 from boltzgen.flows import (
     CenteredGaussianPrior,
     Flatten,
@@ -32,7 +33,14 @@ from boltzgen.flows import (
     make_transformer_flow,
 )
 from boltzgen.flows.circular import MixedPrior, make_internal_flow
-from boltzgen.flows.internal import FixedFrameInternalCoordinates, StandardizeInternal, ZMatrix
+from boltzgen.flows.internal import (
+    ChiralCentres,
+    FixedFrameInternalCoordinates,
+    InternalWidths,
+    StandardizeInternal,
+    ZMatrix,
+    circular_mask,
+)
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.systems import System
 
@@ -41,7 +49,17 @@ FlowKind = Literal["spline", "internal", "transformer"]
 
 @dataclass(frozen=True)
 class FlowParams:
-    """The generator's flow (``kind``) and its size."""
+    """The generator's flow (``kind``) and its size.
+
+    For ``internal`` flows, ``standardize`` chooses how bonds and angles are scaled:
+    ``"data"`` (mean and spread of the training frames, else the minimum) or
+    ``"minimum"`` (around the minimised structure with the fixed widths ``bond_nm``,
+    ``angle_rad``, ``torsion_rad``, stiff torsions standardised too and only the soft
+    ones circular — the recipe of Midgley et al., arXiv 2208.01893). ``bounded``: splines
+    without linear tails on ±``tail_bound`` and a prior truncated there, so no sample
+    leaves ±``tail_bound`` widths (no stretched bond). ``chirality: L`` gives the target
+    weight zero on D stereoisomers (:class:`~boltzgen.energies.restricted.RestrictedEnergy`).
+    """
 
     kind: FlowKind = "spline"
     n_layers: int = 6
@@ -50,6 +68,12 @@ class FlowParams:
     tail_bound: float = 5.0
     conditioner_layers: int = 2
     n_heads: int = 4
+    standardize: Literal["data", "minimum"] = "data"
+    bounded: bool = False
+    chirality: Literal["any", "L"] = "any"
+    bond_nm: float = 0.005
+    angle_rad: float = 0.15
+    torsion_rad: float = 0.2
 
 
 def _spline(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
@@ -69,14 +93,19 @@ def _topology(system: System, kind: str) -> mdtraj.Topology:
 
 
 def _internal(system: System, p: FlowParams, seed: int, data: Tensor | None) -> BoltzmannGenerator:
-    ic = FixedFrameInternalCoordinates(ZMatrix.from_topology(_topology(system, "internal")))
+    topology = _topology(system, "internal")
+    zmatrix = ZMatrix.from_topology(topology)
+    ic = FixedFrameInternalCoordinates(zmatrix)
     mask = ic.layout.torsion_mask
-    if data is not None and data.shape[0] >= 2:
+    if p.standardize == "data" and data is not None and data.shape[0] >= 2:
         q, _ = ic.inverse(data.to(torch.float64))
         standardize = StandardizeInternal.from_data(q, mask)
     else:
+        if p.standardize == "minimum":
+            mask = circular_mask(zmatrix, topology)
         q0, _ = ic.inverse(minimise(system.energy, system.initial_positions)[None])
-        standardize = StandardizeInternal.around(q0[0], ic.layout)
+        widths = InternalWidths(p.bond_nm, p.angle_rad, p.torsion_rad)
+        standardize = StandardizeInternal.around(q0[0], ic.layout, widths, mask)
     couplings = make_internal_flow(
         ic.dim,
         mask,
@@ -86,10 +115,20 @@ def _internal(system: System, p: FlowParams, seed: int, data: Tensor | None) -> 
         p.tail_bound,
         p.conditioner_layers,
         seed=seed,
+        linear_tails=not p.bounded,
     )
-    return BoltzmannGenerator(
-        MixedPrior(mask), Sequential(couplings, standardize, ic), system.energy
-    )
+    prior = MixedPrior(mask, bound=p.tail_bound if p.bounded else None)
+    return BoltzmannGenerator(prior, Sequential(couplings, standardize, ic), target(system, p))
+
+
+def target(system: System, p: FlowParams) -> Energy:
+    """The system's energy, restricted to L stereocentres with ``chirality: L``."""
+    if p.chirality == "any":
+        return system.energy
+    centres = ChiralCentres.from_topology(_topology(system, "chirality: L"))
+    if centres.atoms.shape[0] == 0:
+        raise ValueError(f"chirality: L, but {system.name} has no stereocentre (N, CA, C, CB)")
+    return RestrictedEnergy(system.energy, centres.is_l)
 
 
 def minimise(energy: Energy, x0: Tensor, max_evals: int = 200) -> Tensor:

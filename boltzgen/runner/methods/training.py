@@ -91,7 +91,7 @@ def frame_cost(reference: ReferenceSet, n: int) -> Cost:
 
 def data_charge(system: System, params: TrainParams) -> int:
     """Target evaluations the training data of one stage will be charged (for planning)."""
-    if params.loss == "reverse_kl":
+    if not params.needs_data:
         return 0
     if system.has_exact_reference:
         return params.n_data * EXACT_DRAW_EVALS
@@ -106,7 +106,7 @@ def training_data(system: System, params: TrainParams, generator: torch.Generato
     Toy systems draw exact samples, charged :data:`EXACT_DRAW_EVALS` each. Molecules draw
     frames of the training part of their reference set, charged per frame.
     """
-    if params.loss == "reverse_kl":
+    if not params.needs_data:
         return TrainingData(None, Cost(), "none")
     data = system.sample_reference(params.n_data, generator)
     if data is not None:
