@@ -37,13 +37,14 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
-from boltzgen.energies.exact import ExactReference
+from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.metrics import block_free_energy_difference
 from boltzgen.molecules.card import build_molecule
+from boltzgen.observables.lattice import OBSERVABLE_KINDS, Observable
 from boltzgen.observables.states import State, StateContext, build_state
 from boltzgen.records.reference_sets import ReferenceSet, load_reference
 
@@ -58,6 +59,7 @@ CARD_FIELDS = {
     "initial_positions",
     "states",
     "free_energies",
+    "observables",
     "reference",
 }
 REFERENCE_KINDS = {"exact", "md", "pt", "none"}
@@ -109,6 +111,7 @@ class System:
             :attr:`has_exact_reference`.
         topology: mdtraj topology for molecules, ``None`` otherwise.
         openmm_system: the openmm.System behind OpenMM-backed energies, else ``None``.
+        observables: named observables reported in ``result.json`` (lattice systems).
     """
 
     name: str
@@ -122,6 +125,7 @@ class System:
     topology: Any = None
     openmm_system: Any = None
     card: dict[str, Any] = field(default_factory=dict)
+    observables: dict[str, Observable] = field(default_factory=dict)
 
     @property
     def temperature(self) -> float:
@@ -176,7 +180,14 @@ class System:
         return self.energy.interval_log_prob(s.coordinate, s.low, s.high)
 
     def reference_log_z(self) -> float | None:
-        return float(self.energy.log_z) if self.has_exact_reference else None
+        """Exact log Z when the energy knows it (toys; Ising: ln Z of the spin model)."""
+        return float(self.energy.log_z) if isinstance(self.energy, ExactLogZ) else None
+
+    def reference_observables(self) -> dict[str, float]:
+        """Exact expectations of named observables, where the energy knows them."""
+        if isinstance(self.energy, ExactObservables):
+            return dict(self.energy.exact_observables())
+        return {}
 
     def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
@@ -206,11 +217,17 @@ def list_systems(catalog: Path = CATALOG) -> list[str]:
 
 
 def load_system(
-    name_or_path: str | Path, catalog: Path = CATALOG, backend: str | None = None
+    name_or_path: str | Path,
+    catalog: Path = CATALOG,
+    backend: str | None = None,
+    **overrides: Any,
 ) -> System:
     """Build the system of a catalog name or a path to a card.
 
     ``backend`` overrides a molecular card's ``energy.backend`` (``torch`` | ``openmm``).
+    Keyword ``overrides`` replace the card's ``temperature`` or entries of its
+    ``energy.params``, e.g. ``load_system("phi4_2d", L=16, m2=-4.0)``; a name that is
+    neither is refused by the card's validation.
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -225,8 +242,23 @@ def load_system(
             )
     if not path.exists():
         raise FileNotFoundError(f"system card {path} does not exist")
-    card = read_yaml(path) or {}
+    card = _override(read_yaml(path) or {}, overrides)
     return build_system(card, path, backend)
+
+
+def _override(card: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``card`` with ``temperature`` and the other keys put into ``energy.params``."""
+    if not overrides:
+        return card
+    card = dict(card)
+    params = {key: value for key, value in overrides.items() if key != "temperature"}
+    if "temperature" in overrides:
+        card["temperature"] = overrides["temperature"]
+    if params:
+        energy = dict(card.get("energy") or {})
+        energy["params"] = {**(energy.get("params") or {}), **params}
+        card["energy"] = energy
+    return card
 
 
 def build_system(card: Mapping[str, Any], source: Path, backend: str | None = None) -> System:
@@ -267,6 +299,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         topology=topology,
         openmm_system=molecule.openmm_system if molecule is not None else None,
         card=dict(card),
+        observables=_build_observables(card.get("observables", {}), source),
     )
 
 
@@ -356,6 +389,18 @@ def _build_states(spec: Any, energy: Energy, topology: Any, source: Path) -> dic
         )
         for name, entry in spec.items()
     }
+
+
+def _build_observables(spec: Any, source: Path) -> dict[str, Observable]:
+    """``observables: {name: kind}``, each kind from :data:`OBSERVABLE_KINDS`."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(source, "observables", "must map result names to kinds", spec)
+    for name, kind in spec.items():
+        if kind not in OBSERVABLE_KINDS:
+            raise ConfigError(
+                source, f"observables.{name}", "is not an observable kind", kind, OBSERVABLE_KINDS
+            )
+    return {str(name): OBSERVABLE_KINDS[kind] for name, kind in spec.items()}
 
 
 def _build_pairs(spec: Any, states: Mapping[str, State], source: Path) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
-"""Energies: the reduced-potential contract, toy systems and the OpenMM bridge."""
+"""Energies: the reduced-potential contract, toy systems, lattice fields, the OpenMM bridge."""
 
 from boltzgen.energies.base import Energy, EvaluationCounter, TemperedEnergy
-from boltzgen.energies.exact import ExactReference
+from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
 from boltzgen.energies.forcefield import TorchForceField, UnsupportedForceError, unsupported_forces
+from boltzgen.energies.lattice import IsingGaussian, Phi4, U1Wilson
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.registry import ENERGY_KINDS, register_energy_kind
 from boltzgen.energies.toy import (
@@ -20,12 +21,17 @@ __all__ = [
     "DoubleWell2D",
     "Energy",
     "EvaluationCounter",
+    "ExactLogZ",
+    "ExactObservables",
     "ExactReference",
     "GaussianMixture",
+    "IsingGaussian",
     "ManyWell",
     "OpenMMEnergy",
+    "Phi4",
     "TemperedEnergy",
     "TorchForceField",
+    "U1Wilson",
     "UnsupportedForceError",
     "register_energy_kind",
     "unsupported_forces",
