@@ -29,6 +29,15 @@ def _neighbour_sum(phi: Tensor) -> Tensor:
     return phi.roll(1, -1) + phi.roll(-1, -1) + phi.roll(1, -2) + phi.roll(-1, -2)
 
 
+def checkerboard(length: int) -> list[Tensor]:
+    """Even and odd sites ``bool[L, L]`` of an L×L lattice (x₀ + x₁ mod 2)."""
+    if length % 2:
+        raise ValueError(f"a checkerboard needs an even L, got L = {length}")
+    index = torch.arange(length)
+    even = (index[:, None] + index[None, :]) % 2 == 0
+    return [even, ~even]
+
+
 @register_energy_kind("phi4")
 class Phi4(Energy):
     """u(φ) = Σ_x [−2 Σ_μ φ(x)φ(x+μ̂) + (4 + m²)φ(x)² + λφ(x)⁴] on an L×L torus.
@@ -53,6 +62,18 @@ class Phi4(Energy):
     def _force(self, x: Tensor) -> tuple[Tensor, Tensor]:
         force = 2.0 * _neighbour_sum(x) - 2.0 * (4.0 + self.m2) * x - 4.0 * self.lam * x**3
         return self._energy(x), force
+
+    def local_action(self, x: Tensor) -> Tensor:
+        """S_x = (4 + m²)φ(x)² + λφ(x)⁴ − 2φ(x) Σ_μ[φ(x+μ̂) + φ(x−μ̂)]: ``[B, L, L]``.
+
+        Changing φ on sites none of which neighbour each other (one colour of
+        :meth:`independent_sets`) changes u by exactly the sum of the changes of S_x.
+        """
+        return (4.0 + self.m2) * x**2 + self.lam * x**4 - 2.0 * x * _neighbour_sum(x)
+
+    def independent_sets(self) -> list[Tensor]:
+        """The two checkerboard colours ``bool[L, L]`` (L even: no site neighbours its colour)."""
+        return checkerboard(self.length)
 
     @property
     def minimum(self) -> Tensor:

@@ -55,6 +55,29 @@ class U1Wilson(Energy):
     def _energy(self, x: Tensor) -> Tensor:
         return -self.beta * torch.cos(plaquette_angles(x)).sum(dim=(-2, -1))
 
+    def local_action(self, x: Tensor) -> Tensor:
+        """S_ℓ = −β Σ_{P ∋ ℓ} cos θ_P over the two plaquettes of each link: ``[B, 2, L, L]``.
+
+        θ_0(x) lies in P(x) and P(x − 1̂), θ_1(x) in P(x) and P(x − 0̂). Changing links
+        that share no plaquette (one of :meth:`independent_sets`) changes u by exactly the
+        sum of the changes of S_ℓ.
+        """
+        density = -self.beta * torch.cos(plaquette_angles(x))
+        return torch.stack([density + density.roll(1, -1), density + density.roll(1, -2)], 1)
+
+    def independent_sets(self) -> list[Tensor]:
+        """Four sets ``bool[2, L, L]``: links of direction μ with x_{1−μ} even or odd."""
+        if self.length % 2:
+            raise ValueError(f"local link updates need an even L, got L = {self.length}")
+        parity = torch.arange(self.length) % 2 == 0
+        sets = []
+        for mu in range(2):
+            for even in (parity, ~parity):
+                mask = torch.zeros(2, self.length, self.length, dtype=torch.bool)
+                mask[mu] = even[None, :] if mu == 0 else even[:, None]
+                sets.append(mask)
+        return sets
+
     @property
     def minimum(self) -> Tensor:
         """The unit configuration θ = 0 (every plaquette cos θ_P = 1)."""
