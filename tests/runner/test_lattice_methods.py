@@ -16,6 +16,14 @@ CASES = {
     ("ising_2d", "heat_bath"): {"method": "ising_spins", "n_chains": 16},
     ("ising_2d", "metropolis"): {"method": "ising_spins", "n_chains": 16, "rule": "metropolis"},
     ("phi4_2d", "hmc"): {"method": "hmc", "n_chains": 16, "n_leapfrog": 5},
+    ("phi4_2d", "flow_mcmc"): {
+        "method": "flow_mcmc",
+        "n_chains": 16,
+        "generator": {
+            "flow": {"kind": "lattice", "n_layers": 2, "hidden": 4},
+            "train": {"steps": 10, "batch_size": 32, "loss": "reverse_kl"},
+        },
+    },
 }
 OBSERVABLES = {
     "u1_2d": {"plaquette", "q2"},
@@ -24,7 +32,13 @@ OBSERVABLES = {
 }
 
 
-@pytest.mark.parametrize("system, label", list(CASES))
+SLOW = {("phi4_2d", "flow_mcmc")}
+
+
+@pytest.mark.parametrize(
+    "system, label",
+    [pytest.param(*key, marks=pytest.mark.slow) if key in SLOW else key for key in CASES],
+)
 def test_lattice_method_spends_its_budget_and_reports_observables(tmp_path, system, label):
     raw = {
         "name": "lattice",
