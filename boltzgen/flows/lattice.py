@@ -35,6 +35,37 @@ def checkerboard_mask(length: int, parity: int) -> Tensor:
     return ((index[:, None] + index[None, :] + parity) % 2 == 0).to(torch.float64)
 
 
+def conv_net_channels(
+    n_in: int,
+    n_out: int,
+    hidden: int,
+    n_hidden_layers: int,
+    kernel_size: int,
+    dtype: torch.dtype,
+    generator: torch.Generator,
+) -> nn.Sequential:
+    """Conv ``[B, n_in, L, L] → [B, n_out, L, L]``: circular padding, LeakyReLU, final tanh.
+
+    Hidden kernels start U(±1/√fan_in) from ``generator``; the last convolution is zero.
+    """
+    widths = [n_in] + [hidden] * n_hidden_layers + [n_out]
+    layers: list[nn.Module] = []
+    last = len(widths) - 2
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        conv = nn.Conv2d(
+            a, b, kernel_size, padding=kernel_size // 2, padding_mode="circular", dtype=dtype
+        )
+        bound = (a * kernel_size**2) ** -0.5
+        with torch.no_grad():
+            conv.weight.uniform_(-bound, bound, generator=generator)
+            conv.bias.uniform_(-bound, bound, generator=generator)
+            if i == last:
+                conv.weight.zero_()
+                conv.bias.zero_()
+        layers += [conv, nn.Tanh() if i == last else nn.LeakyReLU()]
+    return nn.Sequential(*layers)
+
+
 def conv_net(
     hidden: int,
     n_hidden_layers: int,
@@ -42,26 +73,8 @@ def conv_net(
     dtype: torch.dtype,
     generator: torch.Generator,
 ) -> nn.Sequential:
-    """Conv ``[B, 1, L, L] → [B, 2, L, L]``: circular padding, LeakyReLU, final tanh.
-
-    Hidden kernels start U(±1/√fan_in) from ``generator``; the last convolution is zero.
-    """
-    widths = [1] + [hidden] * n_hidden_layers + [2]
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(widths)):
-        conv = nn.Conv2d(
-            a, b, kernel_size, padding=kernel_size // 2, padding_mode="circular", dtype=dtype
-        )
-        bound = (a * kernel_size**2) ** -0.5
-        with torch.no_grad():
-            is_last = i == len(widths) - 2
-            conv.weight.uniform_(-bound, bound, generator=generator)
-            conv.bias.uniform_(-bound, bound, generator=generator)
-            if is_last:
-                conv.weight.zero_()
-                conv.bias.zero_()
-        layers += [conv, nn.Tanh() if i == len(widths) - 2 else nn.LeakyReLU()]
-    return nn.Sequential(*layers)
+    """The scalar-field conditioner ``[B, 1, L, L] → [B, 2, L, L]`` (scale and shift)."""
+    return conv_net_channels(1, 2, hidden, n_hidden_layers, kernel_size, dtype, generator)
 
 
 class CheckerboardAffineCoupling(Flow):
