@@ -7,7 +7,7 @@ draws and the acceptance of independence Metropolis chains (arXiv 1904.12072), w
 χ₂ and ⟨|M|⟩ from the chains. Goal: acceptance ≥ 0.5 and ESS ≥ 0.4 (the tutorial
 reports about 0.46 and 0.4).
 
-    nice -n 10 python benchmarks/lattice_phi4_flow_mcmc.py --steps 1800 --out runs/phi4_flow
+    nice -n 10 python benchmarks/lattice_phi4_flow_mcmc.py --steps 4000 --out runs/phi4_flow
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from boltzgen.training.generator import TrainConfig, train
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1800)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--chains", type=int, default=64)
