@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
-from boltzgen.energies.exact import ExactReference
+from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.particles import ParticleEnergy
@@ -46,6 +46,7 @@ from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.metrics import block_free_energy_difference
 from boltzgen.molecules.card import build_molecule
+from boltzgen.observables.lattice import OBSERVABLE_KINDS, Observable
 from boltzgen.observables.states import State, StateContext, build_state
 from boltzgen.records.reference_sets import ReferenceSet, load_reference
 
@@ -60,6 +61,7 @@ CARD_FIELDS = {
     "initial_positions",
     "states",
     "free_energies",
+    "observables",
     "reference",
 }
 REFERENCE_KINDS = {"exact", "md", "pt", "none"}
@@ -111,6 +113,7 @@ class System:
             :attr:`has_exact_reference`.
         topology: mdtraj topology for molecules, ``None`` otherwise.
         openmm_system: the openmm.System behind OpenMM-backed energies, else ``None``.
+        observables: named observables reported in ``result.json`` (lattice systems).
     """
 
     name: str
@@ -124,6 +127,7 @@ class System:
     topology: Any = None
     openmm_system: Any = None
     card: dict[str, Any] = field(default_factory=dict)
+    observables: dict[str, Observable] = field(default_factory=dict)
 
     @property
     def temperature(self) -> float:
@@ -188,7 +192,14 @@ class System:
         return self.energy.interval_log_prob(s.coordinate, s.low, s.high)
 
     def reference_log_z(self) -> float | None:
-        return float(self.energy.log_z) if self.has_exact_reference else None
+        """Exact log Z when the energy knows it (toys; Ising: ln Z of the spin model)."""
+        return float(self.energy.log_z) if isinstance(self.energy, ExactLogZ) else None
+
+    def reference_observables(self) -> dict[str, float]:
+        """Exact expectations of named observables, where the energy knows them."""
+        if isinstance(self.energy, ExactObservables):
+            return dict(self.energy.exact_observables())
+        return {}
 
     def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
@@ -299,6 +310,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         topology=topology,
         openmm_system=molecule.openmm_system if molecule is not None else _particles_openmm(energy),
         card=dict(card),
+        observables=_build_observables(card.get("observables", {}), source),
     )
 
 
@@ -395,6 +407,18 @@ def _build_states(spec: Any, energy: Energy, topology: Any, source: Path) -> dic
         )
         for name, entry in spec.items()
     }
+
+
+def _build_observables(spec: Any, source: Path) -> dict[str, Observable]:
+    """``observables: {name: kind}``, each kind from :data:`OBSERVABLE_KINDS`."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(source, "observables", "must map result names to kinds", spec)
+    for name, kind in spec.items():
+        if kind not in OBSERVABLE_KINDS:
+            raise ConfigError(
+                source, f"observables.{name}", "is not an observable kind", kind, OBSERVABLE_KINDS
+            )
+    return {str(name): OBSERVABLE_KINDS[kind] for name, kind in spec.items()}
 
 
 def _build_pairs(spec: Any, states: Mapping[str, State], source: Path) -> list[tuple[str, str]]:

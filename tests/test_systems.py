@@ -122,3 +122,35 @@ def test_tempered_mixture_card_with_an_exact_reference_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"`reference\.kind`.*native temperature"):
         load_system(path)
+
+
+@pytest.mark.parametrize(
+    "name, overrides, shape",
+    [
+        ("phi4_2d", {}, (8, 8)),
+        ("phi4_2d", {"L": 16, "m2": -3.0, "lam": 4.0}, (16, 16)),
+        ("u1_2d", {"L": 6, "beta": 3.0}, (2, 6, 6)),
+        ("ising_2d", {"L": 4, "K": 0.3}, (4, 4)),
+    ],
+)
+def test_lattice_cards_take_keyword_overrides(name, overrides, shape):
+    system = load_system(name, **overrides)
+    assert system.energy.event_shape == shape
+    for key, value in overrides.items():
+        assert system.card["energy"]["params"][key] == value
+    assert system.observables
+
+
+def test_lattice_exact_references():
+    from boltzgen.energies.lattice import kaufman_ising, u1_exact
+
+    ising = load_system("ising_2d", L=8, K=0.44)
+    assert ising.reference_log_z() == pytest.approx(kaufman_ising(8, 0.44).log_z, abs=1e-12)
+    u1 = load_system("u1_2d")
+    assert u1.reference_observables()["plaquette"] == pytest.approx(u1_exact(8, 2.0).plaquette)
+    assert load_system("phi4_2d").reference_log_z() is None
+
+
+def test_unknown_override_is_refused():
+    with pytest.raises(ConfigError, match="not a parameter of u1_wilson"):
+        load_system("u1_2d", beta_typo=3.0)

@@ -42,3 +42,21 @@ class ExactReference(Protocol):
     def sample_exact(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` independent draws ``[n, *event_shape]`` from p(x) = exp(−u(x))/Z."""
         ...
+
+
+@runtime_checkable
+class ExactLogZ(Protocol):
+    """An energy that knows log Z = log ∫exp(−u(x)) dx but no more (lattice models:
+    the Ising model's ln Z by Kaufman's formula, U(1) by the character expansion)."""
+
+    @property
+    def log_z(self) -> float: ...
+
+
+@runtime_checkable
+class ExactObservables(Protocol):
+    """An energy that knows the exact expectations of some named observables."""
+
+    def exact_observables(self) -> dict[str, float]:
+        """{observable name (as in ``result.json``): exact expectation}."""
+        ...

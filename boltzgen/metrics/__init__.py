@@ -22,6 +22,7 @@ from boltzgen.metrics.free_energy import (
     state_mask,
     state_probabilities,
 )
+from boltzgen.metrics.observables import ObservableEstimate, observable_estimate
 from boltzgen.metrics.runs import (
     runs_free_energy_difference,
     runs_log_z,
@@ -38,6 +39,7 @@ from boltzgen.metrics.weights import ess_fraction, kish_ess, log_z, normalized_w
 
 __all__ = [
     "Estimate",
+    "ObservableEstimate",
     "State",
     "autocorrelation",
     "autocovariance",
@@ -54,6 +56,7 @@ __all__ = [
     "log_z",
     "mcmc_ess",
     "normalized_weights",
+    "observable_estimate",
     "ramachandran_histogram",
     "ramachandran_kl",
     "runs_free_energy_difference",

@@ -143,6 +143,19 @@ def _torsion_metrics(system: System, samples: WeightedSamples, reference: Refere
     }
 
 
+def _observables(system: System, samples: WeightedSamples, calibrated: bool) -> dict:
+    """The system's named observables with stderr, τ_int and the exact value if known."""
+    references = system.reference_observables()
+    out = {}
+    for name, observable in system.observables.items():
+        values = observable.series(samples.x).detach()
+        est = metrics.observable_estimate(samples, values, observable.statistic)
+        convergence = chain_convergence([samples.chains(values)]) if samples.is_chain else None
+        entry = _estimate(est.value, est.stderr, references.get(name), "", convergence, calibrated)
+        out[name] = {**entry, "tau_int": est.tau_int}
+    return out
+
+
 def evaluate(
     system: System,
     samples: WeightedSamples,
@@ -173,6 +186,7 @@ def evaluate(
         convergence = _coverage(samples, [state_a, state_b])
         entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence, calibrated)
         out["free_energies"][name] = entry
+    out["observables"] = _observables(system, samples, calibrated)
     if not samples.is_chain:
         est = _log_z(samples)
         coverage = _coverage(samples, list(system.states.values()))

@@ -17,6 +17,8 @@ from boltzgen.runner.methods import (
     flow_mcmc,
     flow_perturbation,
     hmc,
+    ising_spins,
+    local_metropolis,
     md,
     parallel_tempering,
     population_annealing,
@@ -31,6 +33,10 @@ from boltzgen.runner.methods.base import Method, MethodContext
 METHODS: dict[str, Method] = {
     "hmc": Method(hmc.HMCParams, hmc.run, hmc.fit_budget),
     "md": Method(md.MDParams, md.run, md.fit_budget),
+    "local_metropolis": Method(
+        local_metropolis.LocalMetropolisParams, local_metropolis.run, local_metropolis.fit_budget
+    ),
+    "ising_spins": Method(ising_spins.IsingSpinParams, ising_spins.run, ising_spins.fit_budget),
     "parallel_tempering": Method(
         parallel_tempering.PTParams, parallel_tempering.run, parallel_tempering.fit_budget
     ),

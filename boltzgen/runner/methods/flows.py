@@ -11,6 +11,12 @@ Three flow families (``flow.kind``):
   then placed in a fixed Cartesian frame (Noé et al. 2019; Köhler et al. 2021).
 * ``transformer`` — molecules in Cartesian coordinates: TarFlow-style autoregressive
   Transformer blocks on the zero-centre-of-mass subspace (Tan et al. 2025).
+* ``lattice`` — scalar fields ``[L, L]``: checkerboard affine couplings with circular
+  convolutions (``hidden`` channels, ``conditioner_layers`` hidden convolutions) and an
+  i.i.d. standard normal prior (Albergo, Kanwar, Shanahan 2019; arXiv 2101.08176).
+* ``u1_gauge`` — U(1) links ``[2, L, L]``: gauge-equivariant plaquette couplings with
+  mixtures of ``n_bins`` non-compact projections and a uniform (Haar) prior
+  (Kanwar et al., arXiv 2003.06413).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from boltzgen.flows import (
     make_transformer_flow,
 )
 from boltzgen.flows.circular import MixedPrior, make_internal_flow
+from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
 from boltzgen.flows.internal import (
     ChiralCentres,
     FixedFrameInternalCoordinates,
@@ -41,10 +48,11 @@ from boltzgen.flows.internal import (
     ZMatrix,
     circular_mask,
 )
+from boltzgen.flows.lattice import make_lattice_flow
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.systems import System
 
-FlowKind = Literal["spline", "internal", "transformer"]
+FlowKind = Literal["spline", "internal", "transformer", "lattice", "u1_gauge"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,26 @@ def _transformer(
     return BoltzmannGenerator(prior, flow, system.energy)
 
 
+def _lattice(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
+    shape = system.energy.event_shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(
+            f"flow kind 'lattice' needs a scalar field [L, L]; {system.name} has {shape}"
+        )
+    flow = make_lattice_flow(shape[0], p.n_layers, p.hidden, p.conditioner_layers, seed=seed)
+    return BoltzmannGenerator(GaussianPrior(system.energy.dim), flow, system.energy)
+
+
+def _u1_gauge(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
+    shape = system.energy.event_shape
+    if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
+        raise ValueError(f"flow kind 'u1_gauge' needs links [2, L, L]; {system.name} has {shape}")
+    flow = make_gauge_flow(
+        shape[1], p.n_layers, p.hidden, p.conditioner_layers, p.n_bins, seed=seed
+    )
+    return BoltzmannGenerator(UniformAnglePrior(system.energy.dim), flow, system.energy)
+
+
 def build_generator(
     system: System, params: FlowParams, seed: int, data: Tensor | None = None
 ) -> BoltzmannGenerator:
@@ -176,4 +204,8 @@ def build_generator(
         return _spline(system, params, seed)
     if params.kind == "internal":
         return _internal(system, params, seed, data)
+    if params.kind == "lattice":
+        return _lattice(system, params, seed)
+    if params.kind == "u1_gauge":
+        return _u1_gauge(system, params, seed)
     return _transformer(system, params, seed, data)

@@ -1,0 +1,138 @@
+"""Translation-equivariant coupling flows for scalar lattice fields (periodic L×L).
+
+The architecture of Albergo, Kanwar, Shanahan, "Flow-based generative models for Markov
+chain Monte Carlo in lattice field theory", arXiv 1904.12072, as in the tutorial
+(Albergo et al., "Introduction to normalizing flows for lattice field theory", arXiv
+2101.08176, §"Affine coupling layers"): each layer splits the sites by a checkerboard
+mask m (m = 1 frozen, m = 0 updated, alternating between layers) and maps
+
+    φ' = m⊙φ + (1 − m)⊙(φ·e^{s(m⊙φ)} + t(m⊙φ)),    log|det ∂φ'/∂φ| = Σ_x (1 − m(x)) s(x),
+
+where (s, t) come from a small convolutional network of the frozen sites with circular
+padding (3×3 kernels, LeakyReLU, a final tanh). Convolutions with circular padding
+commute with lattice translations, and the checkerboard is invariant under the
+translations that keep x₀ + x₁ even, so the model density is invariant under that
+subgroup (and the prior, i.i.d. N(0, 1) per site, under all of them).
+
+Layers act on flat vectors ``[B, L·L]`` like every :class:`~boltzgen.flows.base.Flow`;
+:func:`make_lattice_flow` ends with :class:`~boltzgen.flows.base.Flatten` to ``[B, L, L]``.
+Each layer starts as the identity (zero last convolution).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor, nn
+
+from boltzgen.flows.base import Flatten, Flow, Sequential
+
+
+def checkerboard_mask(length: int, parity: int) -> Tensor:
+    """``[L, L]`` float mask, 1 where (x₀ + x₁ + parity) is even (the frozen sites)."""
+    index = torch.arange(length)
+    return ((index[:, None] + index[None, :] + parity) % 2 == 0).to(torch.float64)
+
+
+def conv_net_channels(
+    n_in: int,
+    n_out: int,
+    hidden: int,
+    n_hidden_layers: int,
+    kernel_size: int,
+    dtype: torch.dtype,
+    generator: torch.Generator,
+) -> nn.Sequential:
+    """Conv ``[B, n_in, L, L] → [B, n_out, L, L]``: circular padding, LeakyReLU, final tanh.
+
+    Hidden kernels start U(±1/√fan_in) from ``generator``; the last convolution is zero.
+    """
+    widths = [n_in] + [hidden] * n_hidden_layers + [n_out]
+    layers: list[nn.Module] = []
+    last = len(widths) - 2
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        conv = nn.Conv2d(
+            a, b, kernel_size, padding=kernel_size // 2, padding_mode="circular", dtype=dtype
+        )
+        bound = (a * kernel_size**2) ** -0.5
+        with torch.no_grad():
+            conv.weight.uniform_(-bound, bound, generator=generator)
+            conv.bias.uniform_(-bound, bound, generator=generator)
+            if i == last:
+                conv.weight.zero_()
+                conv.bias.zero_()
+        layers += [conv, nn.Tanh() if i == last else nn.LeakyReLU()]
+    return nn.Sequential(*layers)
+
+
+def conv_net(
+    hidden: int,
+    n_hidden_layers: int,
+    kernel_size: int,
+    dtype: torch.dtype,
+    generator: torch.Generator,
+) -> nn.Sequential:
+    """The scalar-field conditioner ``[B, 1, L, L] → [B, 2, L, L]`` (scale and shift)."""
+    return conv_net_channels(1, 2, hidden, n_hidden_layers, kernel_size, dtype, generator)
+
+
+class CheckerboardAffineCoupling(Flow):
+    """An affine coupling of the sites of one checkerboard colour, conditioned on the other.
+
+    Args:
+        length: L.
+        parity: 0 or 1, which colour is frozen.
+        net: the conditioner ``[B, 1, L, L] → [B, 2, L, L]`` (see :func:`conv_net`).
+    """
+
+    def __init__(self, length: int, parity: int, net: nn.Module):
+        super().__init__()
+        self.length = int(length)
+        dtype = next(net.parameters()).dtype
+        self.register_buffer("mask", checkerboard_mask(length, parity).to(dtype))
+        self.net = net
+
+    def _scale_shift(self, frozen: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(frozen[:, None])
+        active = 1.0 - self.mask
+        return active * out[:, 0], active * out[:, 1]
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        field = z.reshape(-1, self.length, self.length)
+        frozen = self.mask * field
+        s, t = self._scale_shift(frozen)
+        x = frozen + (1.0 - self.mask) * field * s.exp() + t
+        return x.reshape(z.shape), s.sum(dim=(-2, -1))
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        field = x.reshape(-1, self.length, self.length)
+        frozen = self.mask * field
+        s, t = self._scale_shift(frozen)
+        z = frozen + (1.0 - self.mask) * (field - t) * (-s).exp()
+        return z.reshape(x.shape), -s.sum(dim=(-2, -1))
+
+
+def make_lattice_flow(
+    length: int,
+    n_layers: int = 16,
+    hidden: int = 8,
+    n_hidden_layers: int = 2,
+    kernel_size: int = 3,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> Sequential:
+    """The tutorial's flow: ``n_layers`` checkerboard affine couplings, then ``[B, L, L]``.
+
+    The tutorial's φ⁴ model has 16 layers with two hidden convolutions of 8 channels.
+    """
+    if length % 2 or n_layers < 1:
+        raise ValueError(f"need an even L and n_layers ≥ 1, got L = {length}, {n_layers}")
+    generator = torch.Generator().manual_seed(seed)
+    layers: list[Flow] = [
+        CheckerboardAffineCoupling(
+            length, k % 2, conv_net(hidden, n_hidden_layers, kernel_size, dtype, generator)
+        )
+        for k in range(n_layers)
+    ]
+    return Sequential(*layers, Flatten((length, length)))

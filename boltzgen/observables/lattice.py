@@ -1,0 +1,106 @@
+"""Observables of lattice configurations, and the kinds a card's ``observables`` names.
+
+Per-configuration series (``[B]``) whose expectation (or variance) is the observable:
+
+* ``plaquette`` — ⟨cos θ_P⟩, the mean over plaquettes of U(1) links ``θ: [B, 2, L, L]``.
+* ``q2`` — ⟨Q²⟩, Q = Σ_P θ̃_P / 2π with θ̃_P wrapped to [−π, π) (an integer on the torus).
+* ``two_point_susceptibility`` — χ₂ = Σ_x G_c(x) = V(⟨M²⟩ − ⟨M⟩²) of a scalar field
+  ``φ: [B, L, L]`` with M = Σ_x φ(x)/V: the *variance* of y = Σ_x φ(x)/√V
+  (G_c as in the tutorial, arXiv 2101.08176, eq. 37).
+* ``field_abs_magnetization`` — ⟨|M|⟩ of a scalar field.
+* ``spin_energy_density`` and ``spin_abs_magnetization`` — the Ising model's ⟨H⟩/N and
+  ⟨|Σ s_i|⟩/N from its Gaussian (Hubbard–Stratonovich) field x, averaged exactly over the
+  spins given x, P(s_i = +1 | x) = σ(2x_i) (see :mod:`boltzgen.energies.lattice.ising`):
+  E[s_i s_j | x] = tanh x_i tanh x_j, and the law of Σ s_i given x is the Poisson binomial
+  computed by recursion over the sites. Conditioning removes the spin noise.
+
+A card names them as ``observables: {result_name: kind}``, e.g.
+``observables: {plaquette: plaquette, q2: q2}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Observable:
+    """A series ``x: [B, ...] -> [B]`` and whether its mean or its variance is reported."""
+
+    series: Callable[[Tensor], Tensor]
+    statistic: str = "mean"
+
+
+def plaquette_angles(theta: Tensor) -> Tensor:
+    """θ_P(x) = θ_0(x) + θ_1(x+0̂) − θ_0(x+1̂) − θ_1(x) of ``theta: [B, 2, L, L]``."""
+    t0, t1 = theta[:, 0], theta[:, 1]
+    return t0 + t1.roll(-1, -2) - t0.roll(-1, -1) - t1
+
+
+def wrap(angle: Tensor) -> Tensor:
+    """``angle`` wrapped into [−π, π)."""
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def plaquette(theta: Tensor) -> Tensor:
+    """Mean cos θ_P over the plaquettes: ``[B]``."""
+    return torch.cos(plaquette_angles(theta)).mean(dim=(-2, -1))
+
+
+def topological_charge(theta: Tensor) -> Tensor:
+    """Q = Σ_P wrap(θ_P) / 2π: ``[B]``, integer up to rounding."""
+    return wrap(plaquette_angles(theta)).sum(dim=(-2, -1)) / (2 * math.pi)
+
+
+def q2(theta: Tensor) -> Tensor:
+    """Q²: ``[B]``."""
+    return topological_charge(theta) ** 2
+
+
+def scaled_magnetization(phi: Tensor) -> Tensor:
+    """y = Σ_x φ(x)/√V, whose variance is χ₂ = Σ_x G_c(x): ``[B]``."""
+    return phi.sum(dim=(-2, -1)) / math.sqrt(phi.shape[-1] * phi.shape[-2])
+
+
+def field_abs_magnetization(phi: Tensor) -> Tensor:
+    """|M| = |Σ_x φ(x)| / V: ``[B]``."""
+    return phi.mean(dim=(-2, -1)).abs()
+
+
+def spin_energy_density(x: Tensor) -> Tensor:
+    """E[H/N | x] = −(1/N) Σ_⟨ij⟩ tanh x_i tanh x_j for the Ising field ``x: [B, L, L]``."""
+    t = torch.tanh(x)
+    return -(t * (t.roll(-1, -1) + t.roll(-1, -2))).mean(dim=(-2, -1))
+
+
+def spin_abs_magnetization(x: Tensor) -> Tensor:
+    """E[|Σ_i s_i| / N | x] with independent P(s_i = +1) = σ(2x_i): ``[B]``.
+
+    The number of up spins has the Poisson-binomial law, built site by site:
+    P_{k+1}(j) = P_k(j)(1 − p_k) + P_k(j − 1) p_k.
+    """
+    p = torch.sigmoid(2.0 * x).flatten(1)
+    n = p.shape[1]
+    law = torch.zeros(p.shape[0], n + 1, dtype=p.dtype)
+    law[:, 0] = 1.0
+    for site in range(n):
+        up = p[:, site : site + 1]
+        law = law * (1 - up) + torch.nn.functional.pad(law[:, :-1], (1, 0)) * up
+    ups = torch.arange(n + 1, dtype=p.dtype)
+    return (law * (2 * ups - n).abs()).sum(1) / n
+
+
+OBSERVABLE_KINDS: dict[str, Observable] = {
+    "plaquette": Observable(plaquette),
+    "q2": Observable(q2),
+    "two_point_susceptibility": Observable(scaled_magnetization, "variance"),
+    "field_abs_magnetization": Observable(field_abs_magnetization),
+    "spin_energy_density": Observable(spin_energy_density),
+    "spin_abs_magnetization": Observable(spin_abs_magnetization),
+}
+"""Observable kinds a card's ``observables: {name: kind}`` may name."""
