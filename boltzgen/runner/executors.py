@@ -10,12 +10,15 @@
   or a ``LocalCluster`` on this machine (``scheduler: local``); a task lost with
   its worker is retried and resumes from its checkpoint.
 
-Every executor skips finished tasks (their ``result.json`` exists), and each failure
-is written to the task folder's ``error.txt``.
+Every executor skips finished tasks (an intact ``result.json`` of the same settings),
+and each failure is written to the task folder's ``error.txt``, its first line saying
+what went wrong. A task whose worker process dies is rerun (local: in a fresh pool,
+dask: on another worker), at most twice, and resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shlex
@@ -25,12 +28,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from boltzgen.errors import ConfigError
+from boltzgen.records.files import WriteError, notice, write_atomic
 from boltzgen.runner.config import Experiment, Resources
 from boltzgen.runner.progress import task_output
 from boltzgen.runner.quiet import quiet_imports
@@ -93,12 +98,16 @@ def _ignore_interrupts() -> None:
 
 
 def _failure(task: Task, run_dir: Path, error: BaseException) -> str:
-    """Write the error to the task folder; return its first line."""
-    directory = task.directory(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    text = "".join(traceback.format_exception(error))
-    (directory / "error.txt").write_text(text)
-    return f"{type(error).__name__}: {error}".splitlines()[0]
+    """Write the error to the task folder's ``error.txt`` (its first line says what went
+    wrong, the traceback follows); return that line.
+
+    When even ``error.txt`` cannot be written (a full disk), the line is only returned.
+    """
+    line = f"{type(error).__name__}: {error}".splitlines()[0]
+    text = line + "\n\n" + "".join(traceback.format_exception(error))
+    with contextlib.suppress(WriteError):
+        write_atomic(task.directory(run_dir) / "error.txt", text.encode())
+    return line
 
 
 def _pending(tasks: Sequence[Task], run_dir: Path, report: Report) -> list[Task]:
@@ -126,24 +135,55 @@ def run_debug(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: 
             report(task, None, _failure(task, run_dir, error))
 
 
+LOCAL_RETRIES = 2
+"""Times the local executor reruns a task whose worker process died (as dask does)."""
+
+
 def run_local(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment) -> None:
-    """Run tasks in a pool of ``experiment.workers`` spawned processes."""
+    """Run tasks in a pool of ``experiment.workers`` spawned processes.
+
+    A worker that dies (killed, out of memory) breaks the pool: the tasks it took down
+    with it are rerun in a fresh pool, each at most :data:`LOCAL_RETRIES` times, and
+    resume from their checkpoints; finished tasks are never rerun.
+    """
     todo = _pending(tasks, run_dir, report)
-    if not todo:
-        return
+    lost = dict.fromkeys((task.key for task in todo), 0)
+    while todo:
+        broken = _local_round(todo, run_dir, report, experiment)
+        for task in broken:
+            lost[task.key] += 1
+            if lost[task.key] > LOCAL_RETRIES:
+                error = RuntimeError(
+                    f"its worker process died {lost[task.key]} times; rerun to resume it"
+                )
+                report(task, None, _failure(task, run_dir, error))
+        todo = [task for task in broken if lost[task.key] <= LOCAL_RETRIES]
+        if todo:
+            notice(f"a worker process died; rerunning {len(todo)} task(s) from their checkpoints")
+
+
+def _local_round(
+    todo: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment
+) -> list[Task]:
+    """Run ``todo`` in one pool; return the tasks lost to a worker that died."""
     workers = min(experiment.workers, len(todo))
     threads = task_threads(experiment, "local")
     thread_environment(threads)
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    broken = []
     try:
         futures = {pool.submit(run_in_worker, task, run_dir, threads): task for task in todo}
         for future in as_completed(futures):
-            _collect(futures[future], future.result, run_dir, report)
+            if isinstance(future.exception(), BrokenProcessPool):
+                broken.append(futures[future])
+            else:
+                _collect(futures[future], future.result, run_dir, report)
     except KeyboardInterrupt:
         _stop(pool)
         raise
     pool.shutdown()
+    return [task for task in todo if task in broken]
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
