@@ -153,9 +153,7 @@ def run_with_kills(
 def _strip(value: Any) -> Any:
     """``value`` without the wall-clock fields."""
     if isinstance(value, dict):
-        return {
-            k: _strip(v) for k, v in value.items() if not any(tag in k for tag in VOLATILE)
-        }
+        return {k: _strip(v) for k, v in value.items() if not any(tag in k for tag in VOLATILE)}
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value

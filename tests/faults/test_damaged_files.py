@@ -77,7 +77,7 @@ def test_status_shows_a_damaged_result_as_not_done(tmp_path):
     run_task(t, tmp_path)
     assert task_status(tmp_path)[0][1] == "done"
     cut(t.directory(tmp_path) / "result.json", 3)
-    key, state, detail = task_status(tmp_path)[0]
+    _, state, detail = task_status(tmp_path)[0]
     assert state == "interrupted" and "does not match its checksum" in detail
 
 
@@ -126,5 +126,6 @@ def test_a_cut_settings_stamp_reruns_from_the_start(tmp_path, clean, capfd):
     (folder / "result.json").unlink()
     cut(folder / "checkpoint" / "settings.json", 2)
     run_task(t, tmp_path)
-    assert "rerunning double_well_2d/boltzmann_generator/seed4 from the start" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "rerunning double_well_2d/boltzmann_generator/seed4 from the start" in err
     same_result(folder, t.directory(clean))
