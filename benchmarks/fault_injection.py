@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100, help="kill points in all")
     parser.add_argument("--per-round", type=int, default=10, help="kills during each run")
-    parser.add_argument("--seeds", type=int, default=4, help="seeds per method in a sweep")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per method in a sweep")
     parser.add_argument("--max-delay", type=float, default=4.0, help="seconds between kills")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/fault_injection"))
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     clean = clean_run(args.out, seeds)
     rounds, total = [], Round()
-    for index in range(-(-args.kills // args.per_round)):
+    while len(total.kills) < args.kills and len(rounds) < 3 * args.kills:
+        index = len(rounds)
         executor = ("local", "dask")[index % 2]
         folder = args.out / f"round{index:02d}"
         folder.mkdir(exist_ok=True)

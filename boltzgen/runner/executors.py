@@ -136,30 +136,32 @@ def run_debug(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: 
 
 
 LOCAL_RETRIES = 2
-"""Times the local executor reruns a task whose worker process died (as dask does)."""
+"""Fresh pools in a row the local executor starts after worker deaths with no task finished."""
 
 
 def run_local(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment) -> None:
     """Run tasks in a pool of ``experiment.workers`` spawned processes.
 
     A worker that dies (killed, out of memory) breaks the pool: the tasks it took down
-    with it are rerun in a fresh pool, each at most :data:`LOCAL_RETRIES` times, and
-    resume from their checkpoints; finished tasks are never rerun.
+    with it run again in a fresh pool and resume from their checkpoints; finished tasks
+    are never rerun. After :data:`LOCAL_RETRIES` fresh pools in a row in which no task
+    finished, the tasks left are reported as failed.
     """
-    todo = _pending(tasks, run_dir, report)
-    lost = dict.fromkeys((task.key for task in todo), 0)
+    todo, barren = _pending(tasks, run_dir, report), 0
     while todo:
-        broken = _local_round(todo, run_dir, report, experiment)
-        for task in broken:
-            lost[task.key] += 1
-            if lost[task.key] > LOCAL_RETRIES:
+        lost = _local_round(todo, run_dir, report, experiment)
+        barren = barren + 1 if len(lost) == len(todo) else 0
+        if lost and barren > LOCAL_RETRIES:
+            for task in lost:
                 error = RuntimeError(
-                    f"its worker process died {lost[task.key]} times; rerun to resume it"
+                    f"worker processes died {barren} times in a row with no task finishing; "
+                    "rerun to resume from the checkpoints"
                 )
                 report(task, None, _failure(task, run_dir, error))
-        todo = [task for task in broken if lost[task.key] <= LOCAL_RETRIES]
-        if todo:
-            notice(f"a worker process died; rerunning {len(todo)} task(s) from their checkpoints")
+            return
+        if lost:
+            notice(f"a worker process died; rerunning {len(lost)} task(s) from their checkpoints")
+        todo = lost
 
 
 def _local_round(
