@@ -45,8 +45,8 @@ BG = {
     "flow": {"n_layers": 2, "hidden": 16},
     "train": {"steps": 60, "batch_size": 32, "n_data": 200, "checkpoint_every": 5},
 }
-VOLATILE = ("started", "finished", "wall_s", "train_wall_s", "per_second", "seconds")
-"""Result fields that measure wall-clock time, left out of the comparison."""
+VOLATILE = ("started", "finished", "wall_s", "_per_s", "per_second", "seconds")
+"""Endings of the result fields that measure wall-clock time, left out of the comparison."""
 
 
 def experiment(seeds: Iterable[int], executor: str, workers: int = 2) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def run_with_kills(
 def _strip(value: Any) -> Any:
     """``value`` without the wall-clock fields."""
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if not any(tag in k for tag in VOLATILE)}
+        return {k: _strip(v) for k, v in value.items() if not k.endswith(VOLATILE)}
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value

@@ -11,6 +11,7 @@ import torch
 from boltzgen.records.files import write_atomic
 from boltzgen.runner.config import parse_experiment
 from boltzgen.runner.manifest import task_status, write_manifest
+from boltzgen.runner.report import load_results
 from boltzgen.runner.tasks import is_finished, plan, run_task
 from boltzgen.training.checkpoint import (
     load_good_checkpoint,
@@ -129,3 +130,12 @@ def test_a_cut_settings_stamp_reruns_from_the_start(tmp_path, clean, capfd):
     err = capfd.readouterr().err
     assert "rerunning double_well_2d/boltzmann_generator/seed4 from the start" in err
     same_result(folder, t.directory(clean))
+
+
+def test_the_report_leaves_out_a_damaged_result(tmp_path, capfd):
+    _, t = task(HMC)
+    run_task(t, tmp_path)
+    assert len(load_results(tmp_path)) == 1
+    cut(t.directory(tmp_path) / "result.json", 5)
+    assert load_results(tmp_path) == []
+    assert "left out of the report" in capfd.readouterr().err
