@@ -3,7 +3,8 @@
 A sweep of short tasks on ``double_well_2d`` (HMC, and a Boltzmann generator trained
 for a few checkpointed steps) runs under ``boltzgen run`` on the local executor or on
 a dask ``LocalCluster``. While it runs, a seeded harness SIGKILLs a randomly chosen
-worker process at random instants; the run is then repeated until it exits cleanly.
+worker process at random instants (each within a few seconds of a worker beginning a
+task); the run is then repeated until it exits cleanly.
 Every task's ``samples.npz`` must equal a clean run's bit for bit and its
 ``result.json`` must equal it outside wall-clock fields, and no task may be computed
 to completion twice (``RUN_DIR/completions.log`` holds one line per completion).
@@ -109,22 +110,35 @@ class Round:
     twice: list[str] = field(default_factory=list)
 
 
+def _starts(log: Path) -> int:
+    """Tasks begun so far: the ``start`` lines workers print once they are up."""
+    return log.read_text(errors="replace").count("  start  ") if log.exists() else 0
+
+
 def kill_randomly(
-    process: subprocess.Popen, kills: int, rng: random.Random, max_delay_s: float
+    process: subprocess.Popen, kills: int, rng: random.Random, max_delay_s: float, log: Path
 ) -> list[float]:
-    """SIGKILL a random worker of ``process`` after each random delay; the kill instants."""
-    start, done = time.monotonic(), []
+    """SIGKILL a random worker of ``process`` ``kills`` times; the kill instants.
+
+    Before each kill a worker must have begun a task since the last one (so the run
+    moves on between kills, and kills land in tasks rather than in interpreter start-up);
+    the kill then comes after a random delay of up to ``max_delay_s``.
+    """
+    start, done, seen = time.monotonic(), [], _starts(log)
     while len(done) < kills and process.poll() is None:
+        if _starts(log) <= seen:
+            time.sleep(0.1)
+            continue
         time.sleep(rng.uniform(0.0, max_delay_s))
-        victims = workers(process.pid)
+        victims = sorted(workers(process.pid), key=lambda p: p.pid)
         if not victims:
             continue
-        victim = rng.choice(sorted(victims, key=lambda p: p.pid))
         try:
-            os.kill(victim.pid, signal.SIGKILL)
+            os.kill(rng.choice(victims).pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
         done.append(time.monotonic() - start)
+        seen = _starts(log)
     return done
 
 
@@ -142,7 +156,7 @@ def run_with_kills(
     for attempt in range(max_runs):
         process = start_run(experiment_file, run_dir, log)
         if attempt == 0:
-            result.kills = kill_randomly(process, kills, rng, max_delay_s)
+            result.kills = kill_randomly(process, kills, rng, max_delay_s, log)
         code = process.wait(timeout=1800)
         result.runs += 1
         if code == 0:

@@ -2,13 +2,16 @@
 task reruns (from its last good checkpoint) saying so in one line, and ends with the
 same result as an undisturbed run — never a crash, never a wrong result."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from boltzgen.records.files import write_atomic
+from boltzgen.records import files
+from boltzgen.records.files import WriteError
 from boltzgen.runner.config import parse_experiment
 from boltzgen.runner.manifest import task_status, write_manifest
 from boltzgen.runner.report import load_results
@@ -95,11 +98,22 @@ def test_checkpoints_keep_the_last_good_generation(tmp_path, capfd):
     assert state is None and "starting this stage over" in line
 
 
-def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path):
+def test_a_checkpoint_write_failing_on_a_full_disk_keeps_the_last_one(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 5})
-    write_atomic(path.with_name(".checkpoint.pt.0.tmp"), b"")  # a leftover temp file is harmless
-    assert load_good_checkpoint(path)[0]["step"] == 5
+
+    def full(target, data):
+        """The disk fills up just as the new checkpoint's data are written."""
+        if target.name != "checkpoint.pt":
+            return stage(target, data)
+        raise WriteError(target, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+    stage = files._stage
+
+    monkeypatch.setattr(files, "_stage", full)
+    with pytest.raises(WriteError, match=r"checkpoint.pt: No space left on device \(ENOSPC\)"):
+        save_checkpoint(path, {"step": 10})
+    assert load_good_checkpoint(path) == ({"step": 5}, None)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
