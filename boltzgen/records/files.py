@@ -162,7 +162,9 @@ def read_verified(path: str | Path) -> bytes:
     data = path.read_bytes()
     expected = recorded_checksum(path)
     if expected is None:
-        raise DamagedFile(path, "has no recorded checksum (cut short while being written?)")
+        raise DamagedFile(
+            path, "has no recorded checksum (cut short, or written by an older boltzgen)"
+        )
     actual = sha256_bytes(data)
     if actual != expected:
         raise DamagedFile(

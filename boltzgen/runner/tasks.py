@@ -39,6 +39,7 @@ from boltzgen.records.files import (
     damage,
     notice,
     read_verified,
+    recorded_checksum,
     remove_with_checksum,
     write_json,
 )
@@ -168,13 +169,27 @@ def _verified_json(path: Path) -> dict[str, Any] | None:
     return json.loads(read_verified(path))
 
 
+def _readable_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path`` if it matches its checksum or, having none recorded (a
+    file of an older boltzgen), parses; ``None`` if it is missing or damaged."""
+    if recorded_checksum(path) is not None:
+        return _verified_json(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def stored_hash(directory: Path) -> tuple[bool, str | None]:
     """``(has something, its settings hash)`` of a task folder's result or checkpoint.
 
-    Only files that match their checksums are read; damaged ones count as absent.
+    Damaged files count as absent. This only decides whether a folder belongs to other
+    settings; whether a result is finished is decided on checksums alone
+    (:func:`is_finished`).
     """
     for path in (directory / "result.json", directory / "checkpoint" / "settings.json"):
-        record = _verified_json(path)
+        record = _readable_json(path)
         if record is not None:
             return True, record.get("settings_hash")
     return (directory / "checkpoint").exists(), None
@@ -222,7 +237,7 @@ def check_settings(task: Task, run_dir: Path, force: bool = False) -> None:
 
 
 def _changes(task: Task, directory: Path) -> list[str]:
-    record = _verified_json(directory / "checkpoint" / "settings.json")
+    record = _readable_json(directory / "checkpoint" / "settings.json")
     if record is None:
         return []
     stored = record.get("settings", {})

@@ -153,3 +153,15 @@ def test_the_report_leaves_out_a_damaged_result(tmp_path, capfd):
     cut(t.directory(tmp_path) / "result.json", 5)
     assert load_results(tmp_path) == []
     assert "left out of the report" in capfd.readouterr().err
+
+
+def test_results_without_checksums_are_recomputed_not_refused(tmp_path, clean, capfd):
+    """A folder from before checksums (same settings) is not stale: its task reruns."""
+    _, t = task(HMC)
+    run_task(t, tmp_path)
+    for path in t.directory(tmp_path).rglob("*.sha256"):
+        path.unlink()
+    assert not is_finished(t, tmp_path)
+    run_task(t, tmp_path)
+    assert "has no recorded checksum" in capfd.readouterr().err
+    same_result(t.directory(tmp_path), t.directory(clean))
