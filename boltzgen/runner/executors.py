@@ -25,6 +25,7 @@ import shlex
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -361,8 +362,43 @@ def run_dask(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: E
             resources=None if resources.scheduler == "local" else {"task": 1},
         )
         index = {future.key: task for future, task in zip(futures, todo, strict=True)}
-        for future in as_completed(futures):
+        if resources.scheduler != "local":
+            for future in as_completed(futures):
+                _collect(index[future.key], future.result, run_dir, report)
+            return
+        _gather_local(client, futures, index, run_dir, report)
+
+
+DASK_NO_WORKERS_S = 120.0
+"""Seconds a dask LocalCluster may stay without a worker before its tasks are given up."""
+
+
+def _gather_local(
+    client: Any, futures: list[Any], index: dict[str, Task], run_dir: Path, report: Report
+) -> None:
+    """Collect the futures of a LocalCluster; if every worker has died and none came back
+    for :data:`DASK_NO_WORKERS_S`, report the tasks left as failed instead of waiting."""
+    from dask.distributed import TimeoutError as DaskTimeout
+    from dask.distributed import wait
+
+    pending, since = set(futures), time.monotonic()
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=5, return_when="FIRST_COMPLETED")
+        except DaskTimeout:
+            done = set()
+        for future in done:
             _collect(index[future.key], future.result, run_dir, report)
+        if client.scheduler_info().get("workers"):
+            since = time.monotonic()
+        elif time.monotonic() - since > DASK_NO_WORKERS_S:
+            error = RuntimeError(
+                "the dask LocalCluster lost all its workers and none restarted; "
+                "rerun to resume from the checkpoints"
+            )
+            for future in pending:
+                report(index[future.key], None, _failure(index[future.key], run_dir, error))
+            return
 
 
 def render_job_script(experiment: Experiment, executor: str, run_dir: Path | None = None) -> str:

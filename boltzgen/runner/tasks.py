@@ -21,12 +21,15 @@ one line to ``RUN_DIR/completions.log``, so a task computed twice shows as two l
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,6 +321,31 @@ def run_task(
     directory = task.directory(run_dir)
     if is_finished(task, run_dir):
         return json.loads(read_verified(directory / "result.json"))
+    with _task_lock(directory):
+        if is_finished(task, run_dir):
+            return json.loads(read_verified(directory / "result.json"))
+        return _run_unfinished(task, run_dir, progress, force)
+
+
+@contextmanager
+def _task_lock(directory: Path) -> Iterator[None]:
+    """Hold an ``flock`` on ``directory/.task.lock`` (released by the kernel if we die).
+
+    A scheduler may start a second copy of a task while the first still runs (dask
+    keeps a task it gave up on running in its worker); the second waits here and then
+    finds the result written instead of computing it again.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".task.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_unfinished(task: Task, run_dir: Path, progress: bool, force: bool) -> dict[str, Any]:
+    directory = task.directory(run_dir)
     discard_damaged(task, run_dir)
     check_settings(task, run_dir, force)
     digest = _stamp(task, directory)
