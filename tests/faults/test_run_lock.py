@@ -120,3 +120,18 @@ def test_status_says_interrupted_when_the_holder_is_gone(tmp_path, experiment_fi
     assert [state for _, state, _ in task_status(run_dir)] == ["interrupted"]
     plant(run_dir, socket.gethostname(), os.getpid())
     assert [state for _, state, _ in task_status(run_dir)] == ["running"]
+
+
+def test_two_copies_of_one_task_at_once_compute_it_once(tmp_path):
+    """As when dask retries a task it gave up on while the first copy still runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from boltzgen.runner.config import parse_experiment
+    from boltzgen.runner.tasks import plan, run_task
+
+    (task,) = plan(parse_experiment(dict(EXPERIMENT), "lock.yaml"))
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: run_task(task, tmp_path), range(2))
+    assert first == second
+    lines = (tmp_path / "completions.log").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["task"] == task.key
