@@ -148,15 +148,16 @@ def run_with_kills(
     kills: int,
     rng: random.Random,
     max_delay_s: float = 4.0,
-    max_runs: int = 6,
+    max_runs: int = 8,
 ) -> Round:
-    """Run the sweep, killing ``kills`` workers during the first run, then rerun until
-    it succeeds (at most ``max_runs`` runs in all)."""
+    """Run the sweep, killing ``kills`` workers in all (a run that ends first takes the
+    rest into its rerun), then rerun until it succeeds (at most ``max_runs`` runs)."""
     result, log = Round(), run_dir.parent / f"{run_dir.name}.log"
-    for attempt in range(max_runs):
+    for _ in range(max_runs):
         process = start_run(experiment_file, run_dir, log)
-        if attempt == 0:
-            result.kills = kill_randomly(process, kills, rng, max_delay_s, log)
+        if len(result.kills) < kills:
+            left = kills - len(result.kills)
+            result.kills += kill_randomly(process, left, rng, max_delay_s, log)
         code = process.wait(timeout=1800)
         result.runs += 1
         if code == 0:
