@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format docs docs-test clean
+.PHONY: demo test test-slow test-faults lint format docs docs-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m "slow or faults"
+
+# Fault injection (docs/faults.md): killed workers, damaged files, locks, full disk, NaN storms.
+test-faults: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests/faults
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check boltzgen tests benchmarks

@@ -13,6 +13,7 @@ are ``x.view(T, C, ...)``, sample ``t * C + c`` being step ``t`` of chain ``c``.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.records.cost import Cost
-from boltzgen.records.files import write_json
+from boltzgen.records.files import write_atomic, write_json
 
 
 @dataclass
@@ -137,23 +138,26 @@ class WeightedSamples:
         """Write ``samples.npz`` (x, log_weights, energies) and ``result.json``.
 
         ``result.json`` holds ``result`` (if given) plus ``n_samples``, ``cost``,
-        ``n_chains``, ``n_runs`` and ``info``. Returns the directory.
+        ``n_chains``, ``n_runs`` and ``info``. Both are written atomically with their
+        SHA-256 beside them (``NAME.sha256``), ``result.json`` last: a folder whose
+        ``result.json`` matches its checksum holds a complete result. Returns the directory.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
         np.savez_compressed(
-            directory / "samples.npz",
+            buffer,
             x=self.x.detach().cpu().numpy(),
             log_weights=self.log_weights.detach().cpu().numpy(),
             energies=self.energies.detach().cpu().numpy(),
         )
+        write_atomic(directory / "samples.npz", buffer.getvalue(), checksum=True)
         record = dict(result or {})
         record.setdefault("n_samples", len(self))
         record["cost"] = self.cost.to_dict()
         record["n_chains"] = self.n_chains
         record["n_runs"] = self.n_runs
         record["info"] = self.info
-        write_json(directory / "result.json", record)
+        write_json(directory / "result.json", record, checksum=True)
         return directory
 
     @classmethod

@@ -1,7 +1,7 @@
 """The ``boltzgen`` command line.
 
     boltzgen run EXPERIMENT.yaml [--out DIR] [--executor local|debug|slurm|dask]
-                                 [--set key=value ...] [--dry-run] [--force]
+                                 [--set key=value ...] [--dry-run] [--force] [--wait]
     boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
@@ -12,7 +12,9 @@
 User errors (a bad card or experiment, a stale run folder, a missing batch command)
 print one line naming the file and field and exit with status 2, without a
 traceback; every check is made before any task runs. Ctrl-C prints one line and
-exits with status 130.
+exits with status 130. A run folder held by another ``boltzgen run`` is refused
+(status 75) unless ``--wait`` is given; a file that cannot be written (disk full,
+unwritable folder) prints the path and the reason and exits with status 1.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from boltzgen.errors import ConfigError
+from boltzgen.records.files import WriteError
 from boltzgen.reference import (
     MIN_ENTRIES,
     MDReferenceSettings,
@@ -40,6 +43,7 @@ from boltzgen.reference import (
 from boltzgen.runner import report
 from boltzgen.runner.config import load_experiment
 from boltzgen.runner.executors import EXECUTORS, check_executor, describe_executor
+from boltzgen.runner.lock import RunFolderLocked, run_folder_lock
 from boltzgen.runner.manifest import finish_manifest, mark_interrupted, task_status, write_manifest
 from boltzgen.runner.preflight import preflight
 from boltzgen.runner.quiet import quiet_imports
@@ -47,7 +51,9 @@ from boltzgen.runner.tasks import Task, plan
 from boltzgen.systems import list_systems, load_system, md_reference_value
 from boltzgen.version import __version__
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_LOCKED = 75
 EXIT_INTERRUPTED = 130
 
 
@@ -74,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="delete and recompute results made with other settings",
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another boltzgen run holds the run folder, wait for it to end instead of refusing",
     )
     run.add_argument(
         "--set",
@@ -200,8 +211,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(dry_run_summary(experiment, tasks, executor, run_dir))
         return 0
     check_executor(experiment, executor)
-    preflight(experiment, tasks, run_dir, force=args.force)
-    return _execute(experiment, tasks, executor, run_dir)
+    with run_folder_lock(run_dir, wait=args.wait):
+        preflight(experiment, tasks, run_dir, force=args.force)
+        return _execute(experiment, tasks, executor, run_dir)
 
 
 def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_dir: Path) -> str:
@@ -456,6 +468,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except RunFolderLocked as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

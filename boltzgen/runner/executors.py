@@ -10,27 +10,33 @@
   or a ``LocalCluster`` on this machine (``scheduler: local``); a task lost with
   its worker is retried and resumes from its checkpoint.
 
-Every executor skips finished tasks (their ``result.json`` exists), and each failure
-is written to the task folder's ``error.txt``.
+Every executor skips finished tasks (an intact ``result.json`` of the same settings),
+and each failure is written to the task folder's ``error.txt``, its first line saying
+what went wrong. A task whose worker process dies is rerun (local: in a fresh pool,
+dask: on another worker), at most twice, and resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shlex
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from boltzgen.errors import ConfigError
+from boltzgen.records.files import WriteError, notice, write_atomic
 from boltzgen.runner.config import Experiment, Resources
 from boltzgen.runner.progress import task_output
 from boltzgen.runner.quiet import quiet_imports
@@ -93,12 +99,16 @@ def _ignore_interrupts() -> None:
 
 
 def _failure(task: Task, run_dir: Path, error: BaseException) -> str:
-    """Write the error to the task folder; return its first line."""
-    directory = task.directory(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    text = "".join(traceback.format_exception(error))
-    (directory / "error.txt").write_text(text)
-    return f"{type(error).__name__}: {error}".splitlines()[0]
+    """Write the error to the task folder's ``error.txt`` (its first line says what went
+    wrong, the traceback follows); return that line.
+
+    When even ``error.txt`` cannot be written (a full disk), the line is only returned.
+    """
+    line = f"{type(error).__name__}: {error}".splitlines()[0]
+    text = line + "\n\n" + "".join(traceback.format_exception(error))
+    with contextlib.suppress(WriteError):
+        write_atomic(task.directory(run_dir) / "error.txt", text.encode())
+    return line
 
 
 def _pending(tasks: Sequence[Task], run_dir: Path, report: Report) -> list[Task]:
@@ -126,24 +136,57 @@ def run_debug(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: 
             report(task, None, _failure(task, run_dir, error))
 
 
+LOCAL_RETRIES = 2
+"""Fresh pools in a row the local executor starts after worker deaths with no task finished."""
+
+
 def run_local(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment) -> None:
-    """Run tasks in a pool of ``experiment.workers`` spawned processes."""
-    todo = _pending(tasks, run_dir, report)
-    if not todo:
-        return
+    """Run tasks in a pool of ``experiment.workers`` spawned processes.
+
+    A worker that dies (killed, out of memory) breaks the pool: the tasks it took down
+    with it run again in a fresh pool and resume from their checkpoints; finished tasks
+    are never rerun. After :data:`LOCAL_RETRIES` fresh pools in a row in which no task
+    finished, the tasks left are reported as failed.
+    """
+    todo, barren = _pending(tasks, run_dir, report), 0
+    while todo:
+        lost = _local_round(todo, run_dir, report, experiment)
+        barren = barren + 1 if len(lost) == len(todo) else 0
+        if lost and barren > LOCAL_RETRIES:
+            for task in lost:
+                error = RuntimeError(
+                    f"worker processes died {barren} times in a row with no task finishing; "
+                    "rerun to resume from the checkpoints"
+                )
+                report(task, None, _failure(task, run_dir, error))
+            return
+        if lost:
+            notice(f"a worker process died; rerunning {len(lost)} task(s) from their checkpoints")
+        todo = lost
+
+
+def _local_round(
+    todo: Sequence[Task], run_dir: Path, report: Report, experiment: Experiment
+) -> list[Task]:
+    """Run ``todo`` in one pool; return the tasks lost to a worker that died."""
     workers = min(experiment.workers, len(todo))
     threads = task_threads(experiment, "local")
     thread_environment(threads)
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    broken = []
     try:
         futures = {pool.submit(run_in_worker, task, run_dir, threads): task for task in todo}
         for future in as_completed(futures):
-            _collect(futures[future], future.result, run_dir, report)
+            if isinstance(future.exception(), BrokenProcessPool):
+                broken.append(futures[future])
+            else:
+                _collect(futures[future], future.result, run_dir, report)
     except KeyboardInterrupt:
         _stop(pool)
         raise
     pool.shutdown()
+    return [task for task in todo if task in broken]
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -319,8 +362,43 @@ def run_dask(tasks: Sequence[Task], run_dir: Path, report: Report, experiment: E
             resources=None if resources.scheduler == "local" else {"task": 1},
         )
         index = {future.key: task for future, task in zip(futures, todo, strict=True)}
-        for future in as_completed(futures):
+        if resources.scheduler != "local":
+            for future in as_completed(futures):
+                _collect(index[future.key], future.result, run_dir, report)
+            return
+        _gather_local(client, futures, index, run_dir, report)
+
+
+DASK_NO_WORKERS_S = 120.0
+"""Seconds a dask LocalCluster may stay without a worker before its tasks are given up."""
+
+
+def _gather_local(
+    client: Any, futures: list[Any], index: dict[str, Task], run_dir: Path, report: Report
+) -> None:
+    """Collect the futures of a LocalCluster; if every worker has died and none came back
+    for :data:`DASK_NO_WORKERS_S`, report the tasks left as failed instead of waiting."""
+    from dask.distributed import TimeoutError as DaskTimeout
+    from dask.distributed import wait
+
+    pending, since = set(futures), time.monotonic()
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=5, return_when="FIRST_COMPLETED")
+        except DaskTimeout:
+            done = set()
+        for future in done:
             _collect(index[future.key], future.result, run_dir, report)
+        if client.scheduler_info().get("workers"):
+            since = time.monotonic()
+        elif time.monotonic() - since > DASK_NO_WORKERS_S:
+            error = RuntimeError(
+                "the dask LocalCluster lost all its workers and none restarted; "
+                "rerun to resume from the checkpoints"
+            )
+            for future in pending:
+                report(index[future.key], None, _failure(index[future.key], run_dir, error))
+            return
 
 
 def render_job_script(experiment: Experiment, executor: str, run_dir: Path | None = None) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from boltzgen.records.files import damage, notice, recorded_checksum
 from boltzgen.runner import plots
 
 
@@ -71,8 +72,18 @@ class Row:
 
 
 def load_results(run_dir: Path) -> list[dict[str, Any]]:
-    """Every ``result.json`` under ``run_dir``, in a stable order."""
-    return [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/*/seed*/result.json"))]
+    """Every intact ``result.json`` under ``run_dir``, in a stable order.
+
+    One that does not match its recorded checksum is left out, with one line saying so.
+    """
+    results = []
+    for path in sorted(run_dir.glob("*/*/seed*/result.json")):
+        problem = damage(path) if recorded_checksum(path) is not None else None
+        if problem is not None:
+            notice(f"{problem}: left out of the report (rerun the experiment to redo it)")
+            continue
+        results.append(json.loads(path.read_text()))
+    return results
 
 
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:

@@ -8,15 +8,28 @@ stored in ``checkpoint/settings.json`` before the task starts and in
 finished and is not rerun; a folder holding results or a checkpoint of other
 settings is refused (:class:`StaleResultError`) unless the run is forced, which
 deletes them first.
+
+Faults (docs/faults.md): every file is written atomically with its SHA-256 beside it
+(:mod:`boltzgen.records.files`). A result or settings stamp found truncated or
+corrupted is deleted with one line on stderr and the task reruns, resuming from its
+checkpoint when that checks out. A method whose samples are unusable (non-finite
+coordinates, every energy non-finite, no proposal accepted) fails with
+:class:`NoResultError` and writes no result. Each computation that finishes appends
+one line to ``RUN_DIR/completions.log``, so a task computed twice shows as two lines.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import shutil
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +37,15 @@ from typing import Any
 import torch
 
 from boltzgen.errors import ConfigError
+from boltzgen.records import EvaluationCounter, WeightedSamples
+from boltzgen.records.files import (
+    damage,
+    notice,
+    read_verified,
+    recorded_checksum,
+    remove_with_checksum,
+    write_json,
+)
 from boltzgen.records.provenance import versions
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
@@ -139,23 +161,69 @@ def settings_hash(task: Task) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+RESULT_FILES = ("samples.npz", "result.json")
+"""A task's result: both files, each matching the checksum beside it."""
+
+
+def _verified_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path`` if it matches its checksum, else ``None``."""
+    if damage(path) is not None:
+        return None
+    return json.loads(read_verified(path))
+
+
+def _readable_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path`` if it matches its checksum or, having none recorded (a
+    file of an older boltzgen), parses; ``None`` if it is missing or damaged."""
+    if recorded_checksum(path) is not None:
+        return _verified_json(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def stored_hash(directory: Path) -> tuple[bool, str | None]:
-    """``(has something, its settings hash)`` of a task folder's result or checkpoint."""
-    for path, key in (
-        (directory / "result.json", "settings_hash"),
-        (directory / "checkpoint" / "settings.json", "settings_hash"),
-    ):
-        if path.exists():
-            return True, json.loads(path.read_text()).get(key)
+    """``(has something, its settings hash)`` of a task folder's result or checkpoint.
+
+    Damaged files count as absent. This only decides whether a folder belongs to other
+    settings; whether a result is finished is decided on checksums alone
+    (:func:`is_finished`).
+    """
+    for path in (directory / "result.json", directory / "checkpoint" / "settings.json"):
+        record = _readable_json(path)
+        if record is not None:
+            return True, record.get("settings_hash")
     return (directory / "checkpoint").exists(), None
 
 
 def is_finished(task: Task, run_dir: Path) -> bool:
-    """Whether the task's folder holds the result of exactly these settings."""
+    """Whether the task's folder holds an intact result of exactly these settings."""
     directory = task.directory(run_dir)
-    if not ((directory / "result.json").exists() and (directory / "samples.npz").exists()):
+    if any(damage(directory / name) for name in RESULT_FILES):
         return False
     return stored_hash(directory)[1] == settings_hash(task)
+
+
+def discard_damaged(task: Task, run_dir: Path) -> None:
+    """Delete a result or settings stamp that is incomplete or damaged, saying so in one line.
+
+    A damaged result reruns the task (from its checkpoint, if that checks out); a
+    damaged settings stamp leaves the checkpoint unattributable, so it is deleted too.
+    """
+    directory = task.directory(run_dir)
+    present = [directory / n for n in RESULT_FILES if (directory / n).exists()]
+    problems = [p for p in (damage(path) for path in present) if p is not None]
+    if present and (problems or len(present) < len(RESULT_FILES)):
+        reason = problems[0] if problems else f"{present[0]} has no companion result file"
+        notice(f"{reason}: rerunning {task.key}")
+        for name in RESULT_FILES:
+            remove_with_checksum(directory / name)
+    stamp = directory / "checkpoint" / "settings.json"
+    if stamp.exists() and (reason := damage(stamp)) is not None:
+        notice(f"{reason}: rerunning {task.key} from the start")
+        shutil.rmtree(directory / "checkpoint", ignore_errors=True)
 
 
 def check_settings(task: Task, run_dir: Path, force: bool = False) -> None:
@@ -166,16 +234,16 @@ def check_settings(task: Task, run_dir: Path, force: bool = False) -> None:
         return
     if not force:
         raise StaleResultError(directory, _changes(task, directory))
-    for name in ("result.json", "samples.npz", "error.txt"):
-        (directory / name).unlink(missing_ok=True)
+    for name in (*RESULT_FILES, "error.txt"):
+        remove_with_checksum(directory / name)
     shutil.rmtree(directory / "checkpoint", ignore_errors=True)
 
 
 def _changes(task: Task, directory: Path) -> list[str]:
-    record = directory / "checkpoint" / "settings.json"
-    if not record.exists():
+    record = _readable_json(directory / "checkpoint" / "settings.json")
+    if record is None:
         return []
-    stored = json.loads(record.read_text()).get("settings", {})
+    stored = record.get("settings", {})
     current = json.loads(json.dumps(task_settings(task), default=str))
     return _differences(stored, current)
 
@@ -183,10 +251,9 @@ def _changes(task: Task, directory: Path) -> list[str]:
 def _stamp(task: Task, directory: Path) -> str:
     """Write ``checkpoint/settings.json`` (hash and settings) and return the hash."""
     digest = settings_hash(task)
-    folder = directory / "checkpoint"
-    folder.mkdir(parents=True, exist_ok=True)
     record = {"settings_hash": digest, "settings": task_settings(task)}
-    (folder / "settings.json").write_text(json.dumps(record, indent=1, default=str))
+    plain = json.loads(json.dumps(record, default=str))
+    write_json(directory / "checkpoint" / "settings.json", plain, checksum=True)
     return digest
 
 
@@ -202,25 +269,105 @@ def _context(task: Task, run_dir: Path, progress: bool) -> MethodContext:
     )
 
 
+class NoResultError(RuntimeError):
+    """A method returned samples that cannot be scored: nothing is written as a result."""
+
+
+def unusable(samples: WeightedSamples, spent: EvaluationCounter) -> str | None:
+    """Why ``samples`` cannot be a result (a NaN storm, chains that never moved), or ``None``.
+
+    ``spent`` is what the run evaluated on the target; its non-finite count is quoted.
+    """
+    storm = f"{spent.nonfinite:,} of {spent.energy + spent.force:,} target evaluations non-finite"
+    bad_x = int((~torch.isfinite(samples.x.flatten(1))).any(dim=1).sum()) if len(samples) else 0
+    if bad_x:
+        return f"{bad_x} of {len(samples)} samples have non-finite coordinates ({storm})"
+    usable = torch.isfinite(samples.energies) & torch.isfinite(samples.log_weights)
+    if not bool(usable.any()):
+        return f"every sample has a non-finite energy or zero weight ({storm})"
+    if samples.is_chain and samples.info.get("acceptance") == 0.0:
+        return f"no proposal was accepted: the chains never moved ({storm})"
+    return None
+
+
+def _record_completion(task: Task, run_dir: Path, digest: str) -> None:
+    """Append one line to ``RUN_DIR/completions.log`` (one ``write`` with ``O_APPEND``)."""
+    line = json.dumps(
+        {
+            "task": task.key,
+            "settings_hash": digest,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+        }
+    )
+    handle = os.open(run_dir / "completions.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(handle, (line + "\n").encode())
+    finally:
+        os.close(handle)
+
+
 def run_task(
     task: Task, run_dir: Path, progress: bool = False, force: bool = False
 ) -> dict[str, Any]:
     """Run ``task`` unless finished, write its folder, and return its result record.
 
     Raises :class:`StaleResultError` when the folder holds another settings' results
-    (``force`` deletes them and reruns).
+    (``force`` deletes them and reruns), :class:`NoResultError` when the method's
+    samples are unusable, and :class:`~boltzgen.records.files.WriteError` when the disk
+    is full or the folder unwritable.
     """
     directory = task.directory(run_dir)
-    done = directory / "result.json"
     if is_finished(task, run_dir):
-        return json.loads(done.read_text())
+        return json.loads(read_verified(directory / "result.json"))
+    with _task_lock(directory):
+        if is_finished(task, run_dir):
+            return json.loads(read_verified(directory / "result.json"))
+        return _run_unfinished(task, run_dir, progress, force)
+
+
+@contextmanager
+def _task_lock(directory: Path) -> Iterator[None]:
+    """Hold an ``flock`` on ``directory/.task.lock`` (released by the kernel if we die).
+
+    A scheduler may start a second copy of a task while the first still runs (dask
+    keeps a task it gave up on running in its worker); the second waits here and then
+    finds the result written instead of computing it again.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".task.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_unfinished(task: Task, run_dir: Path, progress: bool, force: bool) -> dict[str, Any]:
+    directory = task.directory(run_dir)
+    discard_damaged(task, run_dir)
     check_settings(task, run_dir, force)
     digest = _stamp(task, directory)
     system = load_system(task.system, backend=task.energy_backend)
+    try:
+        result = _compute(task, run_dir, system, digest, progress)
+    finally:
+        system.energy.close()
+    (directory / "error.txt").unlink(missing_ok=True)
+    _record_completion(task, run_dir, digest)
+    return result
+
+
+def _compute(task: Task, run_dir: Path, system: Any, digest: str, progress: bool) -> dict[str, Any]:
+    """Run the method on ``system``, score it, and write ``samples.npz`` and ``result.json``."""
     method = METHODS[task.method.method]
     generator = torch.Generator().manual_seed(task.seed)
-    started = time.time()
+    started, before = time.time(), system.energy.counter.snapshot()
     samples = method.run(system, task.method.params, generator, _context(task, run_dir, progress))
+    reason = unusable(samples, system.energy.counter.since(before))
+    if reason is not None:
+        raise NoResultError(f"{task.method.label} on {system.name}: {reason}; no result written")
     reference = load_reference_for(system, task.n_reference)
     result: dict[str, Any] = {
         "system": system.name,
@@ -239,7 +386,5 @@ def run_task(
         "started": started,
         "finished": time.time(),
     }
-    samples.save(directory, result)
-    (directory / "error.txt").unlink(missing_ok=True)
-    system.energy.close()
-    return json.loads(done.read_text())
+    samples.save(task.directory(run_dir), result)
+    return json.loads(read_verified(task.directory(run_dir) / "result.json"))

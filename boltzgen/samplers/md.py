@@ -15,6 +15,7 @@ reduced energies u = U/kT at the explicit temperature.
 from __future__ import annotations
 
 import copy
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from boltzgen.energies.units import kt_kj_per_mol
 from boltzgen.records import Cost, WeightedSamples
+from boltzgen.records.files import DamagedFile, notice, read_verified, write_atomic
 
 HYDROGEN_MASS_LIMIT = 1.5  # amu: atoms lighter than this are hydrogens
 
@@ -214,25 +216,28 @@ class MolecularDynamics:
         steps: int,
         wall: float,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                x=np.stack(xs),
-                u=np.asarray(us),
-                steps=steps,
-                wall=wall,
-                state=np.frombuffer(context.createCheckpoint(), dtype=np.uint8),
-            )
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            x=np.stack(xs),
+            u=np.asarray(us),
+            steps=steps,
+            wall=wall,
+            state=np.frombuffer(context.createCheckpoint(), dtype=np.uint8),
+        )
+        write_atomic(path, buffer.getvalue(), checksum=True)
 
     def _resume(
         self, context: openmm.Context, path: Path | None
     ) -> tuple[list[np.ndarray], list[float], int, float]:
         if path is None or not path.exists():
             return [], [], 0, 0.0
-        with np.load(path) as data:
+        try:
+            data_bytes = read_verified(path)
+        except DamagedFile as error:
+            notice(f"{error}: the MD run starts over")
+            return [], [], 0, 0.0
+        with np.load(io.BytesIO(data_bytes)) as data:
             context.loadCheckpoint(data["state"].tobytes())
             return list(data["x"]), list(data["u"]), int(data["steps"]), float(data["wall"])
 

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from boltzgen.records import Cost, CostMeter, EvaluationCounter
 from boltzgen.records.cost import CountsEvaluations
-from boltzgen.training.checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from boltzgen.records.files import notice
+from boltzgen.training.checkpoint import check_resumable, load_good_checkpoint, save_checkpoint
 
 Objective = Callable[[int, torch.Generator], tuple[Tensor, Mapping[str, float]]]
 """``(step, generator) -> (loss: [], metrics)``: the step's loss and named per-step numbers."""
@@ -208,9 +209,11 @@ def _restore(
 ) -> History:
     """The history so far, after loading the checkpoint if there is one."""
     path = checkpointing.path
-    if path is None or not path.exists():
+    state, damaged = (None, None) if path is None else load_good_checkpoint(path)
+    if damaged is not None:
+        notice(damaged)
+    if state is None:
         return History(metrics={name: [] for name in metrics})
-    state = load_checkpoint(path)
     check_resumable(path, state.get("config", {}), checkpointing.config, checkpointing.free)
     done = len(state["losses"])
     if done > steps:

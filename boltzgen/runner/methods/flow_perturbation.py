@@ -20,12 +20,14 @@ import torch
 from boltzgen.flows import GaussianPrior
 from boltzgen.flows.ode import ContinuousFlow, VectorField
 from boltzgen.records import Cost, WeightedSamples
+from boltzgen.records.files import notice
 from boltzgen.runner.methods.base import MethodContext, to_cpu
 from boltzgen.runner.methods.budget import largest_within
 from boltzgen.runner.methods.training import TrainingData, TrainParams, data_charge, training_data
 from boltzgen.samplers.flow_perturbation import FlowPerturbation, flow_perturbation_evaluations
 from boltzgen.systems import System
 from boltzgen.training import train_flow_matching, train_perturbation_scale
+from boltzgen.training.checkpoint import load_good_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ def trained_field(
     field = VectorField(system.energy.dim, p.hidden, p.n_layers, seed=seed)
     data = training_data(system, _data_stage(p), g)
     saved = None if folder is None else folder / "field.pt"
-    if saved is not None and saved.exists():
-        state = torch.load(saved, weights_only=True)
+    state, damaged = (None, None) if saved is None else load_good_checkpoint(saved)
+    if damaged is not None:
+        notice(damaged)
+    if state is not None:
         field.load_state_dict(state["field"])
         return field, Cost.from_dict(state["cost"]), data
     start = time.perf_counter()
@@ -71,9 +75,8 @@ def trained_field(
         data.cost.force_evals,
         data.cost.wall_s + time.perf_counter() - start,
     )
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"field": field.state_dict(), "cost": cost.to_dict()}, folder / "field.pt")
+    if saved is not None:
+        save_checkpoint(saved, {"field": field.state_dict(), "cost": cost.to_dict()})
     return field, cost, data
 
 
