@@ -315,11 +315,21 @@ def _jobqueue_cluster(resources: Resources, run_dir: Path | None = None) -> Any:
         **pbs,
         walltime=f"{hours:02d}:{minutes:02d}:00",
         queue=resources.partition,
-        account=resources.account,
+        **_account(resources),
         job_extra_directives=extra,
         job_script_prologue=list(resources.setup),
         scheduler_options={"dashboard_address": None},
     )
+
+
+def _account(resources: Resources) -> dict[str, str | None]:
+    """The account to charge, under the keyword each dask-jobqueue cluster takes.
+
+    Slurm and PBS take ``account`` (``--account``, ``-A``); LSF and SGE call it the
+    project (``-P``).
+    """
+    key = "project" if resources.scheduler in ("lsf", "sge") else "account"
+    return {key: resources.account}
 
 
 def _pbs_select(r: Resources) -> str:

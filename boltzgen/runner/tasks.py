@@ -215,15 +215,29 @@ def discard_damaged(task: Task, run_dir: Path) -> None:
     directory = task.directory(run_dir)
     present = [directory / n for n in RESULT_FILES if (directory / n).exists()]
     problems = [p for p in (damage(path) for path in present) if p is not None]
+    if _of_other_settings(task, directory / "result.json"):
+        return
     if present and (problems or len(present) < len(RESULT_FILES)):
         reason = problems[0] if problems else f"{present[0]} has no companion result file"
         notice(f"{reason}: rerunning {task.key}")
         for name in RESULT_FILES:
             remove_with_checksum(directory / name)
     stamp = directory / "checkpoint" / "settings.json"
+    if _of_other_settings(task, stamp):
+        return
     if stamp.exists() and (reason := damage(stamp)) is not None:
         notice(f"{reason}: rerunning {task.key} from the start")
         shutil.rmtree(directory / "checkpoint", ignore_errors=True)
+
+
+def _of_other_settings(task: Task, path: Path) -> bool:
+    """Whether ``path`` reads as a record of another settings hash (damaged or not).
+
+    Such a folder is left to :func:`check_settings`, which refuses it unless forced: a
+    record without a checksum (written by an older boltzgen) is never deleted silently.
+    """
+    record = _readable_json(path)
+    return record is not None and record.get("settings_hash") != settings_hash(task)
 
 
 def check_settings(task: Task, run_dir: Path, force: bool = False) -> None:

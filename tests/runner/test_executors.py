@@ -146,6 +146,21 @@ def test_pbs_script_contains_the_resources():
         assert text in script, text
 
 
+@pytest.mark.parametrize(
+    ("scheduler", "lines"),
+    [
+        ("lsf", ('#BSUB -P "chem42"', "#BSUB -q gpu-short")),
+        ("sge", ("#$ -P chem42", "#$ -q gpu-short")),
+    ],
+)
+def test_lsf_and_sge_scripts_charge_the_account_as_their_project(scheduler, lines):
+    resources = {**RESOURCES, "scheduler": scheduler, "gpus": 0}
+    experiment = parse_experiment({**RAW, "resources": resources}, "x.yaml")
+    script = render_job_script(experiment, "dask")
+    for line in (*lines, "source .venv/bin/activate"):
+        assert line in script, line
+
+
 @pytest.mark.parametrize("budget", [20_000, 100_000])
 def test_budget_sizes_every_method_within_it(tmp_path, budget):
     raw = {
