@@ -205,15 +205,6 @@ def test_kob_andersen_parameters_are_berni_s():
     assert np.allclose(rcut, 2.5 * np.array(KA_SIGMA))
 
 
-@pytest.mark.skip(
-    reason="berni defines no 2-D ternary Kob-Andersen mixture (its kob_andersen_2 is the "
-    "3-D ternary of PRL 125, 085505 with sigma_BC = 0.84) and no continuously "
-    "polydisperse model: nothing to check the other two cards against"
-)
-def test_ternary_and_polydisperse_parameters_against_berni():
-    """Placeholder that states why the check is absent."""
-
-
 @pytest.mark.parametrize("name", ["kob_andersen_3d", "polydisperse_3d"])
 def test_the_library_openmm_system_gives_the_reduced_energy_at_t_kelvin(name):
     energy = MODELS[name]()
