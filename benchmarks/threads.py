@@ -1,7 +1,7 @@
 """Why each task runs on one thread: small-batch HMC with 1 thread against torch's default.
 
 Runs ``--steps`` HMC steps of ``--chains`` chains on a peptide (default alanine
-tripeptide in implicit solvent, 42 atoms, TorchForceField) in a fresh process per
+tripeptide in implicit solvent, 32 atoms, TorchForceField) in a fresh process per
 thread count, so the count is fixed before torch starts, and prints seconds per step
 and the ratio to one thread. The default count is torch's (the machine's cores); on a
 machine whose cores are busy with other work (other tasks of the same run, other
