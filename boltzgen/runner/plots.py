@@ -60,8 +60,9 @@ def _system_of(methods: dict[str, list[dict[str, Any]]]) -> System:
     return load_task_system(spec_of_result(next(iter(methods.values()))[0]))
 
 
-def _sample_figure(run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]) -> Path:
-    system = _system_of(methods)
+def _sample_figure(
+    run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]], system: System
+) -> Path:
     generator = torch.Generator().manual_seed(0)
     points = {
         m: _display_points(WeightedSamples.load(_dir(run_dir, rs[0])), generator)
@@ -124,10 +125,8 @@ def _dir(run_dir: Path, result: dict[str, Any]) -> Path:
 
 
 def _peptide_figures(
-    run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]
+    run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]], system: System
 ) -> list[Path]:
-
-    system = _system_of(methods)
     torsions, energies = {}, {}
     for method, rs in methods.items():
         samples = WeightedSamples.load(_dir(run_dir, rs[0]))
@@ -254,10 +253,14 @@ def make_plots(run_dir: Path, results: Sequence[dict[str, Any]]) -> list[Path]:
     if error_figure is not None:
         figures.append(error_figure)
     for name, methods in _first_seed(results).items():
-        if _system_of(methods).topology is not None:
-            figures += _peptide_figures(run_dir, name, methods)
-        else:
-            figures.append(_sample_figure(run_dir, name, methods))
+        system = _system_of(methods)
+        try:
+            if system.topology is not None:
+                figures += _peptide_figures(run_dir, name, methods, system)
+            else:
+                figures.append(_sample_figure(run_dir, name, methods, system))
+        finally:
+            system.energy.close()
         weights = _weights_figure(run_dir, name, methods)
         if weights is not None:
             figures.append(weights)
