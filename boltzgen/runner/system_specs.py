@@ -219,7 +219,7 @@ def _override_error(spec: SystemSpec, error: Exception) -> Exception:
     where = f"{spec.entry}.overrides" + (f".{key}" if key else "")
     choices = getattr(error, "choices", None)
     if choices is not None and str(card_field).startswith("energy.params"):
-        valid = ["temperature", *(() if card_field == "energy.params" else choices)]
+        valid = {"temperature", *(() if card_field == "energy.params" else choices)}
         return ConfigError(
             spec.source, where, f"is not an override the card {spec.card} takes", choices=valid
         )
