@@ -1,9 +1,10 @@
 """Aggregate a run folder: ``summary.csv``, ``report.md`` and plots.
 
 One row per (system, method, estimated quantity): ESS fraction and ESS per 1000
-energy evaluations as mean ± standard error over seeds, the free energy (kT) or log Z
-as the mean over the *usable* seeds with the combined standard error sqrt(Σ seᵢ²)/n,
-the exact or reference value, and wall seconds (training included).
+energy evaluations as mean ± standard error over seeds, the free energy (kT), log Z or
+a named observable (``⟨plaquette⟩``, ``⟨energy_density⟩``, …) as the mean over the
+*usable* seeds with the combined standard error sqrt(Σ seᵢ²)/n, the exact or reference
+value, and wall seconds (training included).
 
 A seed is usable for a quantity when its estimate is finite and converged. Every row
 says how many seeds were not: ``failed`` (no finite estimate, e.g. a state never
@@ -36,8 +37,11 @@ from boltzgen.runner import plots
 
 
 def unit(quantity: str) -> str:
-    """Free energies are in kT (reduced units); log Z is a dimensionless log, in nats."""
-    return "kT" if quantity.startswith("ΔF") else "nats"
+    """Free energies are in kT (reduced units); log Z is a dimensionless log, in nats;
+    observables (``⟨name⟩``) carry the units of their definition (lattice units, reduced)."""
+    if quantity.startswith("ΔF"):
+        return "kT"
+    return "nats" if quantity == "log Z" else "–"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ def _quantities(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {f"ΔF {k}": v for k, v in result.get("free_energies", {}).items()}
     if "log_z" in result:
         out["log Z"] = result["log_z"]
+    out.update({f"⟨{k}⟩": v for k, v in result.get("observables", {}).items()})
     return out
 
 

@@ -74,3 +74,17 @@ def test_report_and_summary_show_the_counts_and_units(tmp_path):
     assert cells[" failed "].strip() == "1" and cells[" not converged "].strip() == "1"
     assert cells[" unit "].strip() == "kT"
     assert cells[" estimate ± se "].strip() == "4.800 ± 0.071"
+
+
+def test_observables_get_rows_pooled_over_seeds_with_their_reference():
+    plaquette = [(0.70, 0.01, True), (0.72, 0.01, True), (0.5, 0.2, False)]
+    results = []
+    for seed, (value, stderr, converged) in enumerate(plaquette):
+        r = {**result(seed, None, None), "free_energies": {}, "system": "u1_2d"}
+        entry = {"value": value, "stderr": stderr, "converged": converged, "reference": 0.6967}
+        results.append({**r, "observables": {"plaquette": entry}})
+    (row,) = summarize(results)
+    assert (row.quantity, row.unit, row.reference) == ("⟨plaquette⟩", "–", 0.6967)
+    assert (row.n_used, row.n_not_converged) == (2, 1)
+    assert row.value == pytest.approx(0.71)
+    assert row.stderr == pytest.approx(math.sqrt(2) * 0.01 / 2)
