@@ -14,7 +14,11 @@ wall second, and ⟨e⟩ with its standard error. Writes ``comparison.csv`` and
 ESS per method: chains (MD, PT, swap and local MC) n/τ_int of e over all chains;
 population annealing G·var(e)/var(group means of e) from its G independent groups (at most
 R); the temperature map Kish ESS fraction × n/τ_int of u(f(z)) along the hot chains.
-A τ_int from chains shorter than ~5 τ is a lower bound (integrated_time).
+Chains shorter than 50 τ_int are marked ≥ (τ_int a lower bound, ESS an upper one). τ_int
+sees only the fluctuations a chain makes: a chain that has not left its start's basin
+looks fast, so the last column compares ⟨e⟩ with swap MC's (z = difference over the
+combined standard error); a large |z| marks a run that has not equilibrated.
+``--from-csv`` rebuilds the table and the plot from ``OUT/comparison.csv``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import argparse
 import csv
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -71,6 +75,12 @@ class Row:
     ess: float
     mean: float
     stderr: float
+    per_chain: int
+
+    @property
+    def short(self) -> bool:
+        """Chains shorter than 50 τ_int: τ_int is a lower bound and the ESS an upper one."""
+        return self.per_chain > 0 and self.per_chain < 50 * self.tau
 
     @property
     def ess_per_eval(self) -> float:
@@ -81,6 +91,12 @@ def _chains(e: Tensor, n_chains: int) -> tuple[float, float]:
     """τ_int and ESS of e recorded step-major from ``n_chains`` chains."""
     tau = integrated_time(e.reshape(-1, n_chains))
     return tau, e.numel() / tau
+
+
+def _per_chain(method: str, samples: WeightedSamples) -> int:
+    if method in ("population_annealing", "temperature_map"):
+        return 0
+    return samples.energies.numel() // (samples.n_chains or 1)
 
 
 def ess_of(method: str, samples: WeightedSamples, params, n_particles: int, temperature: float):
@@ -121,8 +137,11 @@ def run_one(
     cost = samples.cost
     evals = cost.energy_evals + cost.force_evals + cost.train_energy_evals + cost.train_force_evals
     n = system.energy.n_particles
-    tau, ess, mean, err = ess_of(module.__name__.split(".")[-1], samples, params, n, temperature)
-    return Row(system_name, temperature, label, evals, wall, tau, ess, mean, err)
+    kind = module.__name__.split(".")[-1]
+    tau, ess, mean, err = ess_of(kind, samples, params, n, temperature)
+    return Row(
+        system_name, temperature, label, evals, wall, tau, ess, mean, err, _per_chain(kind, samples)
+    )
 
 
 def runs(experiment: dict, systems: list[str] | None, methods: list[str] | None):
@@ -146,9 +165,10 @@ def print_rows(rows: list[Row]) -> None:
     for r in rows:
         ref = swap.get((r.system, r.temperature))
         z = math.nan if ref is None else (r.mean - ref.mean) / math.hypot(r.stderr, ref.stderr)
+        bound = "≥" if r.short else " "
         print(
             f"{r.system:24s} {r.temperature:5.2f} {r.method:9s} {r.evals:6d} {r.wall_s:7.1f} "
-            f"{r.tau:8.1f} {r.ess:7.1f} {r.ess_per_eval:9.2e} {r.ess / r.wall_s:8.2e}  "
+            f"{bound}{r.tau:7.1f} {r.ess:7.1f} {r.ess_per_eval:9.2e} {r.ess / r.wall_s:8.2e}  "
             f"{r.mean:.4f} ± {r.stderr:.4f}  {z:6.1f}"
         )
 
@@ -180,6 +200,17 @@ def plot(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def read_rows(path: Path) -> list[Row]:
+    """The rows a previous run wrote to ``comparison.csv``."""
+    types = {f.name: f.type for f in fields(Row)}
+    casts = {"str": str, "float": float, "int": int}
+    with path.open() as f:
+        return [
+            Row(**{k: casts[types[k]](v) for k, v in line.items() if k in types})
+            for line in csv.DictReader(f)
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", type=Path, default=EXPERIMENT)
@@ -188,7 +219,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/glass_comparison"))
+    parser.add_argument(
+        "--from-csv", action="store_true", help="rebuild table and plot from OUT/comparison.csv"
+    )
     args = parser.parse_args()
+    if args.from_csv:
+        rows = read_rows(args.out / "comparison.csv")
+        print_rows(rows)
+        plot(rows, args.out / "ess_per_evaluation.png")
+        return
     torch.set_num_threads(1)
     experiment = yaml.safe_load(args.experiment.read_text())
     budget = args.budget or experiment["budget"]["energy_evals"]
