@@ -208,9 +208,14 @@ class System:
         than the target, so that chains which fail to forget their start disagree
         (Gelman & Rubin 1992; Vehtari et al. 2021). An energy with an exact sampler draws
         them from itself at twice the system's temperature (overdispersed, every basin
-        represented); other systems start every chain from ``initial_positions``.
-        These draws are set-up, not sampling: they are not charged.
+        represented); particle systems start each chain from its own relaxed random
+        lattice (:meth:`~boltzgen.energies.particles.ParticleEnergy.random_starts`, a quench:
+        colder and more ordered than the liquid, and different from chain to chain); other
+        systems start every chain from ``initial_positions``. These draws are set-up, not
+        sampling: they are not charged.
         """
+        if isinstance(self.energy, ParticleEnergy):
+            return self.energy.random_starts(n, generator).to(self.initial_positions)
         hot = self.energy.at_temperature(DISPERSED_TEMPERATURE_FACTOR * self.temperature)
         if isinstance(hot, ExactReference):
             return hot.sample_exact(n, generator).to(self.initial_positions)

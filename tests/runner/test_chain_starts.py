@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from boltzgen.runner.evaluate import evaluate
@@ -30,3 +31,24 @@ def test_hmc_on_the_many_well_is_flagged_not_converged() -> None:
     assert entry["converged"] is False
     assert entry["stderr"] is None
     assert entry["rhat"] is None or entry["rhat"] > 1.01
+
+
+@pytest.mark.parametrize(
+    ("name", "n_particles"), [("kob_andersen_2d_ternary", 36), ("polydisperse_3d", 100)]
+)
+def test_particle_starts_are_distinct_relaxed_and_free_of_overlaps(name, n_particles) -> None:
+    system = load_system(name, n_particles=n_particles)
+    energy = system.energy
+    starts = system.dispersed_starts(5, torch.Generator().manual_seed(0))
+    again = system.dispersed_starts(5, torch.Generator().manual_seed(0))
+    assert starts.shape == (5, *energy.event_shape)
+    torch.testing.assert_close(starts, again)  # the generator decides
+    gaps = (starts[:, None] - starts[None]).flatten(2).abs().amax(-1)
+    assert float(gaps[~torch.eye(5, dtype=torch.bool)].min()) > 0.5  # all five differ
+    pairs = energy.pairs(starts)
+    contact = (pairs.r2 / energy.sigma2[pairs.i, pairs.j]).sqrt().amin(-1)
+    assert bool((contact > 0.85).all())  # no pair inside the steep core
+    u_per_particle = energy.potential_energy(starts) / n_particles
+    assert bool(
+        (u_per_particle < energy.potential_energy(energy.minimum[None]) / n_particles + 1.0).all()
+    )

@@ -28,7 +28,8 @@ def _soft_spheres(diameters: list[float], side: float, temperature: float) -> Pa
     )
 
 
-def test_swaps_sample_the_boltzmann_weights_of_the_24_assignments_of_four_diameters():
+@pytest.mark.parametrize("pair_table", [True, False], ids=["table", "rows"])
+def test_swaps_sample_the_boltzmann_weights_of_the_24_assignments_of_four_diameters(pair_table):
     """Fixed sites, swap moves only: the chain lives on 4! assignments with known weights."""
     energy = _soft_spheres([0.8, 1.0, 1.2, 1.4], 4.0, 0.5)
     sites = torch.tensor(
@@ -38,7 +39,7 @@ def test_swaps_sample_the_boltzmann_weights_of_the_24_assignments_of_four_diamet
     u = energy.energy(torch.stack([sites[list(p)] for p in perms]))
     exact = torch.softmax(-u, 0).numpy()
     chains = 4000
-    sampler = SwapMonteCarlo(energy, SwapMCConfig(swap_probability=1.0))
+    sampler = SwapMonteCarlo(energy, SwapMCConfig(swap_probability=1.0, pair_table=pair_table))
     generator = torch.Generator().manual_seed(0)
     state = sampler.init(sites.expand(chains, -1, -1).clone())
     for _ in range(60):
@@ -50,15 +51,18 @@ def test_swaps_sample_the_boltzmann_weights_of_the_24_assignments_of_four_diamet
     _, p_value = stats.chisquare(counts, chains * exact)
     assert p_value > 1e-3
     torch.testing.assert_close(state.u, energy.energy(state.x), rtol=1e-10, atol=1e-10)
+    if pair_table:
+        torch.testing.assert_close(state.table, energy.pair_table(state.x))
 
 
+@pytest.mark.parametrize("pair_table", [True, False], ids=["table", "rows"])
 @pytest.mark.parametrize("swap_probability", [0.0, 0.5], ids=["local", "swap"])
-def test_two_particles_on_a_ring_sample_the_exact_pair_distance(swap_probability):
+def test_two_particles_on_a_ring_sample_the_exact_pair_distance(swap_probability, pair_table):
     """Two soft spheres on a periodic line: r = x₁ − x₂ has density ∝ exp(−v(|r|)/T)."""
     side, temperature = 3.0, 0.5
     energy = _soft_spheres([0.9, 1.1], side, temperature)
     sigma = float(non_additive_sigma(torch.tensor([0.9, 1.1]))[0, 1])
-    config = SwapMCConfig(step_size=0.6, swap_probability=swap_probability)
+    config = SwapMCConfig(step_size=0.6, swap_probability=swap_probability, pair_table=pair_table)
     sampler = SwapMonteCarlo(energy, config)
     generator = torch.Generator().manual_seed(1)
     chains = 3000
@@ -83,14 +87,27 @@ def test_two_particles_on_a_ring_sample_the_exact_pair_distance(swap_probability
     assert p_value > 1e-3
 
 
-def test_the_cost_formula_bounds_what_a_run_is_charged():
+@pytest.mark.parametrize("pair_table", [True, False], ids=["table", "rows"])
+def test_the_cost_formula_bounds_what_a_run_is_charged(pair_table):
     energy = polydisperse_soft_spheres(n_particles=100, temperature=0.5)
-    config = SwapMCConfig(step_size=0.1, swap_probability=0.2, max_diameter_difference=0.2)
+    config = SwapMCConfig(0.1, 0.2, max_diameter_difference=0.2, pair_table=pair_table)
     x0 = energy.minimum.expand(3, -1, -1).clone()
     samples = SwapMonteCarlo(energy, config).sample(x0, 2, torch.Generator().manual_seed(2))
-    bound = swap_mc_evaluations(3, 2, 0.2)
+    bound = swap_mc_evaluations(3, 2, 0.2, tabulated=pair_table)
     assert 0.8 * bound <= samples.cost.energy_evals <= bound + 1
     torch.testing.assert_close(samples.energies[-3:], energy.energy(samples.x[-3:]))
+
+
+def test_the_pair_table_sums_to_the_energy_and_its_rows_are_the_particle_energies():
+    energy = polydisperse_soft_spheres(n_particles=100, temperature=0.5)
+    x = energy.minimum.expand(2, -1, -1) + 0.05 * torch.randn(
+        2, 100, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    table = energy.pair_table(x)
+    torch.testing.assert_close(table, table.transpose(1, 2))
+    torch.testing.assert_close(table.sum((1, 2)) / 2, energy.energy(x))
+    index = torch.tensor([[3, 50], [7, 99]])
+    torch.testing.assert_close(table.sum(2).gather(1, index), energy.particle_energies(x, index))
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ positions of two particles is the same as exchanging their species — the swap 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -32,6 +33,8 @@ DENSE_UP_TO = 400
 PAIRS_PER_CHUNK = 4_000_000
 """Configurations are evaluated in chunks of about this many candidate pairs."""
 MINIMISATION_STEPS = 150
+START_JITTER = 0.25
+"""Random starts move lattice sites by up to this fraction of the grid spacing."""
 
 
 @dataclass
@@ -146,12 +149,67 @@ class ParticleEnergy(Energy):
         self.local_charge.charge(self, b * k / self.n_particles)
         return (self.epsilon[index] * self.potential(s)).sum(-1) / self.temperature
 
+    def pair_rows(self, points: Tensor, rows: Tensor, x: Tensor, exclude: Tensor) -> Tensor:
+        """Rows of the reduced pair table ``[C, K, N]`` for trial positions, not charged.
+
+        Entry (c, k, m) is ε_{r m} v(|p − x_m|²/σ_{r m}²)/T for the point p = ``points[c, k]``
+        ``[C, K, d]`` standing for particle r = ``rows[c, k]`` ``[C, K]``, against particle m
+        of ``x: [C, N, d]``; zero where m is listed in ``exclude: [C, E]`` (the moved
+        particles). Summing over m gives a particle's interaction energy at p, so a local
+        move's Δu is a difference of row sums; the caller charges K/N of an evaluation.
+        """
+        s = _row_distances2(points, x, self.box) / self.sigma2[rows]
+        others = torch.arange(self.n_particles, device=x.device)
+        moved = (exclude[:, :, None] == others).any(1)[:, None, :]
+        s = s.masked_fill(moved, self.potential.x_cut**2)
+        return self.epsilon[rows] * self.potential(s) / self.temperature
+
+    def pair_table(self, x: Tensor) -> Tensor:
+        """Reduced pair energies ε_ij v(r_ij²/σ_ij²)/T ``[B, N, N]`` of ``x: [B, N, d]``.
+
+        Symmetric with a zero diagonal; half its sum is u(x). Charged as one evaluation
+        per configuration.
+        """
+        s = _row_distances2(x, x, self.box) / self.sigma2
+        diagonal = torch.eye(self.n_particles, dtype=torch.bool, device=x.device)
+        s = s.masked_fill(diagonal, self.potential.x_cut**2)
+        self.counter.energy += x.shape[0]
+        return self.epsilon * self.potential(s) / self.temperature
+
     @cached_property
     def minimum(self) -> Tensor:
         """A valid start ``[N, d]``: random lattice sites relaxed by steepest descent."""
-        generator = torch.Generator().manual_seed(0)
-        x = lattice_positions(self.n_particles, self.box, generator)[None]
-        return relax(self, x, MINIMISATION_STEPS)[0]
+        return self.random_starts(1, torch.Generator().manual_seed(0), jitter=0.0)[0]
+
+    def random_starts(
+        self, n: int, generator: torch.Generator, jitter: float = START_JITTER
+    ) -> Tensor:
+        """``n`` distinct valid starts ``[n, N, d]``, not charged (set-up).
+
+        Each start puts the particles on its own random choice of sites of the smallest
+        simple-cubic (square) grid that holds them, moves each by U[−a, a]^d times the grid
+        spacing (a = ``jitter`` < ½, so no two particles coincide), and relaxes the result
+        with ``MINIMISATION_STEPS`` steps of steepest descent: a quench, so no pair stays
+        in the steep core of its potential.
+        """
+        sites = [lattice_positions(self.n_particles, self.box, generator) for _ in range(n)]
+        x = torch.stack(sites).to(self.box)
+        spacing = self.box / math.ceil(self.n_particles ** (1.0 / self.box.numel()) - 1e-9)
+        x = x + jitter * spacing * (2 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1)
+        return relax(self, x, MINIMISATION_STEPS)
+
+
+def _row_distances2(points: Tensor, x: Tensor, box: Tensor) -> Tensor:
+    """Squared minimum-image distances ``[C, K, N]`` of ``points: [C, K, d]`` to ``x: [C, N, d]``.
+
+    One axis at a time, so every operation runs on contiguous ``[C, K, N]`` blocks.
+    """
+    r2 = points.new_zeros(())
+    for a, side in enumerate(box.tolist()):
+        delta = points[:, :, a, None] - x[:, None, :, a]
+        delta = delta - side * torch.round(delta * (1.0 / side))
+        r2 = r2 + delta * delta
+    return r2
 
 
 def relax(energy: ParticleEnergy, x: Tensor, n_steps: int) -> Tensor:

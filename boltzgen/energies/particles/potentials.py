@@ -62,14 +62,27 @@ class CutInversePowers:
         return total + sum(c * _derivative_of_power(q, derivative, x) for c, q in poly)
 
     def __call__(self, s: Tensor) -> Tensor:
-        """v at s = x² (any shape), zero where s ≥ x_c²."""
+        """v at s = x² (any shape), zero where s ≥ x_c²; powers by multiplication."""
         c0, c2, c4 = self.coefficients
         inside = s < self.x_cut**2
         s_safe = s.where(inside, s.new_tensor(self.x_cut**2))
-        value = c0 + c2 * s_safe + c4 * s_safe**2
+        value = c0 + s_safe * (c2 + c4 * s_safe)
+        inverse, powers = 1.0 / s_safe, {}
         for a, p in self.terms:
-            value = value + a * s_safe ** (-p // 2)
+            value = value + a * _integer_power(inverse, p // 2, powers)
         return value.where(inside, s.new_zeros(()))
+
+
+def _integer_power(base: Tensor, k: int, cache: dict[int, Tensor]) -> Tensor:
+    """base**k for k ≥ 1 by repeated squaring, reusing the powers already in ``cache``."""
+    if k not in cache:
+        if k == 1:
+            cache[k] = base
+        else:
+            half = _integer_power(base, k // 2, cache)
+            square = half * half
+            cache[k] = square * base if k % 2 else square
+    return cache[k]
 
 
 def _derivative_of_power(q: int, k: int, x: float) -> float:

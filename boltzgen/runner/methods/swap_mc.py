@@ -15,7 +15,12 @@ from boltzgen.energies.particles import ParticleEnergy
 from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods.base import MethodContext
 from boltzgen.runner.methods.budget import largest_within, too_small
-from boltzgen.samplers.swap_mc import SwapMCConfig, SwapMonteCarlo, swap_mc_evaluations
+from boltzgen.samplers.swap_mc import (
+    SwapMCConfig,
+    SwapMonteCarlo,
+    keeps_table,
+    swap_mc_evaluations,
+)
 from boltzgen.systems import System
 
 EXPECTED_SHARE = 0.95
@@ -39,6 +44,7 @@ def _sampler(system: System, params: SwapMCParams) -> SwapMonteCarlo:
         params.swap_probability,
         params.max_diameter_difference,
         params.record_every,
+        params.pair_table,
     )
     return SwapMonteCarlo(system.energy, config)
 
@@ -55,10 +61,12 @@ def run(
 
 def fit_budget(params: SwapMCParams, budget: int, system: System) -> SwapMCParams:
     """Sweeps (a tenth of them warm-up at most) whose expected cost fills 95 % of the budget."""
-    q = _sampler(system, params).eligible_fraction
+    sampler = _sampler(system, params)
+    q = sampler.eligible_fraction
+    table = keeps_table(sampler.config, params.n_chains, sampler.energy.n_particles)
 
     def cost(n: int) -> float:
-        return swap_mc_evaluations(params.n_chains, n, params.swap_probability, q)
+        return swap_mc_evaluations(params.n_chains, n, params.swap_probability, q, table)
 
     total = largest_within(cost, int(EXPECTED_SHARE * budget))
     if total < 2:

@@ -18,7 +18,12 @@ from boltzgen.flows.particles import periodic_particle_flow
 from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods.base import MethodContext
 from boltzgen.runner.methods.budget import largest_within, too_small
-from boltzgen.samplers.swap_mc import SwapMCConfig, SwapMonteCarlo, swap_mc_evaluations
+from boltzgen.samplers.swap_mc import (
+    SwapMCConfig,
+    SwapMonteCarlo,
+    keeps_table,
+    swap_mc_evaluations,
+)
 from boltzgen.samplers.temperature_map import TemperatureMap, temperature_map_evaluations
 from boltzgen.systems import System
 from boltzgen.training.temperature_map import train_temperature_map
@@ -74,9 +79,11 @@ def run(
 
 def _fixed(params: TemperatureMapParams, system: System) -> float:
     """Hot sampling plus mapping: what does not depend on the training steps."""
-    q = _hot_sampler(system, params).eligible_fraction
+    sampler = _hot_sampler(system, params)
+    q = sampler.eligible_fraction
+    table = keeps_table(sampler.config, params.n_hot_chains, sampler.energy.n_particles)
     sweeps = params.hot_warmup + params.hot_sweeps
-    hot = swap_mc_evaluations(params.n_hot_chains, sweeps, params.swap_probability, q)
+    hot = swap_mc_evaluations(params.n_hot_chains, sweeps, params.swap_probability, q, table)
     return hot + temperature_map_evaluations(params.n_hot_chains * params.hot_sweeps)
 
 
