@@ -16,20 +16,9 @@ window, tuned by dual averaging during warm-up. For molecules the energy is the 
 :class:`~boltzgen.energies.TorchForceField` on the requested device and dtype; the bias
 and the totals are float64.
 
-**Estimator.** The unbiased u(x_n) is common to every window's potential at sample n,
-so it cancels from MBAR (Shirts & Chodera, J. Chem. Phys. 129, 124105, 2008): the
-``[K + 1, N]`` matrix of reduced potentials is b_k(s_n) for the windows plus a row of
-zeros for the unbiased target, which has no samples. ΔF_{B vs A} = −ln(P_B / P_A) is
-MBAR's perturbation to the target restricted to B and to A
-(:func:`boltzgen.metrics.mbar.mbar_state_free_energy`).
-
-**Error bars.** Each window's series (its deviation s − s_k, wrapped) is subsampled
-every ⌈g⌉ steps, g the largest statistical inefficiency over the windows; MBAR's
-analytic stderr then assumes independent samples. The C chains of a window are
-independent, so the delete-one-group jackknife over G = min(C, 16) groups of chains
-(Efron & Stein 1981) measures the error without that assumption. **The reported stderr
-is the larger of the two**; both are in the manifest, beside the estimates from the
-first and second halves of the run (a drift check).
+**Estimator** (:mod:`boltzgen.reference.umbrella_mbar`): MBAR over every window, in which
+u cancels, ΔF with the larger of MBAR's stderr (each window subsampled by its statistical
+inefficiency) and the jackknife over groups of chains, and the two halves as a check.
 
 It writes ``DATA/<system>/umbrella/manifest.json`` (the same ``free_energies`` entries
 as the PT routes, so a card reads them with ``reference: {kind: pt, free_energies:
@@ -61,11 +50,19 @@ from boltzgen.observables.states import IntervalState
 from boltzgen.records import CostMeter
 from boltzgen.records.files import write_json
 from boltzgen.records.provenance import versions
-from boltzgen.records.reference_sets import reference_dir, sha256
+from boltzgen.records.reference_sets import load_manifest, reference_dir, sha256
 from boltzgen.reference.torch_pt import DTYPES, mirror_frames, resolve_device
+from boltzgen.reference.umbrella_mbar import (
+    Bounds,
+    Windows,
+    free_energy_profile,
+    solve_mbar,
+    subsample,
+    umbrella_free_energy,
+    window_strides,
+)
 from boltzgen.systems import System
 
-JACKKNIFE_GROUPS = 16
 PROFILE_BINS = 36
 
 
@@ -89,7 +86,7 @@ class UmbrellaSettings:
         dtype, device: of a :class:`TorchForceField` energy (others run as they are).
         max_wall_s: stop sampling this many seconds after the start, warm-up included.
         max_samples: at most this many (subsampled) samples enter MBAR, whose cost grows
-            with K·N: the stride is raised beyond ⌈g⌉ when needed.
+            with K·N: the strides are raised beyond ⌈g_k⌉ when needed.
     """
 
     n_windows: int = 36
@@ -106,7 +103,7 @@ class UmbrellaSettings:
     dtype: Literal["float64", "float32"] = "float64"
     device: str = "cpu"
     max_wall_s: float | None = None
-    max_samples: int = 60_000
+    max_samples: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -146,38 +143,6 @@ def collective_variable(state: Any) -> CollectiveVariable:
         f"umbrella sampling needs states that are intervals of one torsion or coordinate, "
         f"got {type(state).__name__}"
     )
-
-
-def in_interval(s: Tensor, low: float, high: float) -> Tensor:
-    """``bool``: low < s < high, wrapping through ±π when low > high (as ``PhiInterval``)."""
-    above, below = s > low, s < high
-    return above & below if low <= high else above | below
-
-
-@dataclass(frozen=True)
-class Windows:
-    """K umbrella windows: centres ``[K]`` (float64), one spring, the period of s."""
-
-    centres: Tensor
-    spring: float
-    period: float | None
-
-    def deviation(self, s: Tensor, centres: Tensor) -> Tensor:
-        """s − s_k, wrapped into (−period/2, period/2] for a periodic s."""
-        d = s - centres
-        if self.period is None:
-            return d
-        return torch.remainder(d + 0.5 * self.period, self.period) - 0.5 * self.period
-
-    def bias(self, s: Tensor, centres: Tensor) -> Tensor:
-        """b(s) against ``centres`` broadcast with s (reduced units)."""
-        if self.period is None:
-            return 0.5 * self.spring * (s - centres).square()
-        return self.spring * (1.0 - torch.cos(s - centres))
-
-    def matrix(self, s: Tensor) -> Tensor:
-        """``[K, N]``: b_k(s_n) of every window on every sample ``s: [N]``."""
-        return self.bias(s[None, :], self.centres[:, None])
 
 
 def make_windows(settings: UmbrellaSettings, period: float | None) -> Windows:
@@ -341,110 +306,7 @@ def _sample(
     return torch.stack(cv_values), accepted.cpu(), state
 
 
-@dataclass(frozen=True)
-class UmbrellaEstimate:
-    """ΔF_{B vs A} in kT with the reported ``stderr`` = max(``stderr_mbar``,
-    ``stderr_jackknife``), and the estimates of the run's two halves."""
-
-    value: float
-    stderr: float
-    stderr_mbar: float
-    stderr_jackknife: float | None
-    first_half: float
-    second_half: float
-    stride: int
-
-
-def window_inefficiency(s: Tensor, windows: Windows) -> float:
-    """The largest statistical inefficiency g over the windows of ``s: [T, K, C]``
-    (each window's wrapped deviation s − s_k, its C chains pooled)."""
-    # pymbar is loaded on first use: its import takes a second and prints a banner
-    from boltzgen.metrics.mbar import statistical_inefficiency
-
-    d = windows.deviation(s, windows.centres[None, :, None])
-    return max(statistical_inefficiency(d[:, k]) for k in range(s.shape[1]))
-
-
-def solve_mbar(s: Tensor, windows: Windows, initial: np.ndarray | None = None) -> Any:
-    """pymbar's MBAR over the K windows plus the unbiased target (last state, no samples).
-
-    u cancels, so u_kn = b_k(s_n) (windows) and 0 (target); samples window-major.
-    ``initial``: f_k to start from (a solution on more samples converges in few steps).
-    """
-    import pymbar
-
-    k = s.shape[1]
-    flat = s.permute(1, 0, 2).reshape(-1)
-    u_kn = torch.cat([windows.matrix(flat), torch.zeros(1, flat.numel(), dtype=flat.dtype)])
-    n_k = np.array([s.shape[0] * s.shape[2]] * k + [0])
-    return pymbar.MBAR(u_kn.numpy(), n_k, initial_f_k=initial)
-
-
-def region_difference(
-    mbar: Any, s: Tensor, bounds: tuple[tuple[float, float], ...]
-) -> tuple[float, float]:
-    """ΔF_{B vs A} = −ln(P_B / P_A) in the target and MBAR's stderr (Shirts & Chodera
-    eq. D.11): the target restricted to A and to B as perturbed states."""
-    flat = s.permute(1, 0, 2).reshape(-1).numpy()
-    a, b = (in_interval(torch.from_numpy(flat), lo, hi).numpy() for lo, hi in bounds)
-    if not a.any() or not b.any():
-        return (math.inf if a.any() else -math.inf if b.any() else math.nan), math.inf
-    restricted = np.stack([np.where(a, 0.0, np.inf), np.where(b, 0.0, np.inf)])
-    result = mbar.compute_perturbed_free_energies(restricted)
-    return float(result["Delta_f"][0, 1]), float(result["dDelta_f"][0, 1])
-
-
-def _value(s: Tensor, windows: Windows, bounds: Any, initial: np.ndarray) -> float:
-    return region_difference(solve_mbar(s, windows, initial), s, bounds)[0]
-
-
-def _jackknife(s: Tensor, windows: Windows, bounds: Any, initial: np.ndarray) -> float:
-    """Delete-one-group jackknife error over G = min(C, 16) groups of chains."""
-    groups = torch.arange(s.shape[2]) % min(s.shape[2], JACKKNIFE_GROUPS)
-    n = int(groups.max()) + 1
-    values = torch.tensor([_value(s[..., groups != g], windows, bounds, initial) for g in range(n)])
-    return math.sqrt((n - 1) / n * float((values - values.mean()).square().sum()))
-
-
-def analysis_stride(s: Tensor, windows: Windows, max_samples: int) -> int:
-    """⌈g⌉, raised so that at most ``max_samples`` samples enter MBAR (its cost)."""
-    stride = math.ceil(window_inefficiency(s, windows))
-    return max(stride, math.ceil(s.numel() / max_samples))
-
-
-def umbrella_free_energy(
-    s: Tensor,
-    windows: Windows,
-    bounds: tuple[tuple[float, float], ...],
-    stride: int,
-    mbar: Any = None,
-) -> UmbrellaEstimate:
-    """ΔF_{B vs A} from the windows' ``s: [T, K, C]``, subsampled every ``stride`` steps
-    (``mbar``: the solution on ``s[::stride]`` if already solved)."""
-    kept = s[::stride]
-    mbar = mbar if mbar is not None else solve_mbar(kept, windows)
-    value, stderr_mbar = region_difference(mbar, kept, bounds)
-    jackknife = _jackknife(kept, windows, bounds, mbar.f_k) if s.shape[2] >= 4 else None
-    half = s.shape[0] // 2
-    halves = [_value(part[::stride], windows, bounds, mbar.f_k) for part in (s[:half], s[half:])]
-    stderr = max(stderr_mbar, jackknife if jackknife is not None else 0.0)
-    return UmbrellaEstimate(value, stderr, stderr_mbar, jackknife, halves[0], halves[1], stride)
-
-
-def free_energy_profile(mbar: Any, s: Tensor, edges: Tensor) -> Tensor:
-    """F(s) in kT on the bins ``edges: [M + 1]`` (minimum 0; +inf for empty bins), by the
-    MBAR weights in the unbiased target (the last state) of every sample."""
-    flat = s.permute(1, 0, 2).reshape(-1)
-    weights = torch.as_tensor(mbar.weights()[:, -1])
-    which = torch.bucketize(flat, edges[1:-1])
-    p = torch.zeros(len(edges) - 1, dtype=torch.float64).index_add_(0, which, weights)
-    f = -p.log()
-    return f - f[torch.isfinite(f)].min()
-
-
-def pair_bounds(
-    system: System, cv: CollectiveVariable
-) -> dict[str, tuple[tuple[float, float], ...]]:
+def pair_bounds(system: System, cv: CollectiveVariable) -> dict[str, Bounds]:
     """``{"b_vs_a": ((low_a, high_a), (low_b, high_b))}`` for every named pair whose two
     states are intervals of ``cv`` (the others cannot be estimated from s alone)."""
     out = {}
@@ -482,27 +344,47 @@ def generate_umbrella_reference(
     return out
 
 
+def reanalyse_umbrella(
+    system: System, root: Path | None = None, max_samples: int | None = None
+) -> Path:
+    """Analyse a stored run again (``windows.npz``), e.g. with another ``max_samples``;
+    the manifest's sampling entries are kept, its analysis and checksum rewritten."""
+    out = reference_dir(system.name, "umbrella", root)
+    manifest = load_manifest(system.name, "umbrella", root)
+    if manifest is None:
+        raise FileNotFoundError(f"{out} holds no umbrella run")
+    cv = collective_variable(system.states[system.free_energy_pairs[0][0]])
+    with np.load(out / "windows.npz") as data:
+        s, centres = torch.from_numpy(data["s"]), torch.from_numpy(data["centres"])
+    windows = Windows(centres, float(manifest["spring"]), cv.period)
+    limit = max_samples if max_samples is not None else manifest["settings"]["max_samples"]
+    write_json(out / "manifest.json", {**manifest, **analyse(system, cv, windows, s, limit)})
+    return out
+
+
 def analyse(
     system: System, cv: CollectiveVariable, windows: Windows, s: Tensor, max_samples: int
 ) -> dict[str, Any]:
     """The manifest's ``free_energies`` (value, reported stderr), their checks (MBAR and
-    jackknife errors, halves, stride) and the profile F(s), from one MBAR solution."""
-    stride = analysis_stride(s, windows, max_samples)
-    mbar = solve_mbar(s[::stride], windows)
+    jackknife errors, halves, strides) and the profile F(s), from one MBAR solution."""
+    strides = window_strides(s, windows, max_samples)
+    samples = subsample(s, strides)
+    mbar = solve_mbar(samples, windows)
     estimates = {
-        name: umbrella_free_energy(s, windows, bounds, stride, mbar)
+        name: umbrella_free_energy(samples, windows, bounds, strides, mbar)
         for name, bounds in pair_bounds(system, cv).items()
     }
     return {
         "free_energies": {n: {"value": e.value, "stderr": e.stderr} for n, e in estimates.items()},
         "free_energies_from": "MBAR over every window (u cancels); stderr: the larger of "
-        "MBAR's (subsampled every stride steps) and the jackknife over groups of chains",
+        "MBAR's (window k subsampled every strides[k] steps) and the chain jackknife's",
         "free_energy_checks": {n: asdict(e) for n, e in estimates.items()},
-        "profile": _profile(mbar, s[::stride], windows),
+        "profile": _profile(mbar, samples.s, windows),
     }
 
 
 def _profile(mbar: Any, s: Tensor, windows: Windows) -> dict[str, list[float | None]]:
+    """F(s) on ``PROFILE_BINS`` bins over the circle (or the sampled range of s)."""
     low, high = float(s.min()), float(s.max())
     if windows.period is not None:
         low, high = -math.pi, math.pi

@@ -18,14 +18,14 @@ from boltzgen.kernels.potential import from_energy
 from boltzgen.records.reference_sets import load_manifest, reference_dir
 from boltzgen.reference.umbrella import (
     UmbrellaSettings,
-    Windows,
     biased_potential,
     collective_variable,
     generate_umbrella_reference,
-    in_interval,
     make_windows,
     pair_bounds,
+    reanalyse_umbrella,
 )
+from boltzgen.reference.umbrella_mbar import Windows, in_interval
 from boltzgen.systems import load_system
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,9 +99,21 @@ def test_double_well_free_energy_is_within_4_sigma_of_the_exact_one(double_well)
     checks = manifest["free_energy_checks"]["right_vs_left"]
     assert 0 < fe["stderr"] < 0.6  # a useful error bar, not one that cannot fail
     assert fe["stderr"] == max(checks["stderr_mbar"], checks["stderr_jackknife"])
+    assert len(checks["strides"]) == SETTINGS.n_windows and min(checks["strides"]) >= 1
     assert abs(fe["value"] - exact) < 4 * fe["stderr"]
     assert manifest["cost"]["force_evals"] > 0 and manifest["iterations_run"] == 240
     assert not (out / "reference.npz").exists()  # biased frames are no reference set
+
+
+def test_a_stored_run_is_analysed_again_with_the_same_result(double_well):
+    system, _, root = double_well
+    before = load_manifest(NAME, "umbrella", root)
+    reanalyse_umbrella(system, root)
+    after = load_manifest(NAME, "umbrella", root)
+    for key in ("value", "stderr"):
+        value = after["free_energies"]["right_vs_left"][key]
+        assert value == pytest.approx(before["free_energies"]["right_vs_left"][key], rel=1e-6)
+    assert after["cost"] == before["cost"]
 
 
 def test_the_manifest_is_checksummed(double_well):
