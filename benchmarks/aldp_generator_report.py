@@ -1,23 +1,30 @@
-"""Score a Boltzmann generator's samples of alanine dipeptide against a PT reference.
+"""Score a Boltzmann generator's samples of alanine dipeptide against a reference.
 
 Prints the Kish ESS, ΔF(φ ∈ (0, 2) vs φ < 0) with its standard error next to the
-reference's MBAR value, the worst bond stretch (length over the minimised structure's),
-the share of D samples, and the target evaluations spent, training included::
+reference's MBAR value (a PT or umbrella ``manifest.json``), E-W2 and T-W2 (from the
+run's ``result.json``), the worst bond stretch (length over the minimised structure's),
+the share of D samples, and the target evaluations spent, training included. With
+``--plot``, Ramachandran histograms of the flow's samples (raw and reweighted) beside
+the held-out evaluation frames of the card's reference set::
 
     python benchmarks/aldp_generator_report.py runs/aldp_fab/alanine_dipeptide_implicit/fab/seed0 \\
-        --reference data/alanine_dipeptide_implicit/pt/manifest.json
+        --reference data/alanine_dipeptide_implicit/umbrella/manifest.json --plot rama.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import boltzgen as bg
 from boltzgen.flows.internal import ChiralCentres
+from boltzgen.observables.peptides import phi_psi
+from boltzgen.reference import load_reference
 from boltzgen.runner.methods.flows import minimise
 
 
@@ -31,10 +38,47 @@ def bond_stretch(system: bg.System, x: torch.Tensor) -> float:
     return float((r / r0).max())
 
 
+def ramachandran_plot(system: bg.System, samples: bg.WeightedSamples, path: Path) -> None:
+    """(φ, ψ) panels of −ln p in kT above the fullest bin (0–12; empty bins blank):
+    the flow's samples raw and reweighted, and the held-out reference frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = torch.isfinite(samples.log_weights)
+    phi, psi = (t[:, 0] for t in phi_psi(samples.x[finite], system.topology))
+    weights = torch.softmax(samples.log_weights[finite], dim=0)
+    reference = load_reference(system.name, system.reference_kind, part="evaluation")
+    panels = [("flow, raw", phi, psi, None), ("flow, reweighted", phi, psi, weights)]
+    if reference is not None:
+        panels.append(
+            ("reference (evaluation part)", reference.phi[:, 0], reference.psi[:, 0], None)
+        )
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), sharey=True)
+    edges = np.linspace(-math.pi, math.pi, 61)
+    for ax, (title, a, b, w) in zip(axes, panels, strict=True):
+        weights_np = None if w is None else w.numpy()
+        counts, _, _ = np.histogram2d(a.numpy(), b.numpy(), bins=[edges, edges], weights=weights_np)
+        free_energy = -np.log(np.where(counts > 0, counts, np.nan))
+        free_energy -= np.nanmin(free_energy)
+        free_energy[free_energy > 12] = np.nan
+        extent = (-math.pi, math.pi, -math.pi, math.pi)
+        ax.imshow(free_energy.T, origin="lower", extent=extent, cmap="viridis", vmin=0, vmax=12)
+        ax.set_title(title)
+        ax.set_xlabel("φ (rad)")
+    axes[0].set_ylabel("ψ (rad)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task_dir", type=Path)
-    parser.add_argument("--reference", type=Path, default=None, help="a PT manifest.json")
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="a PT or umbrella manifest.json"
+    )
+    parser.add_argument("--plot", type=Path, default=None, help="write Ramachandran plots here")
     args = parser.parse_args()
     system = bg.load_system("alanine_dipeptide_implicit")
     samples = bg.WeightedSamples.load(args.task_dir / "samples.npz")
@@ -49,13 +93,19 @@ def main() -> None:
     print(f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} ± {fe.stderr:.3f} kT")
     if args.reference is not None:
         ref = json.loads(args.reference.read_text())["free_energies"]["phi_pos_vs_phi_neg"]
-        print(f"reference (PT, MBAR)   = {ref['value']:.3f} ± {ref['stderr']:.3f} kT")
+        method = json.loads(args.reference.read_text()).get("method", "?")
+        print(f"reference ({method}, MBAR) = {ref['value']:.3f} ± {ref['stderr']:.3f} kT")
+    metrics = result.get("metrics", {})
+    print(f"E-W2 {metrics.get('e_w2')}  T-W2 {metrics.get('t_w2')}")
     print(f"worst bond stretch {bond_stretch(system, samples.x):.3f}×  D share {d_share:.4f}")
     c = result["cost"]
     train = c["train_energy_evals"] + c.get("train_force_evals", 0)
     total = c["energy_evals"] + c["force_evals"] + train
     wall = c["wall_s"] + c["train_wall_s"]
     print(f"target evaluations {total} (training {train}), wall {wall:.0f} s")
+    if args.plot is not None:
+        ramachandran_plot(system, samples, args.plot)
+        print(f"Ramachandran plots: {args.plot}")
 
 
 if __name__ == "__main__":

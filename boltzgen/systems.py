@@ -48,7 +48,7 @@ from boltzgen.metrics import block_free_energy_difference
 from boltzgen.molecules.card import build_molecule
 from boltzgen.observables.lattice import OBSERVABLE_KINDS, Observable
 from boltzgen.observables.states import State, StateContext, build_state
-from boltzgen.records.reference_sets import ReferenceSet, load_reference
+from boltzgen.records.reference_sets import ReferenceSet, load_manifest, load_reference
 
 CATALOG = Path(str(files("boltzgen.catalog"))).resolve()
 """The installed catalog: the package ``boltzgen.catalog``, i.e. the ``systems/`` folder."""
@@ -65,6 +65,9 @@ CARD_FIELDS = {
     "reference",
 }
 REFERENCE_KINDS = {"exact", "md", "pt", "none"}
+FREE_ENERGY_SOURCES = {"umbrella"}
+"""Reference sets a card may read its ΔF from instead of its frames' set
+(``reference: {kind: pt, free_energies: umbrella}``)."""
 MIN_TRANSITIONS = 10
 """An MD reference ΔF counts only after this many transitions between the two states."""
 DISPERSED_TEMPERATURE_FACTOR = 2.0
@@ -111,6 +114,8 @@ class System:
         reference_kind: the card's reference route (``md``, ``pt``, ``exact`` or ``none``);
             exact answers come from the energy's capability, see
             :attr:`has_exact_reference`.
+        free_energies_from: where the reference ΔF comes from when not from the frames'
+            set: ``umbrella`` (``DATA/<system>/umbrella/manifest.json``), else ``None``.
         topology: mdtraj topology for molecules, ``None`` otherwise.
         openmm_system: the openmm.System behind OpenMM-backed energies, else ``None``.
         observables: named observables reported in ``result.json`` (lattice systems).
@@ -122,6 +127,7 @@ class System:
     free_energy_pairs: list[tuple[str, str]]
     initial_positions: Tensor
     reference_kind: str = "none"
+    free_energies_from: str | None = None
     description: str = ""
     card_path: Path | None = None
     topology: Any = None
@@ -168,6 +174,8 @@ class System:
                 name: ReferenceValue(value, 0.0, "exact")
                 for name, value in zip(names, exact, strict=True)
             }
+        if self.free_energies_from is not None:
+            return self._manifest_estimates(names)
         reference = self._data_reference()
         out: dict[str, ReferenceValue] = {}
         for name, (a, b) in zip(names, self.free_energy_pairs, strict=True):
@@ -180,6 +188,23 @@ class System:
             else:
                 out[name] = ReferenceValue(None, None, "no reference data")
         return out
+
+    def _manifest_estimates(self, names: list[str]) -> dict[str, ReferenceValue]:
+        """ΔF per pair from the ``free_energies`` of the manifest the card names."""
+        source = str(self.free_energies_from)
+        manifest = load_manifest(self.name, source)
+        if manifest is None:
+            missing = f"no {source} reference: boltzgen reference {self.name} --method {source}"
+            return {name: ReferenceValue(None, None, missing) for name in names}
+        stored = manifest.get("free_energies", {})
+        return {
+            name: ReferenceValue(
+                stored.get(name, {}).get("value"),
+                stored.get(name, {}).get("stderr"),
+                f"{source}: MBAR",
+            )
+            for name in names
+        }
 
     def _data_reference(self) -> ReferenceSet | None:
         """The evaluation part of the card's MD or PT reference set, if generated."""
@@ -310,6 +335,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         free_energy_pairs=_build_pairs(card.get("free_energies", []), states, source),
         initial_positions=_initial_positions(start, energy, source),
         reference_kind=reference_kind,
+        free_energies_from=_free_energies_from(card.get("reference", {}), reference_kind, source),
         description=str(card.get("description", "")),
         card_path=source,
         topology=topology,
@@ -487,3 +513,18 @@ def _reference_kind(spec: Any, source: Path) -> str:
             source, "reference.kind", "is not a known reference", kind, REFERENCE_KINDS
         )
     return str(kind)
+
+
+def _free_energies_from(spec: Any, kind: str, source: Path) -> str | None:
+    """``reference.free_energies``: a set whose manifest gives the reference ΔF, or None."""
+    name = spec.get("free_energies") if isinstance(spec, Mapping) else None
+    if name is None:
+        return None
+    if name not in FREE_ENERGY_SOURCES or kind not in ("md", "pt"):
+        raise ConfigError(
+            source,
+            "reference.free_energies",
+            f"must be one of {sorted(FREE_ENERGY_SOURCES)}, beside kind md or pt",
+            name,
+        )
+    return str(name)

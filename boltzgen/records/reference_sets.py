@@ -155,3 +155,21 @@ def load_reference(
     if "split" not in manifest:
         manifest["split"] = {**split_manifest(len(u)), "assigned": "on load"}
     return ReferenceSet(x, u, phi, psi, manifest).select(part)
+
+
+def load_manifest(system_name: str, method: str, root: Path | None = None) -> dict[str, Any] | None:
+    """The ``manifest.json`` of ``DATA/<system>/<method>`` (``None`` if absent).
+
+    For sets without frames, such as the umbrella route's ΔF. Raises ``ValueError`` if a
+    file the manifest checksums no longer matches it.
+    """
+    out = reference_dir(system_name, method, root)
+    if not (out / "manifest.json").exists():
+        return None
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, digest in manifest.get("sha256", {}).items():
+        if not (out / name).exists() or sha256(out / name) != digest:
+            raise ValueError(
+                f"{out / name} does not match the checksum in its manifest: regenerate it"
+            )
+    return manifest

@@ -8,12 +8,18 @@ evaluation halves) to ``DATA/<system>/<method>/``:
 * :mod:`~boltzgen.reference.pt` — parallel tempering with openmmtools (OpenMM systems);
 * :mod:`~boltzgen.reference.torch_pt` — parallel tempering in torch on any energy.
 
+``--method umbrella`` (:mod:`~boltzgen.reference.umbrella`) writes no frames: umbrella
+sampling along the card's φ (or coordinate) gives a precise reference ΔF by MBAR, in
+``DATA/<system>/umbrella/manifest.json``; a card reads it with
+``reference: {kind: pt, free_energies: umbrella}``.
+
 Metrics read the sets with :func:`load_reference`.
 """
 
 from boltzgen.records.reference_sets import (
     ReferenceSet,
     data_dir,
+    load_manifest,
     load_reference,
     reference_dir,
     sha256,
@@ -27,6 +33,7 @@ from boltzgen.reference.torch_pt import (
     TorchPTReferenceSettings,
     generate_torch_pt_reference,
 )
+from boltzgen.reference.umbrella import UmbrellaSettings, generate_umbrella_reference
 
 __all__ = [
     "MIN_ENTRIES",
@@ -35,10 +42,13 @@ __all__ = [
     "ReferenceRefused",
     "ReferenceSet",
     "TorchPTReferenceSettings",
+    "UmbrellaSettings",
     "data_dir",
     "generate_md_reference",
     "generate_pt_reference",
     "generate_torch_pt_reference",
+    "generate_umbrella_reference",
+    "load_manifest",
     "load_reference",
     "reference_dir",
     "sha256",

@@ -5,7 +5,7 @@
     boltzgen status RUN_DIR
     boltzgen systems
     boltzgen report RUN_DIR
-    boltzgen reference SYSTEM --method md|pt [--backend openmm|torch]
+    boltzgen reference SYSTEM --method md|pt|umbrella [--backend openmm|torch]
                               [--ns N | --iterations I] [--frames F] [--data DIR]
     boltzgen --version
 
@@ -35,9 +35,11 @@ from boltzgen.reference import (
     PTReferenceSettings,
     ReferenceRefused,
     TorchPTReferenceSettings,
+    UmbrellaSettings,
     generate_md_reference,
     generate_pt_reference,
     generate_torch_pt_reference,
+    generate_umbrella_reference,
     load_reference,
 )
 from boltzgen.runner import report
@@ -109,7 +111,7 @@ def _reference_parser(sub: Any) -> None:
     """``boltzgen reference``: its MD and PT options."""
     ref = sub.add_parser("reference", help="generate a system's reference data set")
     ref.add_argument("system", help="catalog name or path to a card")
-    ref.add_argument("--method", choices=("md", "pt"), default="md")
+    ref.add_argument("--method", choices=("md", "pt", "umbrella"), default="md")
     ref.add_argument(
         "--backend",
         choices=("openmm", "torch"),
@@ -159,6 +161,21 @@ def _reference_parser(sub: Any) -> None:
         type=int,
         default=MIN_ENTRIES,
         help="pt, torch: refuse unless the T_0 chains entered each named state this often",
+    )
+    ref.add_argument("--windows", type=int, default=36, help="umbrella: windows along s")
+    ref.add_argument(
+        "--spring",
+        type=float,
+        default=None,
+        help="umbrella: spring in kT per unit² of s (default 4/Δ², Δ the window spacing)",
+    )
+    ref.add_argument(
+        "--cv-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="umbrella: range of the window centres for a non-periodic s",
     )
     ref.add_argument("--frames", type=int, default=10_000, help="frames kept (evenly spaced)")
     ref.add_argument("--seed", type=int, default=0)
@@ -348,7 +365,7 @@ def _cmd_reference(args: argparse.Namespace) -> int:
         os.environ["BOLTZGEN_DATA"] = str(args.data)
     system = load_system(args.system)
     try:
-        out = _pt_reference(system, args) if args.method == "pt" else _md_reference(system, args)
+        out = ROUTES[args.method](system, args)
     except ReferenceRefused as refused:
         print(f"boltzgen reference: {refused}", file=sys.stderr)
         return 1
@@ -360,6 +377,13 @@ def _cmd_reference(args: argparse.Namespace) -> int:
         print(f"  ΔF {name}: {text} ({note})")
     if system.has_exact_reference:
         print(f"note: {system.name} computes its exact answers; they take precedence over this set")
+    elif args.method == "umbrella":
+        if system.free_energies_from != "umbrella":
+            kind = system.reference_kind
+            print(
+                f"note: set `reference: {{kind: {kind}, free_energies: umbrella}}` "
+                f"in {system.card_path} to score against this ΔF"
+            )
     elif system.reference_kind != args.method:
         print(
             f"note: {system.card_path} reads its reference from `{system.reference_kind}`; "
@@ -418,6 +442,35 @@ def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> 
     )
 
 
+def _umbrella_reference(system: Any, args: argparse.Namespace) -> Path:
+    if args.backend == "openmm":
+        raise ConfigError(
+            "boltzgen reference",
+            "--backend",
+            "umbrella runs in torch: use --backend torch",
+            "openmm",
+        )
+    discard = args.discard if args.discard is not None else min(200, args.iterations // 10)
+    settings = UmbrellaSettings(
+        n_windows=args.windows,
+        spring=args.spring,
+        cv_range=None if args.cv_range is None else tuple(args.cv_range),
+        n_chains=args.chains,
+        n_iterations=args.iterations,
+        n_discard=discard,
+        n_leapfrog=10 if args.steps_per_iteration is None else args.steps_per_iteration,
+        step_size=args.step_size,
+        thin=args.thin,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+        max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
+    )
+    return generate_umbrella_reference(
+        system, settings, progress=sys.stderr.isatty() or args.max_minutes is not None
+    )
+
+
 def _md_reference(system: Any, args: argparse.Namespace) -> Path:
 
     if args.backend == "torch":
@@ -440,10 +493,11 @@ def _reference_free_energies(
     """ΔF of each named pair from the set just written (PT: its MBAR estimates)."""
     import json
 
-    if method == "pt":
+    if method in ("pt", "umbrella"):
         stored = json.loads((out / "manifest.json").read_text()).get("free_energies", {})
         return {
-            name: (fe.get("value"), fe.get("stderr"), "pt: MBAR") for name, fe in stored.items()
+            name: (fe.get("value"), fe.get("stderr"), f"{method}: MBAR")
+            for name, fe in stored.items()
         }
 
     samples = load_reference(system.name, "md").samples()
@@ -453,6 +507,8 @@ def _reference_free_energies(
         out_values[f"{b}_vs_{a}"] = (ref.value, ref.stderr, ref.note)
     return out_values
 
+
+ROUTES = {"md": _md_reference, "pt": _pt_reference, "umbrella": _umbrella_reference}
 
 COMMANDS = {
     "run": _cmd_run,

@@ -74,11 +74,11 @@ def training_stages(params: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def has_training_data(system: System) -> bool:
-    """Exact samples (toy systems) or a generated MD reference set."""
+    """Exact samples (toy systems) or a generated MD or PT reference set (the card's kind)."""
     if system.has_exact_reference:
         return True
-
-    return system.reference_kind == "md" and load_reference(system.name) is not None
+    kind = system.reference_kind
+    return kind in ("md", "pt") and load_reference(system.name, kind) is not None
 
 
 def _check_training_data(system: System, spec: SystemSpec, method: MethodSpec, source: str) -> None:

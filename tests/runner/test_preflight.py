@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from boltzgen.runner.cli import main
@@ -111,3 +112,30 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, capsys, where):
     line = int(out.err.split(f"{broken.name}:")[1].split(":")[0])
     assert 3 <= line <= 5
     assert "Traceback" not in out.err and "yaml." not in out.err
+
+
+def test_a_pt_reference_set_is_training_data_for_a_card_that_reads_pt(tmp_path, monkeypatch):
+    from boltzgen.records.reference_sets import (
+        reference_dir,
+        split_manifest,
+        write_frames,
+        write_manifest,
+    )
+    from boltzgen.runner.preflight import has_training_data
+    from boltzgen.systems import load_system
+
+    monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path / "data"))
+    root = Path(CATALOG)
+    card = tmp_path / "card.yaml"
+    text = (root / "alanine_dipeptide_vacuum.yaml").read_text()
+    text = text.replace("structures/", f"{root}/structures/")
+    card.write_text(text.replace("reference: {kind: md}", "reference: {kind: pt}"))
+    system = load_system(card)
+    assert not has_training_data(system)
+    out = reference_dir(system.name, "pt")
+    out.mkdir(parents=True)
+    x = system.initial_positions.expand(4, -1, -1).clone()
+    empty = torch.zeros(4, 1, dtype=torch.float64)
+    write_frames(out, x, torch.zeros(4, dtype=torch.float64), empty, empty)
+    write_manifest(out, {"split": split_manifest(4)})
+    assert has_training_data(system)
