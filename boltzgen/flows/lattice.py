@@ -43,10 +43,12 @@ def conv_net_channels(
     kernel_size: int,
     dtype: torch.dtype,
     generator: torch.Generator,
+    final_tanh: bool = True,
 ) -> nn.Sequential:
     """Conv ``[B, n_in, L, L] → [B, n_out, L, L]``: circular padding, LeakyReLU, final tanh.
 
     Hidden kernels start U(±1/√fan_in) from ``generator``; the last convolution is zero.
+    ``final_tanh=False`` leaves the last convolution's output unbounded.
     """
     widths = [n_in] + [hidden] * n_hidden_layers + [n_out]
     layers: list[nn.Module] = []
@@ -62,7 +64,11 @@ def conv_net_channels(
             if i == last:
                 conv.weight.zero_()
                 conv.bias.zero_()
-        layers += [conv, nn.Tanh() if i == last else nn.LeakyReLU()]
+        layers.append(conv)
+        if i < last:
+            layers.append(nn.LeakyReLU())
+        elif final_tanh:
+            layers.append(nn.Tanh())
     return nn.Sequential(*layers)
 
 
