@@ -10,6 +10,8 @@ the same starting configurations x₀ = f(z₀), z₀ uniform:
   gauge-equivariant flow (Kanwar et al., arXiv 2003.06413) trained by
   ``benchmarks/lattice_u1_flow.py`` — with the same chains, steps and leapfrog steps,
   hence the same number of target force evaluations;
+* a ``--hmc-long`` times longer plain-HMC run (cheap: no flow), whose τ_int(Q) is not
+  cut off by the run length where HMC is slow;
 * flow independence Metropolis (Albergo, Kanwar, Shanahan, arXiv 1904.12072) with as many
   proposals per chain as HMC has force evaluations per chain (equal energy evaluations).
 
@@ -48,7 +50,7 @@ from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.mcmc import HMC
 from boltzgen.training.generator import TrainConfig, train
 
-METHODS = ("hmc", "ft_hmc", "flow_mcmc")
+METHODS = ("hmc", "hmc_long", "ft_hmc", "flow_mcmc")
 
 
 def parse() -> argparse.Namespace:
@@ -60,6 +62,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--n-leapfrog", type=int, default=6)
+    parser.add_argument("--hmc-long", type=int, default=20, help="steps factor of a long HMC run")
     parser.add_argument("--retrain-steps", type=int, default=0)
     parser.add_argument("--retrain-batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
@@ -141,6 +144,8 @@ def run_beta(args: argparse.Namespace, beta: float) -> dict:
         x0, _ = model.flow(z0)
     n, lf = args.steps, args.n_leapfrog
     hmc = HMC(system.energy, 0.2, lf, 0.8).sample(x0.double(), n, g, args.warmup)
+    n_long = n * args.hmc_long
+    long = HMC(system.energy, 0.2, lf, 0.8).sample(x0.double(), n_long, g, args.warmup)
     ft = FlowHMC(model, system.energy, 0.2, lf, 0.8).sample(args.chains, n, g, args.warmup, x0=x0)
     fm = FlowIndependenceMetropolis(model, system.energy).sample(
         args.chains, n * lf, g, args.warmup * lf, x0=x0
@@ -149,6 +154,7 @@ def run_beta(args: argparse.Namespace, beta: float) -> dict:
         "beta": beta,
         "retraining": training,
         "hmc": summarise(hmc, exact, lf, n),
+        "hmc_long": summarise(long, exact, lf, n_long),
         "ft_hmc": summarise(ft, exact, lf, n),
         "flow_mcmc": summarise(fm, exact, 1, n * lf),
     }
@@ -162,7 +168,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     betas = [r["beta"] for r in rows]
-    for method, marker in zip(METHODS, "osd", strict=True):
+    for method, marker in zip(METHODS, "o^sd", strict=True):
         cost = [r[method]["evals_per_independent_q"] for r in rows]
         line = ax.plot(betas, cost, marker=marker, label=method)[0]
         for b, c, r in zip(betas, cost, rows, strict=True):
