@@ -232,6 +232,12 @@ def dry_run_summary(experiment: Any, tasks: Sequence[Any], executor: str, run_di
             if experiment.budget
             else "none (each method runs its own settings)"
         ),
+        "systems:",
+        *(
+            f"  {spec.label:<16} {Path(spec.card).stem}"
+            + "".join(f" {k}={v}" for k, v in spec.overrides.items())
+            for spec in experiment.systems
+        ),
         "methods:",
     ]
     for method in experiment.methods:

@@ -3,7 +3,7 @@
 An experiment YAML::
 
     name: quickstart
-    systems: [double_well_2d, many_well_32d]
+    systems: [double_well_2d, {name: ising_2d, sweep: {K: [0.3, 0.44]}}]
     seeds: [0, 1]
     methods:
       hmc: {method: hmc, n_chains: 256, n_steps: 1000}
@@ -13,7 +13,8 @@ Every method entry is checked against the dataclass of its method (see
 :mod:`boltzgen.runner.methods`); an unknown key or a value of the wrong type is a
 :class:`~boltzgen.errors.ConfigError` naming the file and the dotted field path,
 raised before any task runs. ``--set methods.bg.train.steps=100`` overrides a
-value on the command line (parsed as YAML).
+value on the command line (parsed as YAML). A ``systems`` entry may be a mapping that
+passes keyword overrides to its card and sweeps them (:mod:`boltzgen.runner.system_specs`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import yaml
 
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.runner.methods import METHODS
+from boltzgen.runner.system_specs import SystemSpec, parse_systems
 from boltzgen.systems import list_systems
 
 T = TypeVar("T")
@@ -102,7 +104,7 @@ class Experiment:
     """A parsed experiment: what to run, and the raw mapping it came from."""
 
     name: str
-    systems: list[str]
+    systems: list[SystemSpec]
     seeds: list[int]
     methods: list[MethodSpec]
     executor: str = "local"
@@ -264,10 +266,7 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     for key in raw:
         if key not in EXPERIMENT_FIELDS:
             raise ConfigError(source, key, "is not a known field", choices=EXPERIMENT_FIELDS)
-    systems = [
-        _system(name, i, source, list_systems())
-        for i, name in enumerate(_string_list(raw.get("systems"), source, "systems"))
-    ]
+    systems = parse_systems(raw.get("systems"), source, list_systems())
     seeds = raw.get("seeds", [0])
     if (
         not isinstance(seeds, list)
@@ -312,24 +311,6 @@ def parse_experiment(raw: Mapping[str, Any], source: str) -> Experiment:
     )
 
 
-def _system(name: str, index: int, source: str, known: Sequence[str]) -> str:
-    """A catalog name, or a card path resolved against the experiment file's folder."""
-    if not name.endswith((".yaml", ".yml")):
-        if name not in known:
-            raise ConfigError(source, f"systems[{index}]", "names no system", name, known)
-        return name
-    card = Path(source).parent / name if source != "<memory>" else Path(name)
-    if not card.exists():
-        raise ConfigError(
-            source,
-            f"systems[{index}]",
-            f"names a card that does not exist ({card}; card paths are relative to the "
-            "experiment file)",
-            name,
-        )
-    return str(card.resolve())
-
-
 def _backend(value: Any, source: str) -> str | None:
     """The molecular energy backend every system of the experiment uses (None: the card's)."""
     if value is None or value == "card":
@@ -339,12 +320,6 @@ def _backend(value: Any, source: str) -> str | None:
             source, "energy_backend", "is not a known backend", value, ("card", "torch", "openmm")
         )
     return str(value)
-
-
-def _string_list(value: Any, source: str, name: str) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(source, name, "must be a non-empty list of names", value)
-    return list(value)
 
 
 def _methods(label: str, spec: Any, source: str, registry: Mapping[str, Any]) -> list[MethodSpec]:

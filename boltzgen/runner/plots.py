@@ -18,7 +18,8 @@ from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
 from boltzgen.reference import load_reference
 from boltzgen.runner.peptide_plots import energy_histogram_figure, ramachandran_figure
-from boltzgen.systems import System, load_system
+from boltzgen.runner.system_specs import load_task_system, result_folder_name, spec_of_result
+from boltzgen.systems import System
 
 MAX_POINTS = 3000
 MARKERS = "osd^v<>p*"
@@ -54,8 +55,13 @@ def _energy_slice(system: System, lim: tuple[float, float, float, float]) -> tup
     return gx, gy, (u - u.min()).reshape(gx.shape)
 
 
+def _system_of(methods: dict[str, list[dict[str, Any]]]) -> System:
+    """The system (card and overrides) the results of one system label were computed on."""
+    return load_task_system(spec_of_result(next(iter(methods.values()))[0]))
+
+
 def _sample_figure(run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]) -> Path:
-    system = load_system(next(iter(methods.values()))[0].get("system_card", name))
+    system = _system_of(methods)
     generator = torch.Generator().manual_seed(0)
     points = {
         m: _display_points(WeightedSamples.load(_dir(run_dir, rs[0])), generator)
@@ -114,15 +120,14 @@ def _weights_figure(
 
 
 def _dir(run_dir: Path, result: dict[str, Any]) -> Path:
-    card = Path(result.get("system_card", result["system"])).stem
-    return run_dir / card / result["method"] / f"seed{result['seed']}"
+    return run_dir / result_folder_name(result) / result["method"] / f"seed{result['seed']}"
 
 
 def _peptide_figures(
     run_dir: Path, name: str, methods: dict[str, list[dict[str, Any]]]
 ) -> list[Path]:
 
-    system = load_system(next(iter(methods.values()))[0].get("system_card", name))
+    system = _system_of(methods)
     torsions, energies = {}, {}
     for method, rs in methods.items():
         samples = WeightedSamples.load(_dir(run_dir, rs[0]))
@@ -249,8 +254,7 @@ def make_plots(run_dir: Path, results: Sequence[dict[str, Any]]) -> list[Path]:
     if error_figure is not None:
         figures.append(error_figure)
     for name, methods in _first_seed(results).items():
-        card = next(iter(methods.values()))[0].get("system_card", name)
-        if load_system(card).topology is not None:
+        if _system_of(methods).topology is not None:
             figures += _peptide_figures(run_dir, name, methods)
         else:
             figures.append(_sample_figure(run_dir, name, methods))

@@ -1,7 +1,8 @@
 """Checks made before any task runs: every problem of a run is found up front.
 
-:func:`preflight` builds each system of the experiment once (a force-field typo or a
-missing structure file fails here), checks that every method that trains on data has
+:func:`preflight` builds each system of the experiment once, with its overrides (a
+force-field typo, a missing structure file or an override the card does not take fails
+here), checks that every method that trains on data has
 data to train on, and that no task folder holds results of other settings. ``boltzgen
 run`` calls it before writing anything, and ``--dry-run`` calls it too, so a dry run
 that succeeds means the run will start every task.
@@ -17,8 +18,9 @@ from typing import Any
 from boltzgen.errors import ConfigError
 from boltzgen.reference import load_reference
 from boltzgen.runner.config import Experiment, MethodSpec
+from boltzgen.runner.system_specs import SystemSpec, load_task_system
 from boltzgen.runner.tasks import Task, check_settings
-from boltzgen.systems import System, load_system
+from boltzgen.systems import System
 
 DATA_LOSSES = ("forward_kl", "mixed")
 
@@ -31,10 +33,10 @@ def preflight(
     With ``run_dir`` given, task folders are checked against the tasks' settings; with
     ``force`` the stale ones are cleared (the only change made).
     """
-    for card in dict.fromkeys(task.system for task in tasks):
-        system = _build(card, experiment)
+    for spec in dict.fromkeys(task.system for task in tasks):
+        system = _build(spec, experiment)
         for method in experiment.methods:
-            _check_training_data(system, method, experiment.source)
+            _check_training_data(system, spec, method, experiment.source)
         system.energy.close()
     if run_dir is None:
         return
@@ -42,15 +44,17 @@ def preflight(
         check_settings(task, run_dir, force)
 
 
-def _build(card: str, experiment: Experiment) -> System:
-    """The system of ``card``; any failure becomes a ConfigError naming the card."""
+def _build(spec: SystemSpec, experiment: Experiment) -> System:
+    """The system of ``spec``; any failure becomes a ConfigError naming the card (or the
+    override that the card refuses)."""
+    card = spec.card
     try:
-        return load_system(card, backend=experiment.energy_backend)
+        return load_task_system(spec, backend=experiment.energy_backend)
     except ConfigError:
         raise
     except FileNotFoundError as error:
         raise ConfigError(
-            experiment.source, "systems", f"names a card that fails: {error}"
+            experiment.source, spec.entry, f"names a card that fails: {error}"
         ) from error
     except Exception as error:
         raise ConfigError(
@@ -77,11 +81,20 @@ def has_training_data(system: System) -> bool:
     return system.reference_kind == "md" and load_reference(system.name) is not None
 
 
-def _check_training_data(system: System, method: MethodSpec, source: str) -> None:
+def _check_training_data(system: System, spec: SystemSpec, method: MethodSpec, source: str) -> None:
     for path, stage in training_stages(method.params):
         if stage.loss not in DATA_LOSSES or has_training_data(system):
             continue
         field = f"methods.{method.label}.{path}.loss"
+        if spec.overrides:
+            raise ConfigError(
+                source,
+                field,
+                f"is {stage.loss}, which needs reference data, and {spec.label} has none: "
+                "reference data sets are made at a card's own settings, not with "
+                f"{spec.entry}.overrides; train on the energy alone with "
+                f"`--set {field}=reverse_kl`",
+            )
         raise ConfigError(
             source,
             field,

@@ -12,7 +12,10 @@ without the field counts as converged). Dropping them silently would bias the me
 towards the seeds that happened to work, so the counts stand beside it; when a usable
 seed has no standard error the combined one is unknown (–), never understated. The
 ``training data`` column says where each method's training samples came from and
-what they were charged (``info.training_data``).
+what they were charged (``info.training_data``). ``system`` is the system's label; the
+``overrides`` column of ``summary.csv`` holds the keyword overrides of its card as
+compact JSON (``{"temperature":0.6}``; ``{}`` for none), so a quantity can be plotted
+against a swept parameter.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Row:
     n_not_converged: int = 0
     unit: str = ""
     training_data: str = "none"
+    overrides: str = "{}"
 
     @property
     def n_used(self) -> int:
@@ -143,6 +147,23 @@ def training_data_label(result: dict[str, Any]) -> str:
     return "; ".join(parts) if parts else "none"
 
 
+def overrides_label(result: dict[str, Any]) -> str:
+    """The card overrides of a result's system as compact JSON, ``{}`` for none."""
+    return json.dumps(result.get("system_overrides") or {}, separators=(",", ":"))
+
+
+def systems_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """A Markdown list of each system label with its card and overrides (when any has some)."""
+    first = {r["system"]: r for r in results}
+    if not any(r.get("system_overrides") for r in first.values()):
+        return []
+    lines = ["Systems (label: card, overrides):", ""]
+    for label, r in first.items():
+        card = Path(str(r.get("system_card", label))).stem
+        lines.append(f"- `{label}`: {card}, {overrides_label(r)}")
+    return [*lines, ""]
+
+
 def summarize(results: Sequence[dict[str, Any]]) -> list[Row]:
     """Aggregate per-seed results into table rows."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -175,6 +196,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[Row]:
                     pooled.n_not_converged,
                     unit(quantity),
                     training_data_label(rs[0]),
+                    overrides_label(rs[0]),
                 )
             )
     return rows
@@ -252,7 +274,7 @@ def format_table(rows: Sequence[Row], markdown: bool = False) -> str:
     if markdown:
         out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         return "\n".join(out + ["| " + " | ".join(line) + " |" for line in body])
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(HEADER)]
+    widths = [max([len(h), *(len(b[i]) for b in body)]) for i, h in enumerate(HEADER)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*HEADER)] + [fmt.format(*line) for line in body])
 
@@ -288,6 +310,7 @@ def build_report(run_dir: Path) -> list[Row]:
         "",
         format_table(rows, markdown=True),
         "",
+        *systems_lines(results),
         f"Machine: {machine.get('machine', '?')}, torch {machine.get('torch', '?')}, "
         f"{machine.get('threads', '?')} threads per task.",
         "",

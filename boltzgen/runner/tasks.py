@@ -1,8 +1,8 @@
 """One task = one (system, method, seed): run it, score it, write its folder.
 
-``RUN_DIR/<system>/<method>/seed<k>/`` receives ``samples.npz``, ``result.json``
+``RUN_DIR/<system label>/<method>/seed<k>/`` receives ``samples.npz``, ``result.json``
 and ``checkpoint/`` (what a method saves to resume). Each task's resolved settings
-(system card, method, parameters, seed, code version) hash to ``settings_hash``,
+(system card and its overrides, method, parameters, seed, code version) hash to ``settings_hash``,
 stored in ``checkpoint/settings.json`` before the task starts and in
 ``result.json`` when it ends. A task whose ``result.json`` has the same hash is
 finished and is not rerun; a folder holding results or a checkpoint of other
@@ -51,7 +51,8 @@ from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.runner.methods.base import settings_of
-from boltzgen.systems import CATALOG, load_system
+from boltzgen.runner.system_specs import SystemSpec, load_task_system
+from boltzgen.systems import CATALOG
 from boltzgen.version import __version__
 
 
@@ -59,7 +60,7 @@ from boltzgen.version import __version__
 class Task:
     """What one worker runs."""
 
-    system: str
+    system: SystemSpec
     method: MethodSpec
     seed: int
     n_reference: int
@@ -67,7 +68,7 @@ class Task:
 
     @property
     def key(self) -> str:
-        return f"{Path(self.system).stem}/{self.method.label}/seed{self.seed}"
+        return f"{self.system.label}/{self.method.label}/seed{self.seed}"
 
     def directory(self, run_dir: Path) -> Path:
         return run_dir / self.key
@@ -87,12 +88,12 @@ def plan(experiment: Experiment) -> list[Task]:
     ]
 
 
-def _fitted(experiment: Experiment, system_name: str) -> list[MethodSpec]:
+def _fitted(experiment: Experiment, spec: SystemSpec) -> list[MethodSpec]:
     """The experiment's methods, each resized to the budget on this system (its data
     charges differ from system to system)."""
     if experiment.budget is None:
         return list(experiment.methods)
-    system = load_system(system_name, backend=experiment.energy_backend)
+    system = load_task_system(spec, backend=experiment.energy_backend)
     try:
         return [_fit(experiment, m, system) for m in experiment.methods]
     finally:
@@ -136,10 +137,14 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def task_settings(task: Task) -> dict[str, Any]:
-    """Everything a task's result depends on: card text, method, parameters, seed, code version."""
-    card = _card_path(task.system)
+    """Everything a task's result depends on: card text and overrides, method, parameters,
+    seed, code version. (``overrides`` appears only when there are some, so the hash of a
+    plain card is what it always was.)"""
+    card = _card_path(task.system.card)
+    overrides = {"overrides": dict(task.system.overrides)} if task.system.overrides else {}
     return {
-        "system": task.system,
+        "system": task.system.card,
+        **overrides,
         "card_sha256": hashlib.sha256(card.read_bytes()).hexdigest() if card.exists() else None,
         "method": task.method.method,
         "params": settings_of(task.method.params),
@@ -277,7 +282,7 @@ def _context(task: Task, run_dir: Path, progress: bool) -> MethodContext:
     return MethodContext(
         checkpoint=directory / "checkpoint",
         output=directory,
-        shared=run_dir / Path(task.system).stem / "_generators",
+        shared=run_dir / task.system.label / "_generators",
         seed=task.seed,
         progress=progress,
     )
@@ -363,7 +368,7 @@ def _run_unfinished(task: Task, run_dir: Path, progress: bool, force: bool) -> d
     discard_damaged(task, run_dir)
     check_settings(task, run_dir, force)
     digest = _stamp(task, directory)
-    system = load_system(task.system, backend=task.energy_backend)
+    system = load_task_system(task.system, backend=task.energy_backend)
     try:
         result = _compute(task, run_dir, system, digest, progress)
     finally:
@@ -381,11 +386,15 @@ def _compute(task: Task, run_dir: Path, system: Any, digest: str, progress: bool
     samples = method.run(system, task.method.params, generator, _context(task, run_dir, progress))
     reason = unusable(samples, system.energy.counter.since(before))
     if reason is not None:
-        raise NoResultError(f"{task.method.label} on {system.name}: {reason}; no result written")
+        raise NoResultError(
+            f"{task.method.label} on {task.system.label}: {reason}; no result written"
+        )
     reference = load_reference_for(system, task.n_reference)
     result: dict[str, Any] = {
-        "system": system.name,
-        "system_card": task.system,
+        "system": task.system.label,
+        "system_name": system.name,
+        "system_card": task.system.card,
+        "system_overrides": dict(task.system.overrides),
         "method": task.method.label,
         "method_kind": task.method.method,
         "seed": task.seed,
@@ -393,6 +402,8 @@ def _compute(task: Task, run_dir: Path, system: Any, digest: str, progress: bool
         "settings_hash": digest,
         "versions": versions(),
         "config": {
+            "system_card": task.system.card,
+            "system_overrides": dict(task.system.overrides),
             "method": task.method.method,
             "energy": type(system.energy).__name__,
             **settings_of(task.method.params),
