@@ -160,7 +160,7 @@ def run_beta(args: argparse.Namespace, beta: float) -> dict:
     }
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], length: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,11 +176,12 @@ def plot(rows: list[dict], path: Path) -> None:
                 ax.annotate("≥", (b, c), color=line.get_color(), ha="center", va="bottom")
     ax.set_yscale("log")
     ax.set_xlabel("β")
-    ax.set_ylabel("evaluations per independent Q (τ_int · evals/step)")
-    ax.set_title("2D U(1), L = 8: topological freezing")
+    ax.set_ylabel("evaluations per independent Q")
+    ax.set_title(f"2D U(1), L = {length}: τ_int(Q) × evaluations per step")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def print_row(row: dict) -> None:
@@ -208,7 +209,7 @@ def main() -> None:
         (args.out / "scan.json").write_text(
             json.dumps({"args": vars(args), "rows": rows}, default=str, indent=2)
         )
-    plot(rows, args.out / "tau_q.png")
+        plot(rows, args.L, args.out / "tau_q.png")
 
 
 if __name__ == "__main__":
