@@ -71,6 +71,17 @@ def circular_rq_spline(x: Tensor, params: Tensor, inverse: bool = False) -> tupl
         >>> bool(torch.allclose(y[0, [0, -1]], x[0, [0, -1]]))
         True
     """
+    y, ld = circular_rq_spline_elementwise(x, params, inverse)
+    return y, ld.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def circular_rq_spline_elementwise(
+    x: Tensor, params: Tensor, inverse: bool = False
+) -> tuple[Tensor, Tensor]:
+    """:func:`circular_rq_spline` with the log-derivative of every element, ``[B, ...]``.
+
+    Returns ``(y, log|dy/dx|)`` (``log|dx/dy|`` of g⁻¹ with ``inverse``), both shaped as x.
+    """
     if params.shape[:-1] != x.shape or params.shape[-1] % 3 != 0:
         raise ValueError(
             f"circular spline params must have shape {[*x.shape, '3K']}, got {list(params.shape)}"
@@ -93,7 +104,7 @@ def circular_rq_spline(x: Tensor, params: Tensor, inverse: bool = False) -> tupl
         )
     except InputOutsideDomain:
         raise ValueError("circular spline input outside [-pi, pi]: wrap angles first") from None
-    return y, ld.reshape(x.shape[0], -1).sum(dim=1)
+    return y, ld
 
 
 class TorsionFeatures(nn.Module):

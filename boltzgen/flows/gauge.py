@@ -8,37 +8,49 @@ P(x) = θ_0(x) + θ_1(x+0̂) − θ_0(x+1̂) − θ_1(x).
 
 A layer updates the links of one direction μ on the stripe x_ν ≡ o (mod 4), ν = 1 − μ.
 Each such link ℓ lies in exactly one *active* plaquette P_ℓ = P(x) (with sign σ = +1 for
-μ = 0, −1 for μ = 1) that holds no other updated link; the plaquettes on the stripes
-x_ν ≡ o + 1, o + 2 hold none at all (*frozen*). With p = P_ℓ mod 2π and an invertible
+μ = 0, −1 for μ = 1) that holds no other updated link; its other plaquette (stripe o − 1,
+*passive*) moves by the opposite amount, and the plaquettes on the stripes
+x_ν ≡ o + 1, o + 2 hold no updated link (*frozen*). With p = P_ℓ mod 2π and an invertible
 map h of the circle whose parameters come from a circular CNN of (cos, sin) of the
 frozen plaquettes,
 
-    θ_ℓ' = θ_ℓ + σ (h(p) − p),    log|det ∂θ'/∂θ| = Σ_ℓ log h'(p_ℓ),
+    θ_ℓ' = θ_ℓ + σ (h(p) + t − p),    log|det ∂θ'/∂θ| = Σ_ℓ log h'(p_ℓ),
 
-since ∂θ_ℓ'/∂θ_ℓ = h'(p) and the Jacobian is triangular. Plaquettes are gauge
-invariant, so the update commutes with gauge transformations and, with a uniform
-(Haar) prior on the links, the model density is gauge invariant. h is the tutorial's
-mixture of non-compact projections followed by a rotation,
+with a conditioned rotation t, since ∂θ_ℓ'/∂θ_ℓ = h'(p) and the Jacobian is triangular.
+Plaquettes are gauge invariant, so the update commutes with gauge transformations and,
+with a uniform (Haar) prior on the links, the model density is gauge invariant.
+Two families of circle maps h (``transform``):
 
-    h(p) = (1/K) Σ_k g_{s_k}(p) + t,    g_s(p) = 2 atan(e^{s} tan(p/2)),
-    g_s'(p) = 1 / (e^{−s} cos²(p/2) + e^{s} sin²(p/2)),
+* ``"ncp"`` — the tutorial's mixture of K non-compact projections,
 
-inverted by bisection (h − t is increasing from 0 to 2π on [0, 2π)). Layers cycle
-μ = 0, 1 and o = 0 … 3; each starts as the identity (s = t = 0: zero last convolution).
+      h(p) = (1/K) Σ_k g_{s_k}(p),    g_s(p) = 2 atan(e^{s} tan(p/2)),
+      g_s'(p) = 1 / (e^{−s} cos²(p/2) + e^{s} sin²(p/2)),
+
+  inverted by bisection (h is increasing from 0 to 2π on [0, 2π));
+* ``"spline"`` — a circular rational-quadratic spline with K bins on [0, 2π)
+  (Rezende et al., "Normalizing flows on tori and spheres", arXiv 2002.02428;
+  :func:`boltzgen.flows.circular.circular_rq_spline`), with an analytic inverse.
+
+As in the tutorial the conditioner has no output bound (no final tanh): the scales s
+and the rotation t range over the real line. Layers cycle μ = 0, 1 and o = 0 … 3; each
+starts as the identity (zero last convolution).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from boltzgen.flows.base import Flatten, Flow, Prior, Sequential
+from boltzgen.flows.circular import circular_rq_spline_elementwise
 from boltzgen.flows.lattice import conv_net_channels
 
 TWO_PI = 2 * math.pi
 BISECTION_STEPS = 64
+CircleTransform = Literal["ncp", "spline"]
 
 
 def plaquettes(theta: Tensor) -> Tensor:
@@ -54,11 +66,38 @@ def stripe(length: int, nu: int, offset: int) -> Tensor:
 
 
 def ncp_mixture(p: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    """(1/K) Σ_k g_{s_k}(p) and its log-derivative, ``p: [B, L, L]``, ``s: [B, K, L, L]``."""
-    half = p[:, None] / 2
+    """(1/K) Σ_k g_{s_k}(p) and its log-derivative, ``p: [...]``, ``s: [..., K]``."""
+    half = p[..., None] / 2
     g = torch.remainder(2 * torch.atan(s.exp() * torch.tan(half)), TWO_PI)
     log_dg = -torch.log((-s).exp() * torch.cos(half) ** 2 + s.exp() * torch.sin(half) ** 2)
-    return g.mean(1), torch.logsumexp(log_dg, 1) - math.log(s.shape[1])
+    return g.mean(-1), torch.logsumexp(log_dg, -1) - math.log(s.shape[-1])
+
+
+def ncp_mixture_inverse(y: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """p with (1/K) Σ_k g_{s_k}(p) = y ∈ [0, 2π) by bisection, and log h'(p)."""
+    low, high = torch.zeros_like(y), torch.full_like(y, TWO_PI)
+    for _ in range(BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        below = ncp_mixture(middle, s)[0] < y
+        low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+    p = 0.5 * (low + high)
+    return p, ncp_mixture(p, s)[1]
+
+
+def circle_spline(p: Tensor, params: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
+    """A circular RQ spline on [0, 2π) (``params: [..., 3K]``) and log|dh/dp| (of h⁻¹)."""
+    x = (p - math.pi).clamp(-math.pi, math.pi)
+    y, log_d = circular_rq_spline_elementwise(x, params, inverse)
+    return y + math.pi, log_d
+
+
+def n_circle_params(transform: CircleTransform, n_components: int) -> int:
+    """Conditioner outputs per plaquette for the circle map, without the rotation."""
+    if transform not in ("ncp", "spline") or n_components < 1:
+        raise ValueError(
+            f"need transform 'ncp' or 'spline' and K ≥ 1, got {transform!r}, K = {n_components}"
+        )
+    return n_components if transform == "ncp" else 3 * n_components
 
 
 class GaugeEquivariantCoupling(Flow):
@@ -68,53 +107,64 @@ class GaugeEquivariantCoupling(Flow):
         length: L, a multiple of 4.
         mu: direction of the updated links.
         offset: o, the stripe x_ν ≡ o (mod 4) of the updated links.
-        net: conditioner ``[B, 2, L, L] → [B, K + 1, L, L]`` (K mixture scales, a rotation).
+        net: conditioner ``[B, 2, L, L] → [B, P + 1, L, L]`` (P circle-map parameters,
+            see :func:`n_circle_params`, then a rotation).
+        transform: the circle map, ``"ncp"`` or ``"spline"``.
     """
 
-    def __init__(self, length: int, mu: int, offset: int, net: nn.Module):
+    def __init__(
+        self, length: int, mu: int, offset: int, net: nn.Module, transform: CircleTransform = "ncp"
+    ):
         super().__init__()
         if length % 4:
             raise ValueError(f"gauge-equivariant couplings need L divisible by 4, got {length}")
+        n_circle_params(transform, 1)
         self.length, self.mu, self.sign = int(length), int(mu), 1.0 if mu == 0 else -1.0
+        self.transform = transform
         nu = 1 - mu
         dtype = next(net.parameters()).dtype
-        self.register_buffer("active", stripe(length, nu, offset).to(dtype))
+        sites = stripe(length, nu, offset).flatten().nonzero()[:, 0]
+        self.register_buffer("sites", sites)
+        self.register_buffer("links", self.mu * length * length + sites)
         frozen = stripe(length, nu, offset + 1) | stripe(length, nu, offset + 2)
         self.register_buffer("frozen", frozen.to(dtype))
         self.net = net
 
-    def _circle_map(self, plaq: Tensor) -> tuple[Tensor, Tensor]:
+    def _conditioner(self, plaq: Tensor) -> tuple[Tensor, Tensor]:
+        """Circle-map parameters ``[B, A, P]`` and rotations ``[B, A]`` of the active sites."""
         features = torch.stack([torch.cos(plaq), torch.sin(plaq)], 1) * self.frozen
-        out = self.net(features)
-        return out[:, :-1], out[:, -1]
+        out = self.net(features).flatten(2)[:, :, self.sites]
+        return out[:, :-1].transpose(1, 2), out[:, -1]
 
-    def _update(self, theta: Tensor, delta: Tensor) -> Tensor:
-        shift = torch.zeros_like(theta)
-        shift[:, self.mu] = self.sign * self.active * delta
-        return theta + shift
+    def _circle(self, p: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        if self.transform == "spline":
+            return circle_spline(p, params, inverse)
+        if inverse:
+            return ncp_mixture_inverse(p, params)
+        return ncp_mixture(p, params)
+
+    def _active(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Wrapped plaquettes, their active values ``[B, A]`` and the conditioner's output."""
+        plaq = torch.remainder(plaquettes(theta.reshape(-1, 2, self.length, self.length)), TWO_PI)
+        params, t = self._conditioner(plaq)
+        return plaq.flatten(1)[:, self.sites], params, t
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        theta = z.reshape(-1, 2, self.length, self.length)
-        p = torch.remainder(plaquettes(theta), TWO_PI)
-        s, t = self._circle_map(p)
-        h, log_dh = ncp_mixture(p, s)
-        x = self._update(theta, h + t - p)
-        return x.reshape(z.shape), (self.active * log_dh).sum(dim=(-2, -1))
+        flat = z.reshape(z.shape[0], -1)
+        p, params, t = self._active(flat)
+        h, log_dh = self._circle(p, params, inverse=False)
+        x = flat.index_add(1, self.links, self.sign * (h + t - p))
+        return x.reshape(z.shape), log_dh.sum(-1)
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        theta = x.reshape(-1, 2, self.length, self.length)
-        p_new = plaquettes(theta)
-        s, t = self._circle_map(torch.remainder(p_new, TWO_PI))
+        flat = x.reshape(x.shape[0], -1)
+        p_new, params, t = self._active(flat)
         target = torch.remainder(p_new - t, TWO_PI)
-        low, high = torch.zeros_like(target), torch.full_like(target, TWO_PI)
-        for _ in range(BISECTION_STEPS):
-            middle = 0.5 * (low + high)
-            below = ncp_mixture(middle, s)[0] < target
-            low, high = torch.where(below, middle, low), torch.where(below, high, middle)
-        p = 0.5 * (low + high)
-        h, log_dh = ncp_mixture(p, s)
-        z = self._update(theta, -(h + t - p))
-        return z.reshape(x.shape), -(self.active * log_dh).sum(dim=(-2, -1))
+        p, log_dh = self._circle(target, params, inverse=True)
+        if self.transform == "spline":
+            log_dh = -log_dh
+        z = flat.index_add(1, self.links, -self.sign * (target + t - p))
+        return z.reshape(x.shape), -log_dh.sum(-1)
 
 
 class UniformAnglePrior(Prior):
@@ -139,14 +189,21 @@ def make_gauge_flow(
     n_layers: int = 16,
     hidden: int = 8,
     n_hidden_layers: int = 2,
-    n_mixture: int = 2,
+    n_components: int = 2,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
+    transform: CircleTransform = "ncp",
 ) -> Sequential:
-    """The tutorial's U(1) flow: layers cycling μ = 0, 1 and o = 0 … 3, then ``[B, 2, L, L]``."""
+    """The tutorial's U(1) flow: layers cycling μ = 0, 1 and o = 0 … 3, then ``[B, 2, L, L]``.
+
+    ``n_components``: K, mixture components (``"ncp"``) or spline bins (``"spline"``).
+    """
     generator = torch.Generator().manual_seed(seed)
+    n_out = n_circle_params(transform, n_components) + 1
     layers: list[Flow] = []
     for k in range(n_layers):
-        net = conv_net_channels(2, n_mixture + 1, hidden, n_hidden_layers, 3, dtype, generator)
-        layers.append(GaugeEquivariantCoupling(length, k % 2, (k // 2) % 4, net))
+        net = conv_net_channels(
+            2, n_out, hidden, n_hidden_layers, 3, dtype, generator, final_tanh=False
+        )
+        layers.append(GaugeEquivariantCoupling(length, k % 2, (k // 2) % 4, net, transform))
     return Sequential(*layers, Flatten((2, length, length)))

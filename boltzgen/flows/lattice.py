@@ -14,6 +14,11 @@ commute with lattice translations, and the checkerboard is invariant under the
 translations that keep x₀ + x₁ even, so the model density is invariant under that
 subgroup (and the prior, i.i.d. N(0, 1) per site, under all of them).
 
+:class:`CheckerboardSplineCoupling` replaces the affine map of the updated sites by a
+monotone rational-quadratic spline with linear tails (Durkan et al., "Neural Spline
+Flows", arXiv 1906.04087), φ' = g(φ; θ(m⊙φ)) on [−B, B] and the identity outside,
+log|det| = Σ_x (1 − m(x)) log g'(φ(x)); its conditioner has no final tanh.
+
 Layers act on flat vectors ``[B, L·L]`` like every :class:`~boltzgen.flows.base.Flow`;
 :func:`make_lattice_flow` ends with :class:`~boltzgen.flows.base.Flatten` to ``[B, L, L]``.
 Each layer starts as the identity (zero last convolution).
@@ -22,11 +27,15 @@ Each layer starts as the identity (zero last convolution).
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from boltzgen.flows.base import Flatten, Flow, Sequential
+from boltzgen.flows.splines import n_spline_params, rq_spline_forward, rq_spline_inverse
+
+ScalarTransform = Literal["affine", "spline"]
 
 
 def checkerboard_mask(length: int, parity: int) -> Tensor:
@@ -43,10 +52,12 @@ def conv_net_channels(
     kernel_size: int,
     dtype: torch.dtype,
     generator: torch.Generator,
+    final_tanh: bool = True,
 ) -> nn.Sequential:
     """Conv ``[B, n_in, L, L] → [B, n_out, L, L]``: circular padding, LeakyReLU, final tanh.
 
     Hidden kernels start U(±1/√fan_in) from ``generator``; the last convolution is zero.
+    ``final_tanh=False`` leaves the last convolution's output unbounded.
     """
     widths = [n_in] + [hidden] * n_hidden_layers + [n_out]
     layers: list[nn.Module] = []
@@ -62,7 +73,11 @@ def conv_net_channels(
             if i == last:
                 conv.weight.zero_()
                 conv.bias.zero_()
-        layers += [conv, nn.Tanh() if i == last else nn.LeakyReLU()]
+        layers.append(conv)
+        if i < last:
+            layers.append(nn.LeakyReLU())
+        elif final_tanh:
+            layers.append(nn.Tanh())
     return nn.Sequential(*layers)
 
 
@@ -113,6 +128,66 @@ class CheckerboardAffineCoupling(Flow):
         return z.reshape(x.shape), -s.sum(dim=(-2, -1))
 
 
+class CheckerboardSplineCoupling(Flow):
+    """A spline coupling of the sites of one checkerboard colour, conditioned on the other.
+
+    The updated sites map by a rational-quadratic spline with K bins on [−B, B] and
+    linear (identity) tails; its 3K − 1 parameters per site come from the conditioner.
+
+    Args:
+        length: L.
+        parity: 0 or 1, which colour is frozen.
+        net: the conditioner ``[B, 1, L, L] → [B, 3K − 1, L, L]``.
+        tail_bound: B.
+    """
+
+    def __init__(self, length: int, parity: int, net: nn.Module, tail_bound: float = 4.0):
+        super().__init__()
+        self.length, self.tail_bound = int(length), float(tail_bound)
+        dtype = next(net.parameters()).dtype
+        mask = checkerboard_mask(length, parity)
+        self.register_buffer("mask", mask.to(dtype))
+        self.register_buffer("sites", (mask.flatten() == 0).nonzero()[:, 0])
+        self.net = net
+
+    def _transform(self, field: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        flat = field.reshape(field.shape[0], -1)
+        frozen = (self.mask * field.reshape(-1, self.length, self.length))[:, None]
+        params = self.net(frozen).flatten(2)[:, :, self.sites].transpose(1, 2)
+        spline = rq_spline_inverse if inverse else rq_spline_forward
+        y, logdet = spline(flat[:, self.sites], params, self.tail_bound)
+        index = self.sites.expand(flat.shape[0], -1)
+        return flat.scatter(1, index, y).reshape(field.shape), logdet
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self._transform(z, inverse=False)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._transform(x, inverse=True)
+
+
+def _coupling(
+    length: int,
+    parity: int,
+    transform: ScalarTransform,
+    conditioner: tuple[int, int, int],
+    n_bins: int,
+    tail_bound: float,
+    dtype: torch.dtype,
+    generator: torch.Generator,
+) -> Flow:
+    hidden, n_hidden_layers, kernel_size = conditioner
+    if transform == "affine":
+        return CheckerboardAffineCoupling(
+            length, parity, conv_net(hidden, n_hidden_layers, kernel_size, dtype, generator)
+        )
+    n_out = n_spline_params(n_bins)
+    net = conv_net_channels(
+        1, n_out, hidden, n_hidden_layers, kernel_size, dtype, generator, final_tanh=False
+    )
+    return CheckerboardSplineCoupling(length, parity, net, tail_bound)
+
+
 def make_lattice_flow(
     length: int,
     n_layers: int = 16,
@@ -121,18 +196,23 @@ def make_lattice_flow(
     kernel_size: int = 3,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
+    transform: ScalarTransform = "affine",
+    n_bins: int = 8,
+    tail_bound: float = 4.0,
 ) -> Sequential:
-    """The tutorial's flow: ``n_layers`` checkerboard affine couplings, then ``[B, L, L]``.
+    """The tutorial's flow: ``n_layers`` checkerboard couplings, then ``[B, L, L]``.
 
-    The tutorial's φ⁴ model has 16 layers with two hidden convolutions of 8 channels.
+    The tutorial's φ⁴ model has 16 affine layers with two hidden convolutions of 8
+    channels; ``transform="spline"`` uses K = ``n_bins`` spline bins on ±``tail_bound``.
     """
     if length % 2 or n_layers < 1:
         raise ValueError(f"need an even L and n_layers ≥ 1, got L = {length}, {n_layers}")
+    if transform not in ("affine", "spline"):
+        raise ValueError(f"transform must be 'affine' or 'spline', got {transform!r}")
     generator = torch.Generator().manual_seed(seed)
-    layers: list[Flow] = [
-        CheckerboardAffineCoupling(
-            length, k % 2, conv_net(hidden, n_hidden_layers, kernel_size, dtype, generator)
-        )
+    conditioner = (hidden, n_hidden_layers, kernel_size)
+    layers = [
+        _coupling(length, k % 2, transform, conditioner, n_bins, tail_bound, dtype, generator)
         for k in range(n_layers)
     ]
     return Sequential(*layers, Flatten((length, length)))

@@ -50,7 +50,9 @@ def observable_estimate(
         value = (w * (f - mean) ** 2).sum()
         influence = (f - mean) ** 2 - value
     if samples.is_chain:
-        tau = integrated_time(samples.chains(influence))
+        # The influence has pooled mean zero: measured about it (not about each chain's
+        # own mean), chains stuck at different values count as slow, not as exact.
+        tau = integrated_time(samples.chains(influence), mean=0.0)
         variance = float(influence.square().mean()) * tau / len(f)
         return ObservableEstimate(float(value), math.sqrt(variance), tau)
     return ObservableEstimate(float(value), float((w * influence).square().sum().sqrt()), None)

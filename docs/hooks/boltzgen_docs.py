@@ -142,9 +142,7 @@ def _flow_yaml(spec: Any) -> str:
 def _reference_lines(system: Any) -> list[str]:
     if system.has_exact_reference:
         values = system.reference_free_energies()
-        lines = [
-            f"- **exact** ΔF `{name}` = {value:.4f} kT" for name, value in values.items()
-        ]
+        lines = [f"- **exact** ΔF `{name}` = {value:.4f} kT" for name, value in values.items()]
         log_z = system.reference_log_z()
         if log_z is not None:
             lines.append(f"- **exact** log Z = {log_z:.4f}")

@@ -8,9 +8,11 @@ import torch
 from boltzgen.energies.lattice import U1Wilson, gauge_transform
 from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
 
+TRANSFORMS = pytest.mark.parametrize("transform", ["ncp", "spline"])
 
-def _randomised(length: int = 4, seed: int = 0):
-    flow = make_gauge_flow(length, n_layers=4, hidden=4, seed=seed)
+
+def _randomised(length: int = 4, seed: int = 0, transform: str = "ncp"):
+    flow = make_gauge_flow(length, n_layers=4, hidden=4, seed=seed, transform=transform)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in flow.parameters():
@@ -23,8 +25,9 @@ def _links(n: int, length: int, seed: int) -> torch.Tensor:
     return 2 * math.pi * u.double()
 
 
-def test_round_trip_and_logdets_are_opposite():
-    flow = _randomised()
+@TRANSFORMS
+def test_round_trip_and_logdets_are_opposite(transform):
+    flow = _randomised(transform=transform)
     z = _links(5, 4, 2)
     x, ld = flow(z)
     assert x.shape == (5, 2, 4, 4)
@@ -33,8 +36,9 @@ def test_round_trip_and_logdets_are_opposite():
     torch.testing.assert_close(ld_inv, -ld, rtol=1e-9, atol=1e-9)
 
 
-def test_logdet_equals_the_autograd_jacobian():
-    flow = _randomised()
+@TRANSFORMS
+def test_logdet_equals_the_autograd_jacobian(transform):
+    flow = _randomised(transform=transform)
     z = _links(2, 4, 3)
     _, ld = flow(z)
     for b in range(2):
@@ -42,8 +46,9 @@ def test_logdet_equals_the_autograd_jacobian():
         assert float(ld[b].detach()) == pytest.approx(float(torch.linalg.slogdet(jac)[1]), abs=1e-9)
 
 
-def test_density_is_gauge_invariant_and_the_action_too():
-    flow, prior = _randomised(), UniformAnglePrior(32)
+@TRANSFORMS
+def test_density_is_gauge_invariant_and_the_action_too(transform):
+    flow, prior = _randomised(transform=transform), UniformAnglePrior(32)
     theta = _links(4, 4, 4).reshape(4, 2, 4, 4)
     alpha = 3 * torch.randn(4, 4, 4, generator=torch.Generator().manual_seed(5)).double()
     rotated = gauge_transform(theta, alpha)
@@ -57,8 +62,9 @@ def test_density_is_gauge_invariant_and_the_action_too():
     torch.testing.assert_close(energy.energy(rotated), energy.energy(theta))
 
 
-def test_flow_starts_as_the_identity():
-    flow = make_gauge_flow(4, n_layers=2)
+@TRANSFORMS
+def test_flow_starts_as_the_identity(transform):
+    flow = make_gauge_flow(4, n_layers=2, transform=transform)
     z = _links(3, 4, 6)
     x, ld = flow(z)
     torch.testing.assert_close(x.reshape(3, -1), z)

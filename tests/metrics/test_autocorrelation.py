@@ -79,3 +79,19 @@ def test_mcmc_ess_is_n_over_tau(phi):
 def test_bad_series_raise(series):
     with pytest.raises(ValueError, match="series"):
         integrated_time(series)
+
+
+def test_known_mean_matches_the_chain_mean_on_a_long_stationary_series():
+    x = ar1(0.8, 50_000, 4, seed=5)
+    exact = (1 + 0.8) / (1 - 0.8)
+    assert integrated_time(x, mean=0.0) == pytest.approx(exact, rel=0.1)
+    assert integrated_time(x, mean=0.0) == pytest.approx(integrated_time(x), rel=0.02)
+
+
+def test_frozen_chains_are_slow_only_with_the_known_mean():
+    frozen = torch.tensor([1.0, -1.0, 2.0, -2.0]).repeat(400, 1)
+    assert integrated_time(frozen) == 1.0
+    assert integrated_time(frozen, mean=0.0) > 400 / 2
+    assert torch.allclose(
+        autocovariance(frozen, mean=0.0)[0], torch.tensor(2.5, dtype=torch.float64)
+    )

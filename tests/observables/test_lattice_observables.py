@@ -72,3 +72,13 @@ def test_weighted_variance_matches_the_target():
     est = observable_estimate(samples, z, "variance")
     assert est.tau_int is None
     assert abs(est.value - 2.0) < 4 * est.stderr
+
+
+def test_chains_stuck_in_different_sectors_get_a_wide_error_bar():
+    """Q frozen at ±1 in half the chains: the spread between chains is the error."""
+    steps, chains = 400, 8
+    q = torch.tensor([1.0, -1.0] * (chains // 2), dtype=torch.float64).repeat(steps, 1)
+    est = observable_estimate(_chain(q.reshape(-1), chains), q.reshape(-1))
+    assert est.value == 0.0
+    assert est.tau_int > steps / 2
+    assert est.stderr > 0.2

@@ -6,8 +6,12 @@ import json
 
 import pytest
 
+from boltzgen import load_system
+from boltzgen.flows.gauge import GaugeEquivariantCoupling
+from boltzgen.flows.lattice import CheckerboardAffineCoupling, CheckerboardSplineCoupling
 from boltzgen.runner.config import parse_experiment
 from boltzgen.runner.executors import run_debug
+from boltzgen.runner.methods.flows import FlowParams, build_generator
 from boltzgen.runner.tasks import plan
 
 BUDGET = 40_000
@@ -64,3 +68,24 @@ def test_lattice_method_spends_its_budget_and_reports_observables(tmp_path, syst
         assert entry["tau_int"] >= 1.0
     if system != "phi4_2d":
         assert all(e["reference"] is not None for e in result["observables"].values())
+
+
+@pytest.mark.parametrize(
+    "system, kind, coupling, layer",
+    [
+        ("phi4_2d", "lattice", "default", CheckerboardAffineCoupling),
+        ("phi4_2d", "lattice", "spline", CheckerboardSplineCoupling),
+        ("u1_2d", "u1_gauge", "spline", GaugeEquivariantCoupling),
+    ],
+)
+def test_lattice_flow_kinds_take_their_coupling(system, kind, coupling, layer):
+    params = FlowParams(kind=kind, n_layers=2, hidden=4, n_bins=4, coupling=coupling)
+    model = build_generator(load_system(system, L=4), params, seed=0)
+    assert isinstance(model.flow.layers[0], layer)
+    if kind == "u1_gauge":
+        assert model.flow.layers[0].transform == "spline"
+
+
+def test_a_lattice_flow_refuses_a_coupling_of_the_other_family():
+    with pytest.raises(ValueError, match="takes coupling"):
+        build_generator(load_system("phi4_2d", L=4), FlowParams(kind="lattice", coupling="ncp"), 0)

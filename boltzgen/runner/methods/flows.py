@@ -11,11 +11,14 @@ Three flow families (``flow.kind``):
   then placed in a fixed Cartesian frame (Noé et al. 2019; Köhler et al. 2021).
 * ``transformer`` — molecules in Cartesian coordinates: TarFlow-style autoregressive
   Transformer blocks on the zero-centre-of-mass subspace (Tan et al. 2025).
-* ``lattice`` — scalar fields ``[L, L]``: checkerboard affine couplings with circular
-  convolutions (``hidden`` channels, ``conditioner_layers`` hidden convolutions) and an
-  i.i.d. standard normal prior (Albergo, Kanwar, Shanahan 2019; arXiv 2101.08176).
+* ``lattice`` — scalar fields ``[L, L]``: checkerboard affine (``coupling: affine``, the
+  default) or spline (``coupling: spline``, ``n_bins`` bins on ±``tail_bound``) couplings
+  with circular convolutions (``hidden`` channels, ``conditioner_layers`` hidden
+  convolutions) and an i.i.d. standard normal prior (Albergo, Kanwar, Shanahan 2019;
+  arXiv 2101.08176).
 * ``u1_gauge`` — U(1) links ``[2, L, L]``: gauge-equivariant plaquette couplings with
-  mixtures of ``n_bins`` non-compact projections and a uniform (Haar) prior
+  mixtures of ``n_bins`` non-compact projections (``coupling: ncp``, the default) or
+  circular splines of ``n_bins`` bins (``coupling: spline``) and a uniform (Haar) prior
   (Kanwar et al., arXiv 2003.06413).
 """
 
@@ -53,6 +56,8 @@ from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.systems import System
 
 FlowKind = Literal["spline", "internal", "transformer", "lattice", "u1_gauge"]
+CouplingKind = Literal["default", "affine", "spline", "ncp"]
+LATTICE_COUPLINGS = {"lattice": ("affine", "spline"), "u1_gauge": ("ncp", "spline")}
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class FlowParams:
     without linear tails on ±``tail_bound`` and a prior truncated there, so no sample
     leaves ±``tail_bound`` widths (no stretched bond). ``chirality: L`` gives the target
     weight zero on D stereoisomers (:class:`~boltzgen.energies.restricted.RestrictedEnergy`).
+    ``coupling`` picks the transform of the lattice families (``lattice``: ``affine`` or
+    ``spline``; ``u1_gauge``: ``ncp`` or ``spline``; ``default``: the first of each).
     """
 
     kind: FlowKind = "spline"
@@ -82,6 +89,18 @@ class FlowParams:
     bond_nm: float = 0.005
     angle_rad: float = 0.15
     torsion_rad: float = 0.2
+    coupling: CouplingKind = "default"
+
+    def lattice_coupling(self) -> str:
+        """The coupling transform of a lattice flow kind (``default`` resolved)."""
+        allowed = LATTICE_COUPLINGS[self.kind]
+        if self.coupling == "default":
+            return allowed[0]
+        if self.coupling not in allowed:
+            raise ValueError(
+                f"flow kind {self.kind!r} takes coupling {allowed}, got {self.coupling!r}"
+            )
+        return self.coupling
 
 
 def _spline(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
@@ -182,7 +201,16 @@ def _lattice(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
         raise ValueError(
             f"flow kind 'lattice' needs a scalar field [L, L]; {system.name} has {shape}"
         )
-    flow = make_lattice_flow(shape[0], p.n_layers, p.hidden, p.conditioner_layers, seed=seed)
+    flow = make_lattice_flow(
+        shape[0],
+        p.n_layers,
+        p.hidden,
+        p.conditioner_layers,
+        seed=seed,
+        transform=p.lattice_coupling(),
+        n_bins=p.n_bins,
+        tail_bound=p.tail_bound,
+    )
     return BoltzmannGenerator(GaussianPrior(system.energy.dim), flow, system.energy)
 
 
@@ -191,7 +219,13 @@ def _u1_gauge(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
     if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
         raise ValueError(f"flow kind 'u1_gauge' needs links [2, L, L]; {system.name} has {shape}")
     flow = make_gauge_flow(
-        shape[1], p.n_layers, p.hidden, p.conditioner_layers, p.n_bins, seed=seed
+        shape[1],
+        p.n_layers,
+        p.hidden,
+        p.conditioner_layers,
+        p.n_bins,
+        seed=seed,
+        transform=p.lattice_coupling(),
     )
     return BoltzmannGenerator(UniformAnglePrior(system.energy.dim), flow, system.energy)
 
