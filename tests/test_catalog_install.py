@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from boltzgen.systems import CATALOG, list_systems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,7 @@ def _copy_sources(destination: Path) -> None:
             shutil.copy(ROOT / name, destination / name)
 
 
+@pytest.mark.slow
 def test_an_installed_copy_loads_every_system_from_elsewhere(tmp_path):
     source, target, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
     _copy_sources(source)

@@ -156,6 +156,7 @@ def test_pt_reference_gives_an_mbar_free_energy(tmp_path, monkeypatch):
     assert (out / "pt.nc").exists()
 
 
+@pytest.mark.slow
 def test_unsupported_force_falls_back_to_openmm_with_a_warning(tmp_path):
     from boltzgen.systems import build_system
 

@@ -226,6 +226,7 @@ def test_a_system_with_virtual_sites_is_refused():
         OpenMMEnergy(system, TEMPERATURE, n_workers=0)
 
 
+@pytest.mark.faults
 def test_a_killed_worker_is_replaced_and_results_stay_correct():
     system = chain_system(periodic=False)
     x = configurations(6, seed=8)
@@ -247,6 +248,7 @@ def _worker_that_dies_on_every_request(conn, *args):
     os._exit(7)
 
 
+@pytest.mark.faults
 def test_a_worker_dying_twice_on_a_chunk_raises_a_clear_error():
     xml = openmm.XmlSerializer.serialize(chain_system(periodic=False))
     pool = _WorkerPool(xml, "Reference", 1, n_workers=1, target=_worker_that_dies_on_every_request)

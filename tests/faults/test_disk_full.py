@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
 from boltzgen.records.files import damage
@@ -45,6 +46,7 @@ def experiment(tmp_path, methods):
     return str(path)
 
 
+@pytest.mark.faults
 def test_a_full_disk_fails_the_task_cleanly_and_keeps_earlier_results(tmp_path):
     out = tmp_path / "run"
     first = run(["run", experiment(tmp_path, {"small": SMALL}), "--out", str(out)], False)

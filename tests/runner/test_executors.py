@@ -92,6 +92,7 @@ def run_script(run_dir, steps, kill_after_checkpoint=False):
     return process.wait(timeout=300)
 
 
+@pytest.mark.faults
 def test_task_killed_part_way_resumes_to_the_same_result(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_script(whole, 400) == 0

@@ -90,6 +90,7 @@ def _exact_double_well_delta_f() -> float:
     return -math.log(right / left)
 
 
+@pytest.mark.slow
 def test_hmc_recovers_double_well_free_energy_from_one_well() -> None:
     energy = DoubleWell2D()
     exact = _exact_double_well_delta_f()

@@ -26,6 +26,7 @@ def _exact_double_well_delta_f() -> float:
     return math.log(mass_a) - math.log(mass_b)
 
 
+@pytest.mark.slow
 def test_trained_bg_recovers_double_well_free_energy() -> None:
     """Mixed forward (exact samples) + reverse KL; the flow alone cannot cross the barrier."""
     energy = DoubleWell2D()
