@@ -13,7 +13,12 @@ import torch
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.reference import load_reference, reference_dir, sha256
 from boltzgen.runner.evaluate import load_reference_for
-from boltzgen.runner.methods.training import TrainParams, data_charge, training_data
+from boltzgen.runner.methods.training import (
+    TrainParams,
+    data_charge,
+    later_stage_data,
+    training_data,
+)
 from boltzgen.systems import load_system
 
 NAME = "alanine_dipeptide_vacuum"
@@ -69,6 +74,23 @@ def test_forward_kl_data_come_from_the_training_part_and_are_charged(system):
     assert data_charge(system, TrainParams(loss="forward_kl", n_data=15)) == 15 * per_frame
     all_frames = data_charge(system, TrainParams(loss="mixed", n_data=10**6))
     assert all_frames == (N_FRAMES // 2) * per_frame  # only the training part exists for it
+
+
+@pytest.mark.parametrize("n_later", [10, 15, 18, 10**6])
+def test_a_later_stage_reuses_the_frames_paid_for_and_pays_only_for_new_ones(system, n_later):
+    first_params = TrainParams(loss="forward_kl", n_data=15)
+    later_params = TrainParams(loss="mixed", n_data=n_later)
+    g = torch.Generator().manual_seed(3)
+    first = training_data(system, first_params, g)
+    later = later_stage_data(system, first, later_params, g)
+    shared = min(15, len(later.x))
+    torch.testing.assert_close(later.x[:shared], first.x[:shared])
+    n_new = max(0, min(n_later, N_FRAMES // 2) - 15)
+    assert len({tuple(r) for r in torch.cat([first.x, later.x]).flatten(1).tolist()}) == 15 + n_new
+    charged = later.cost.energy_evals + later.cost.force_evals
+    assert charged == data_charge(system, later_params, first_params)
+    per_frame = MD_COST["force_evals"] / N_FRAMES
+    assert charged == pytest.approx(n_new * per_frame)
 
 
 def test_budget_counts_the_charge_of_reference_frames(system, tmp_path):

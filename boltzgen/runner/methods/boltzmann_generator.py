@@ -21,6 +21,7 @@ from boltzgen.runner.methods.flows import FlowParams, build_generator
 from boltzgen.runner.methods.training import (
     TrainingData,
     TrainParams,
+    later_stage_data,
     stage_evaluations,
     training_data,
 )
@@ -114,16 +115,17 @@ def _train_stages(
 ) -> tuple[Cost, float | None, list[dict[str, Any]]]:
     """Run ``train`` then ``finetune`` (if set), each resumable in its own folder.
 
-    The data of the first stage are given (they also set the flow's scales). Each stage
-    with data is charged for its own draws (a frame two stages both draw is charged
-    twice: an upper bound).
+    The data of the first stage are given (they also set the flow's scales). A later stage
+    reuses the first stage's reference frames and is charged only for frames beyond them
+    (:func:`~boltzgen.runner.methods.training.later_stage_data`); exact toy draws are new
+    draws, charged again.
     """
     data, total, last, records = first_data, Cost(), None, []
     for name, stage in (("train", params.train), ("finetune", params.finetune)):
         if stage is None:
             continue
         if name == "finetune":
-            data = training_data(system, stage, generator)
+            data = later_stage_data(system, first_data, stage, generator)
         total = total + data.cost
         records.append({"stage": name, **data.record()})
         where = None if folder is None else folder / name
@@ -148,8 +150,10 @@ def run(
 
 def planned_training_evals(params: BoltzmannGeneratorParams, system: System) -> int:
     """Target evaluations the generator's training stages will spend, data charges included."""
-    stages = [s for s in (params.train, params.finetune) if s is not None]
-    return int(sum(stage_evaluations(system, s) for s in stages))
+    first = stage_evaluations(system, params.train)
+    if params.finetune is None:
+        return int(first)
+    return int(first + stage_evaluations(system, params.finetune, params.train))
 
 
 def fit_budget(

@@ -54,11 +54,14 @@ class TrainingData:
     ``source`` is ``"none"``, ``"exact"`` (toy draws, :data:`EXACT_DRAW_EVALS` each) or
     ``"md"`` / ``"pt"`` (frames of the training part of that reference set, each charged
     the run's cost per frame, see :meth:`boltzgen.reference.ReferenceSet.cost_per_frame`).
+    ``order`` is the task's permutation of the reference frames (``x`` its first ``n``),
+    so that a later stage draws the same frames first (:func:`later_stage_data`).
     """
 
     x: Tensor | None
     cost: Cost
     source: str
+    order: Tensor | None = None
 
     def record(self) -> dict[str, Any]:
         """What ``result.json`` says about the data (``info.training_data``)."""
@@ -89,14 +92,27 @@ def frame_cost(reference: ReferenceSet, n: int) -> Cost:
     )
 
 
-def data_charge(system: System, params: TrainParams) -> int:
-    """Target evaluations the training data of one stage will be charged (for planning)."""
+def extra_frames_cost(reference: ReferenceSet, n_before: int, n_after: int) -> Cost:
+    """The charge of growing a task's frames from ``n_before`` to ``n_after`` (zero if not)."""
+    before = frame_cost(reference, min(n_before, len(reference.x)))
+    after = frame_cost(reference, min(max(n_before, n_after), len(reference.x)))
+    fields = ("energy_evals", "force_evals", "wall_s")
+    return Cost(*(getattr(after, f) - getattr(before, f) for f in fields))
+
+
+def data_charge(system: System, params: TrainParams, before: TrainParams | None = None) -> int:
+    """Target evaluations the training data of one stage will be charged (for planning).
+
+    ``before`` is the first stage when ``params`` is a later one: reference frames that
+    stage already drew (and paid for) are not charged again (:func:`later_stage_data`).
+    """
     if not params.needs_data:
         return 0
     if system.has_exact_reference:
         return params.n_data * EXACT_DRAW_EVALS
     reference = training_reference(system)
-    cost = frame_cost(reference, min(params.n_data, len(reference.x)))
+    drawn = before.n_data if before is not None and before.needs_data else 0
+    cost = extra_frames_cost(reference, drawn, params.n_data)
     return cost.energy_evals + cost.force_evals
 
 
@@ -112,12 +128,33 @@ def training_data(system: System, params: TrainParams, generator: torch.Generato
     if data is not None:
         return TrainingData(data, Cost(params.n_data * EXACT_DRAW_EVALS), "exact")
     reference = training_reference(system)
-    index = torch.randperm(len(reference.x), generator=generator)[: params.n_data]
+    order = torch.randperm(len(reference.x), generator=generator)
+    index = order[: params.n_data]
     return TrainingData(
-        reference.x[index], frame_cost(reference, len(index)), system.reference_kind
+        reference.x[index], frame_cost(reference, len(index)), system.reference_kind, order
     )
 
 
-def stage_evaluations(system: System, stage: TrainParams) -> float:
-    """Target evaluations one stage plans to spend: its training loop and its data's charge."""
-    return training_evaluations(stage) + data_charge(system, stage)
+def later_stage_data(
+    system: System, first: TrainingData, params: TrainParams, generator: torch.Generator
+) -> TrainingData:
+    """The data of a stage after the first (e.g. ``finetune``), and what is left to charge.
+
+    Reference frames are drawn once per task: a later stage takes the first ``n_data``
+    frames of the first stage's permutation, so it reuses the frames already paid for and
+    is charged only for frames beyond them. Exact toy draws are fresh draws, charged again.
+    """
+    if first.order is None or not params.needs_data:
+        return training_data(system, params, generator)
+    reference = training_reference(system)
+    index = first.order[: params.n_data]
+    cost = extra_frames_cost(reference, len(first.x), len(index))
+    return TrainingData(reference.x[index], cost, first.source, first.order)
+
+
+def stage_evaluations(
+    system: System, stage: TrainParams, before: TrainParams | None = None
+) -> float:
+    """Target evaluations one stage plans to spend: its training loop and its data's charge
+    (``before``: the first stage, when ``stage`` comes after it)."""
+    return training_evaluations(stage) + data_charge(system, stage, before)
