@@ -113,8 +113,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def sampling_energy(system: System, settings: TorchPTReferenceSettings) -> Energy:
-    """The system's energy on the settings' device and dtype (force fields only)."""
+def sampling_energy(system: System, settings: Any) -> Energy:
+    """The system's energy on the settings' ``device`` and ``dtype`` (force fields only;
+    PT and umbrella settings both carry the two fields)."""
     if isinstance(system.energy, TorchForceField):
         return system.energy.to(resolve_device(settings.device), DTYPES[settings.dtype])
     return system.energy

@@ -40,8 +40,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from boltzgen.energies.base import Energy
-from boltzgen.energies.forcefield import TorchForceField
 from boltzgen.kernels import hmc
 from boltzgen.kernels.adaptation import DualAveraging
 from boltzgen.kernels.potential import Potential, from_energy
@@ -51,7 +49,7 @@ from boltzgen.records import CostMeter
 from boltzgen.records.files import write_json
 from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import load_manifest, reference_dir, sha256
-from boltzgen.reference.torch_pt import DTYPES, mirror_frames, resolve_device
+from boltzgen.reference.torch_pt import mirror_frames, resolve_device, sampling_energy
 from boltzgen.reference.umbrella_mbar import (
     Bounds,
     Windows,
@@ -187,13 +185,6 @@ class UmbrellaRun:
     d_frames: int | None
     n_steps: int
     cost: dict[str, float]
-
-
-def sampling_energy(system: System, settings: UmbrellaSettings) -> Energy:
-    """The system's energy on the settings' device and dtype (force fields only)."""
-    if isinstance(system.energy, TorchForceField):
-        return system.energy.to(resolve_device(settings.device), DTYPES[settings.dtype])
-    return system.energy
 
 
 def run_umbrella(
