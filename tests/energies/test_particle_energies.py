@@ -18,7 +18,7 @@ from boltzgen.energies.particles import (
     kob_andersen_ternary,
     polydisperse_soft_spheres,
 )
-from boltzgen.energies.particles.box import lattice_positions
+from boltzgen.energies.particles.box import lattice_positions, wrap
 from boltzgen.energies.particles.energy import inherent_structures
 from boltzgen.energies.particles.models import (
     KA_EPSILON,
@@ -163,6 +163,22 @@ def test_cell_list_gives_the_all_pairs_energy():
     x = sites + 0.1 * torch.randn(sites.shape, generator=generator, dtype=torch.float64)
     torch.testing.assert_close(cells.energy(x), dense.energy(x), rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(cells.force(x), dense.force(x), rtol=1e-10, atol=1e-9)
+
+
+def test_cell_list_takes_positions_far_outside_the_box():
+    """An exploding leapfrog trajectory (|x| ≫ L) is a batch row, not an indexing crash."""
+    cells = kob_andersen(n_particles=600, neighbours="cells")
+    dense = kob_andersen(n_particles=600, neighbours="dense")
+    generator = torch.Generator().manual_seed(4)
+    x = lattice_positions(600, cells.box, generator).expand(3, -1, -1).clone()
+    x[1] += 7 * cells.box  # periodic images: the same energy
+    far = 1e18 * torch.rand(2000, 3, generator=generator, dtype=torch.float64)
+    far = far[(wrap(far, cells.box) < 0).any(1)][:5]  # x − L⌊x/L⌋ rounds below 0 here
+    assert far.shape == (5, 3)
+    x[2, :5] = far
+    u = cells.energy(x)
+    torch.testing.assert_close(u[:2], dense.energy(x[:2]), rtol=1e-9, atol=1e-9)
+    assert u.shape == (3,)
 
 
 def test_particle_energies_sum_to_twice_the_total_and_are_charged_one_nth():

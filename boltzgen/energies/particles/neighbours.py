@@ -54,7 +54,7 @@ def cell_pairs(x: Tensor, box: Tensor, r_max: float) -> PairList:
     m = cells_per_axis(box, r_max).to(x.device)
     if bool((m < 3).any()):
         raise ValueError(f"a cell list needs ≥ 3 cells per axis, got {m.tolist()}")
-    cell = torch.minimum(torch.floor(wrap(x, box) / (box / m)).long(), m - 1)
+    cell = torch.floor(wrap(x, box) / (box / m)).long() % m  # % m: rounding at L, huge |x|
     strides = _strides(m)
     flat = (cell * strides).sum(-1)
     table, width = _cell_table(flat, int(m.prod()))
