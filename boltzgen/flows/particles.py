@@ -105,3 +105,115 @@ def periodic_particle_flow(
     d = box.numel()
     layers = [PeriodicAxisCoupling(box, species, k % d, n_bins, hidden) for k in range(n_layers)]
     return Sequential(*layers)
+
+
+class ProbeConditioner(nn.Module):
+    """Spline parameters of moving particles from learned pair terms at probe points.
+
+    Particle i moves along one axis; probe b sits at the b-th bin centre of that axis with
+    i's other coordinates. Each fixed particle j adds φ(r_bj, species_i, species_j), a
+    network of radial features of the minimum-image distance r_bj (Gaussians up to
+    ``cutoff``, times a smooth envelope that vanishes there), so the sum H_ib is a learned
+    potential of the fixed particles along i's line. A linear head turns H_ib into the
+    height of bin b and the derivative at its left knot (zero at start: identity).
+    """
+
+    def __init__(self, n_species: int, hidden: int, n_radial: int = 8, cutoff: float = 2.5):
+        super().__init__()
+        self.n_species, self.cutoff = n_species, cutoff
+        self.register_buffer("centres", torch.linspace(0.6, cutoff, n_radial))
+        self.width = (cutoff - 0.6) / n_radial
+        self.pair = nn.Sequential(
+            nn.Linear(n_radial + 2 * n_species, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
+        )
+        self.head = nn.Linear(hidden, 2)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def _radial(self, r: Tensor) -> Tensor:
+        envelope = torch.where(r < self.cutoff, torch.cos(0.5 * math.pi * r / self.cutoff) ** 2, 0)
+        gauss = torch.exp(-(((r[..., None] - self.centres) / self.width) ** 2))
+        return gauss * envelope[..., None]
+
+    def forward(self, probes: Tensor, fixed: Tensor, box: Tensor, species: tuple[Tensor, Tensor]):
+        """``probes: [B, M, K, d]``, ``fixed: [B, S, d]`` → params ``[B, M, 3K]``."""
+        delta = fixed[:, None, None] - probes[:, :, :, None]
+        delta = delta - box * torch.round(delta / box)
+        radial = self._radial(delta.norm(dim=-1))  # [B, M, K, S, R]
+        one_hot = [nn.functional.one_hot(s, self.n_species).to(probes) for s in species]
+        shape = (*radial.shape[:-1], self.n_species)
+        own = one_hot[0][None, :, None, None].expand(shape)
+        other = one_hot[1][None, None, None, :].expand(shape)
+        h = self.pair(torch.cat([radial, own, other], -1)).sum(3)  # [B, M, K, H]
+        out = self.head(h)
+        heights, knots = out[..., 0], out[..., 1]
+        derivative = 0.5 * (knots + knots.roll(1, -1))  # knot k between bins k − 1 and k
+        widths = torch.zeros_like(heights)
+        return torch.cat([widths, heights, derivative], -1)
+
+
+class ProbeCoupling(Flow):
+    """Moves one axis of the particles in ``moving`` given all coordinates of the others.
+
+    The moving particles' axis-``axis`` angles go through circular RQ splines with K equal
+    bins fixed in the box; their parameters come from :class:`ProbeConditioner`, which
+    sees the fixed particles and the moving particles' other coordinates (unchanged by the
+    layer), so the Jacobian is diagonal: log|det| = Σ_i log g_i′(θ_i).
+    """
+
+    def __init__(
+        self, box: Tensor, species: Tensor, axis: int, moving: Tensor, n_bins: int, hidden: int
+    ):
+        super().__init__()
+        self.register_buffer("box", box.clone())
+        self.register_buffer("moving", moving.nonzero()[:, 0])
+        self.register_buffer("fixed", (~moving).nonzero()[:, 0])
+        self.register_buffer("species", species.clone())
+        self.axis, self.n_bins = axis, n_bins
+        self.conditioner = ProbeConditioner(int(species.max()) + 1, hidden)
+
+    def _params(self, x: Tensor) -> Tensor:
+        length = self.box[self.axis]
+        centres = (torch.arange(self.n_bins, dtype=x.dtype) + 0.5) * length / self.n_bins
+        probes = x[:, self.moving, None, :].repeat(1, 1, self.n_bins, 1)
+        probes[..., self.axis] = centres
+        species = (self.species[self.moving], self.species[self.fixed])
+        return self.conditioner(probes, x[:, self.fixed], self.box, species)
+
+    def _transform(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        length = self.box[self.axis]
+        params = self._params(x)
+        theta = 2 * math.pi * x[:, self.moving, self.axis] / length - math.pi
+        theta, logdet = circular_rq_spline(theta, params, inverse=inverse)
+        out = x.clone()
+        out[:, self.moving, self.axis] = (theta + math.pi) * length / (2 * math.pi)
+        return out, logdet
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self._transform(z, inverse=False)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._transform(x, inverse=True)
+
+
+def alternating_particle_masks(species: Tensor) -> tuple[Tensor, Tensor]:
+    """Two complementary ``[N]`` masks: even and odd rank within each species."""
+    rank = torch.zeros_like(species)
+    for s in species.unique():
+        where = (species == s).nonzero()[:, 0]
+        rank[where] = torch.arange(where.numel())
+    even = rank % 2 == 0
+    return even, ~even
+
+
+def probe_particle_flow(
+    box: Tensor, species: Tensor, n_layers: int, n_bins: int = 16, hidden: int = 32
+) -> Sequential:
+    """``n_layers`` probe couplings: axes 0 … d − 1 of the even-rank particles, then the odd."""
+    d = box.numel()
+    masks = alternating_particle_masks(species)
+    layers = [
+        ProbeCoupling(box, species, k % d, masks[(k // d) % 2], n_bins, hidden)
+        for k in range(n_layers)
+    ]
+    return Sequential(*layers)

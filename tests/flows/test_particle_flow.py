@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from boltzgen.flows.particles import periodic_particle_flow
+from boltzgen.flows.particles import (
+    alternating_particle_masks,
+    periodic_particle_flow,
+    probe_particle_flow,
+)
 
 SPECIES = torch.tensor([0, 0, 0, 1, 1])
 
@@ -57,6 +61,56 @@ def test_permuting_same_species_particles_permutes_the_output():
 def test_a_fresh_flow_is_the_identity():
     box = torch.tensor([3.0, 3.0], dtype=torch.float64)
     flow = periodic_particle_flow(box, SPECIES, n_layers=2).double()
+    z = torch.rand(2, 5, 2, dtype=torch.float64) * box
+    x, logdet = flow(z)
+    torch.testing.assert_close(x, z)
+    torch.testing.assert_close(logdet, torch.zeros(2, dtype=torch.float64))
+
+
+def _probe_flow(d: int):
+    torch.manual_seed(0)
+    box = torch.tensor([3.0, 4.0, 3.5][:d], dtype=torch.float64)
+    flow = probe_particle_flow(box, SPECIES, n_layers=2 * d, n_bins=6, hidden=16).double()
+    with torch.no_grad():
+        for layer in flow.layers:
+            layer.conditioner.head.weight.normal_(0, 0.5)
+            layer.conditioner.head.bias.normal_(0, 0.5)
+    z = torch.rand(3, SPECIES.numel(), d, dtype=torch.float64) * box
+    return flow, box, z
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_probe_flow_round_trip_and_log_det_against_autograd(d):
+    flow, box, z = _probe_flow(d)
+    x, logdet = flow(z)
+    assert bool(((x >= 0) & (x <= box)).all())
+    back, inverse_logdet = flow.inverse(x)
+    delta = back - z
+    torch.testing.assert_close(delta - box * torch.round(delta / box), torch.zeros_like(z))
+    torch.testing.assert_close(inverse_logdet, -logdet)
+    assert float(logdet.detach().abs().max()) > 1e-3
+    for b in range(z.shape[0]):
+        jacobian = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], z[b])
+        matrix = jacobian.reshape(z[b].numel(), z[b].numel())
+        torch.testing.assert_close(torch.linalg.slogdet(matrix)[1], logdet[b])
+
+
+def test_probe_flow_is_equivariant_under_permutations_within_species_and_mask():
+    """Particles 0, 2 (even rank, species 0) and 3 (species 1) move first, 1 and 4 after."""
+    flow, _, z = _probe_flow(2)
+    even, odd = alternating_particle_masks(SPECIES)
+    assert (odd == ~even).all()
+    assert even.tolist() == [True, False, True, True, False]
+    order = torch.tensor([2, 1, 0, 3, 4])
+    x, logdet = flow(z)
+    x_perm, logdet_perm = flow(z[:, order])
+    torch.testing.assert_close(x_perm, x[:, order])
+    torch.testing.assert_close(logdet_perm, logdet)
+
+
+def test_a_fresh_probe_flow_is_the_identity():
+    box = torch.tensor([3.0, 3.0], dtype=torch.float64)
+    flow = probe_particle_flow(box, SPECIES, n_layers=4).double()
     z = torch.rand(2, 5, 2, dtype=torch.float64) * box
     x, logdet = flow(z)
     torch.testing.assert_close(x, z)
