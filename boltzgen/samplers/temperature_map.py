@@ -27,6 +27,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow
 from boltzgen.records import CostMeter, WeightedSamples
+from boltzgen.samplers.swap_mc import SwapMonteCarlo
 
 
 class TemperatureMap:
@@ -57,3 +58,27 @@ class TemperatureMap:
 def temperature_map_evaluations(n_samples: int) -> int:
     """Evaluations of :meth:`TemperatureMap.sample`: one u_cold per sample."""
     return n_samples
+
+
+class HotChains:
+    """A stream of fresh hot configurations: batched swap-MC chains at T_hot.
+
+    The C chains start from ``x0: [C, N, d]`` (equilibrated at T_hot) and every call
+    advances them by ``sweeps`` sweeps and returns their C configurations, folded into the
+    box — one training minibatch (:data:`boltzgen.training.temperature_map.HotBatches`).
+    Successive batches are correlated over the hot chains' τ_int, but no configuration is
+    reused, so a flow trained on the stream cannot fit a fixed training set. The sweeps are
+    charged to the hot energy's counter (shared with the cold energy it was derived from).
+    """
+
+    def __init__(self, sampler: SwapMonteCarlo, x0: Tensor, sweeps: int = 1):
+        if sweeps < 1:
+            raise ValueError(f"sweeps must be a positive integer, got {sweeps}")
+        self.sampler, self.sweeps = sampler, sweeps
+        self.state = sampler.init(x0)
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor:
+        for _ in range(self.sweeps):
+            self.state, _ = self.sampler.sweep(self.state, generator)
+        box = self.sampler.energy.box
+        return self.state.x - box * torch.floor(self.state.x / box)

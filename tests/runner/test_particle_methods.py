@@ -76,7 +76,8 @@ def _run(tmp_path, system: str, label: str, spec: dict, budget: int) -> dict:
 
 
 def _spent(cost: dict) -> float:
-    return sum(cost[k] for k in ("energy_evals", "force_evals", "train_energy_evals"))
+    keys = ("energy_evals", "force_evals", "train_energy_evals", "train_force_evals")
+    return sum(cost.get(k, 0) for k in keys)
 
 
 @pytest.mark.parametrize("label", list(CASES))
@@ -92,3 +93,12 @@ def test_population_annealing_fits_its_budget_and_finds_log_z_on_the_double_well
     result = _run(tmp_path, "double_well_2d", "pa", spec, 200_000)
     assert 0.8 * 200_000 <= _spent(result["cost"]) <= 200_000
     assert result["info"]["log_z_ratio_stderr"] > 0
+
+
+def test_hmc_with_its_default_step_size_accepts_on_the_ternary_liquid(tmp_path):
+    """ε = 0.1 σ is far above the leapfrog's limit here; the step search brings it down."""
+    spec = {"method": "hmc", "n_chains": 4, "n_leapfrog": 5, "n_warmup": 0}  # no adaptation
+    result = _run(tmp_path, _small_card(tmp_path), "hmc", spec, BUDGET)
+    assert 0.8 * BUDGET <= _spent(result["cost"]) <= BUDGET, result["cost"]
+    assert result["info"]["initial_step_size"] < 0.1 / 4
+    assert result["info"]["acceptance"] > 0.3

@@ -1,10 +1,15 @@
 """The temperature-map method: swap MC at T_hot, a flow trained to map it to T, weighted samples.
 
 Jung, Biroli & Berthier, arXiv 2404.09914. Hot equilibrium samples come from swap Monte
-Carlo at ``t_hot_factor``·T (charged as training cost, like the flow's training), the
-periodic particle flow is trained on them by reverse KL towards the system's energy, and
-the hot samples are mapped and importance-weighted; ``info.log_z_ratio`` is
-ln Z(T) − ln Z(T_hot).
+Carlo at ``t_hot_factor``·T (charged as training cost, like the flow's training), a
+particle flow is trained by reverse KL towards the system's energy, and the hot samples
+are mapped and importance-weighted; ``info.log_z_ratio`` is ln Z(T) − ln Z(T_hot).
+
+By default (``fresh_hot_samples``) training never sees the recorded hot samples: the hot
+chains continue, one sweep per step, and each step trains on their current
+configurations (a fixed set of a few hundred is fitted rather than learned from), with
+the Stein control variate (``control_variate``, one force evaluation per configuration)
+and the probe flow (``architecture: probe``; ``axis`` is the per-axis flow).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from boltzgen.energies.particles import ParticleEnergy
-from boltzgen.flows.particles import periodic_particle_flow
+from boltzgen.flows.base import Flow
+from boltzgen.flows.particles import periodic_particle_flow, probe_particle_flow
 from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods.base import MethodContext
 from boltzgen.runner.methods.budget import largest_within, too_small
@@ -23,8 +29,13 @@ from boltzgen.samplers.swap_mc import (
     SwapMonteCarlo,
     keeps_table,
     swap_mc_evaluations,
+    sweep_evaluations,
 )
-from boltzgen.samplers.temperature_map import TemperatureMap, temperature_map_evaluations
+from boltzgen.samplers.temperature_map import (
+    HotChains,
+    TemperatureMap,
+    temperature_map_evaluations,
+)
 from boltzgen.systems import System
 from boltzgen.training.temperature_map import train_temperature_map
 
@@ -42,10 +53,13 @@ class TemperatureMapParams:
     max_diameter_difference: float = float("inf")
     n_layers: int = 4
     hidden: int = 32
-    n_bins: int = 8
+    n_bins: int = 16
     train_steps: int = 200
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-2
+    architecture: str = "probe"
+    fresh_hot_samples: bool = True
+    control_variate: bool = True
 
 
 def _hot_sampler(system: System, params: TemperatureMapParams) -> SwapMonteCarlo:
@@ -65,11 +79,11 @@ def run(
     hot = sampler.sample(x0, params.hot_sweeps, generator, params.hot_warmup, context.progress)
     z = hot.x - system.energy.box * torch.floor(hot.x / system.energy.box)
     energy = system.energy
-    flow = periodic_particle_flow(
-        energy.box, energy.species, params.n_layers, params.n_bins, params.hidden
-    ).double()
+    flow = _flow(energy, params)
+    data = HotChains(sampler, hot.x[-params.n_hot_chains :]) if params.fresh_hot_samples else z
+    t_hot = sampler.energy.temperature if params.control_variate else None
     history = train_temperature_map(
-        flow, energy, z, generator, params.train_steps, params.batch_size, params.lr
+        flow, energy, data, generator, params.train_steps, params.batch_size, params.lr, t_hot=t_hot
     )
     samples = TemperatureMap(flow, energy).sample(z, hot.energies)
     training = hot.cost + history.cost
@@ -77,20 +91,42 @@ def run(
     return replace(samples, cost=samples.cost.with_training(training), info=info)
 
 
+def _flow(energy: ParticleEnergy, params: TemperatureMapParams) -> Flow:
+    args = (energy.box, energy.species, params.n_layers, params.n_bins, params.hidden)
+    if params.architecture == "probe":
+        return probe_particle_flow(*args).double()
+    if params.architecture == "axis":
+        return periodic_particle_flow(*args).double()
+    raise ValueError(f"architecture must be 'probe' or 'axis', got {params.architecture!r}")
+
+
+def _step_evaluations(params: TemperatureMapParams, system: System) -> float:
+    """One training step: the batch's u_cold, its forces (control variate), a hot sweep."""
+    if not params.fresh_hot_samples:
+        return params.batch_size * (2 if params.control_variate else 1)
+    sampler = _hot_sampler(system, params)
+    table = keeps_table(sampler.config, params.n_hot_chains, sampler.energy.n_particles)
+    sweep = sweep_evaluations(params.swap_probability, sampler.eligible_fraction, table)
+    per_chain = 1 + sweep + (1 if params.control_variate else 0)
+    return params.n_hot_chains * per_chain
+
+
 def _fixed(params: TemperatureMapParams, system: System) -> float:
-    """Hot sampling plus mapping: what does not depend on the training steps."""
+    """Hot sampling, the stream's start and the mapping: what the training steps do not change."""
     sampler = _hot_sampler(system, params)
     q = sampler.eligible_fraction
     table = keeps_table(sampler.config, params.n_hot_chains, sampler.energy.n_particles)
     sweeps = params.hot_warmup + params.hot_sweeps
     hot = swap_mc_evaluations(params.n_hot_chains, sweeps, params.swap_probability, q, table)
-    return hot + temperature_map_evaluations(params.n_hot_chains * params.hot_sweeps)
+    stream = params.n_hot_chains if params.fresh_hot_samples else 0
+    return hot + stream + temperature_map_evaluations(params.n_hot_chains * params.hot_sweeps)
 
 
 def fit_budget(params: TemperatureMapParams, budget: int, system: System) -> TemperatureMapParams:
     """Training steps that fill 95 % of the budget after the hot sampling and the mapping."""
     fixed = _fixed(params, system)
-    steps = largest_within(lambda n: fixed + n * params.batch_size, int(0.95 * budget))
+    step = _step_evaluations(params, system)
+    steps = largest_within(lambda n: fixed + n * step, int(0.95 * budget))
     if steps < 1:
-        raise too_small("temperature_map", budget, fixed + params.batch_size)
+        raise too_small("temperature_map", budget, fixed + step)
     return replace(params, train_steps=steps)
