@@ -226,3 +226,32 @@ def hmc_evaluations(n_chains: int, n_steps: int, n_leapfrog: int) -> int:
     and sampling steps alike).
     """
     return n_chains * (1 + n_steps * n_leapfrog)
+
+
+def initial_step_size(
+    energy: Energy, x0: Tensor, step_size: float, generator: torch.Generator, max_halvings: int = 8
+) -> float:
+    """A leapfrog step ε that the chains at ``x0: [C, *event]`` can take: ``step_size``
+    halved until one leapfrog step has mean acceptance probability ≥ 1/2.
+
+    The search of Hoffman & Gelman ("The No-U-Turn Sampler", arXiv 1111.4246,
+    Algorithm 4), halving only: a start for dual averaging when ``step_size`` may be far
+    above the stability limit (stiff pair potentials, large N), where no proposal of a
+    full trajectory would be accepted and a short warm-up cannot recover. Costs
+    C·(1 + k) force evaluations for k trials (at most :func:`step_search_evaluations`).
+    """
+    probe = HMC(energy, step_size, n_leapfrog=1, target_acceptance=None)
+    state = probe.init(x0)
+    eps = float(step_size)
+    for _ in range(max_halvings):
+        trial = replace(state, step_size=torch.as_tensor(eps, dtype=x0.dtype))
+        _, info = probe.step(trial, generator)
+        if float(info.acceptance_prob.mean()) >= 0.5:
+            break
+        eps /= 2
+    return eps
+
+
+def step_search_evaluations(n_chains: int, max_halvings: int = 8) -> int:
+    """The most evaluations :func:`initial_step_size` spends: C·(1 + max_halvings)."""
+    return n_chains * (1 + max_halvings)
