@@ -4,11 +4,14 @@
         --t-cold 1.0 --steps 300
 
 Hot samples of the 2-D ternary Kob–Andersen liquid come from swap Monte Carlo chains; half
-of the chains train the periodic particle flow by reverse KL (E[u_cold(f(z)) − log det]),
-the other half are held out. Every ``--every`` steps the script prints the minibatch loss,
-the held-out loss (an unbiased estimate of KL(q‖p_cold) up to a constant: it can only
-fall if the map truly improves), the mean log-det, the mean u_cold(f(z))/N, and the Kish
-ESS fraction of the weights on the training and on the held-out samples.
+of the chains train the flow by reverse KL (E[u_cold(f(z)) − log det]), the other half are
+held out. ``--fresh`` trains instead on a stream of fresh configurations (the training
+half's chains continue, one sweep per step; :class:`HotChains`), ``--cv`` adds the Stein
+control variate, ``--arch probe`` uses the probe flow instead of the per-axis one. Every
+``--every`` steps the script prints the minibatch loss, the held-out loss (an unbiased
+estimate of KL(q‖p_cold) up to a constant: it can only fall if the map truly improves),
+the mean log-det, the mean u_cold(f(z))/N, the Kish ESS fraction of the weights on the
+training and on the held-out samples, and the variance of the held-out log-weights.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.particles import kob_andersen_ternary
-from boltzgen.flows.particles import periodic_particle_flow
+from boltzgen.flows.particles import periodic_particle_flow, probe_particle_flow
 from boltzgen.metrics import ess_fraction
 from boltzgen.samplers.swap_mc import SwapMCConfig, SwapMonteCarlo
-from boltzgen.samplers.temperature_map import TemperatureMap
+from boltzgen.samplers.temperature_map import HotChains, TemperatureMap
+from boltzgen.training.temperature_map import train_temperature_map
 
 
 def hot_samples(args: argparse.Namespace, energy, generator: torch.Generator):
@@ -59,7 +63,7 @@ def report(step: int, batch_loss: float, sampler: TemperatureMap, train, test, n
     print(
         f"{step:5d}  {batch_loss:9.2f}  {held_out:9.2f}  {float(logdet.mean()):8.2f}  "
         f"{float(u_cold.mean()) * sampler.cold.temperature / n:8.4f}  "
-        f"{ess_fraction(log_w_train):.4f}  {ess_fraction(log_w):.4f}",
+        f"{ess_fraction(log_w_train):.4f}  {ess_fraction(log_w):.4f}  {float(log_w.var()):7.2f}",
         flush=True,
     )
 
@@ -78,17 +82,24 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--swap", type=float, default=0.2, help="p_swap of the hot chains")
+    parser.add_argument("--arch", choices=("axis", "probe"), default="axis")
+    parser.add_argument("--fresh", action="store_true", help="train on a stream of fresh samples")
+    parser.add_argument("--cv", action="store_true", help="Stein control variate (with --fresh)")
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     energy = kob_andersen_ternary(n_particles=args.n, temperature=args.t_cold)
     z_train, u_train, z_test, u_test = hot_samples(args, energy, generator)
-    flow = periodic_particle_flow(energy.box, energy.species, 4, hidden=args.hidden).double()
+    make = probe_particle_flow if args.arch == "probe" else periodic_particle_flow
+    flow = make(energy.box, energy.species, 4, hidden=args.hidden).double()
     sampler = TemperatureMap(flow, energy)
-    optimiser = torch.optim.Adam(flow.parameters(), lr=args.lr)
     print(f"hot samples: {z_train.shape[0]} train, {z_test.shape[0]} held out")
-    print(" step  batch_loss  test_loss  logdet  u_cold/N  ESS_train  ESS_test")
+    print(" step  batch_loss  test_loss  logdet  u_cold/N  ESS_train  ESS_test  var_logw_test")
     report(0, float("nan"), sampler, (z_train, u_train), (z_test, u_test), args.n)
+    if args.fresh:
+        train_fresh(args, energy, flow, sampler, z_train, (z_train, u_train), (z_test, u_test))
+        return
+    optimiser = torch.optim.Adam(flow.parameters(), lr=args.lr)
     for step in range(1, args.steps + 1):
         index = torch.randint(z_train.shape[0], (args.batch,), generator=generator)
         x, logdet = flow(z_train[index])
@@ -103,5 +114,18 @@ def main() -> None:
             )
 
 
-if __name__ == "__main__":
-    main()
+def train_fresh(args, energy, flow, sampler, z_train, train, test) -> None:
+    """Training on fresh hot configurations, ``--every`` steps per call of the trainer."""
+    hot = SwapMonteCarlo(
+        energy.at_temperature(args.t_hot), SwapMCConfig(step_size=0.15, swap_probability=args.swap)
+    )
+    half = args.chains // 2
+    stream = HotChains(hot, z_train[-half:].clone())
+    generator = torch.Generator().manual_seed(1)
+    t_hot = args.t_hot if args.cv else None
+    for start in range(0, args.steps, args.every):
+        history = train_temperature_map(
+            flow, energy, stream, generator, args.every, lr=args.lr, t_hot=t_hot
+        )
+        batch_loss = sum(history.losses) / len(history.losses)
+        report(start + args.every, batch_loss, sampler, train, test, args.n)
