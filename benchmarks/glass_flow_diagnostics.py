@@ -129,3 +129,7 @@ def train_fresh(args, energy, flow, sampler, z_train, train, test) -> None:
         )
         batch_loss = sum(history.losses) / len(history.losses)
         report(start + args.every, batch_loss, sampler, train, test, args.n)
+
+
+if __name__ == "__main__":
+    main()

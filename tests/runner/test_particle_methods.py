@@ -33,6 +33,7 @@ CASES = {
         "hot_sweeps": 4,
         "n_layers": 2,
         "hidden": 8,
+        "n_bins": 4,
         "batch_size": 8,
     },
     "hmc": {"method": "hmc", "n_chains": 4, "n_leapfrog": 5, "step_size": 0.002},
