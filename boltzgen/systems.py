@@ -221,10 +221,26 @@ class System:
         return float(self.energy.log_z) if isinstance(self.energy, ExactLogZ) else None
 
     def reference_observables(self) -> dict[str, float]:
-        """Exact expectations of named observables, where the energy knows them."""
+        """Expectations of the named observables: exact where the energy knows them, else
+        their mean (or variance) over the evaluation frames of the card's MD or PT
+        reference set — only if that set was made with this card's energy and temperature
+        (a set made at other parameters is ignored, so overrides never borrow it)."""
         if isinstance(self.energy, ExactObservables):
             return dict(self.energy.exact_observables())
-        return {}
+        data = self._data_reference()
+        if data is None or not self._made_here(data.manifest):
+            return {}
+        out = {}
+        for name, observable in self.observables.items():
+            values = observable.series(data.x.to(torch.float64))
+            variance = observable.statistic == "variance"
+            out[name] = float(values.var(unbiased=False) if variance else values.mean())
+        return out
+
+    def _made_here(self, manifest: Mapping[str, Any]) -> bool:
+        """Whether a reference manifest records this card's energy and temperature."""
+        same_energy = manifest.get("energy") == self.card.get("energy")
+        return same_energy and manifest.get("temperature") == self.temperature
 
     def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
