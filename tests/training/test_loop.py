@@ -14,6 +14,7 @@ from boltzgen.flows import GaussianPrior, make_spline_flow
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.training import TrainConfig, TrainResult, train
 from boltzgen.training.generator import CHECKPOINT_NAME
+from boltzgen.training.optimise import recent_mean
 
 
 class _Crash(RuntimeError):
@@ -186,3 +187,11 @@ def test_nonfinite_loss_stops_with_advice() -> None:
     config = _config(5, loss="forward_kl", batch_size=500)
     with pytest.raises(FloatingPointError, match="lr"):
         train(_model(), DoubleWell2D(), config, data=data, progress=False)
+
+
+def test_the_progress_bar_averages_the_recent_finite_metric_values():
+    nan = math.nan
+    assert recent_mean([9.0, nan, 1.0, nan, 3.0], window=4) == 2.0
+    assert recent_mean([0.5] * 100 + [1.5] * 50) == 1.5
+    assert math.isnan(recent_mean([1.0, nan, nan], window=2))
+    assert math.isnan(recent_mean([]))
