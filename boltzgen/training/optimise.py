@@ -235,12 +235,12 @@ RECENT = 50
 
 
 def recent_mean(values: Sequence[float], window: int = RECENT) -> float:
-    """Mean of the finite values among the last ``window`` (NaN when there is none).
+    """Mean of the last ``window`` finite values (NaN when there is none).
 
     A batch ESS from a few hundred draws is noisy, and metrics measured only every few
     steps are NaN in between; the progress bar shows this mean instead of the last value.
     """
-    finite = [v for v in values[-window:] if math.isfinite(v)]
+    finite = [v for v in values if math.isfinite(v)][-window:]
     return sum(finite) / len(finite) if finite else math.nan
 
 
