@@ -123,3 +123,21 @@ def test_budget_counts_the_charge_of_reference_frames(system, tmp_path):
     spent = c["energy_evals"] + c["force_evals"] + c["train_energy_evals"] + c["train_force_evals"]
     assert 0.8 * budget <= spent <= budget, c
     assert result["info"]["training_data"][0]["charged_evals"] == 15_000
+
+
+def test_oversampled_frames_are_repeated_and_charged_once(system):
+    plain = training_data(system, TrainParams(loss="forward_kl", n_data=15), torch.Generator())
+    params = TrainParams(loss="forward_kl", n_data=15, oversample={"phi_neg": 3})
+    data = training_data(system, params, torch.Generator())
+    in_state = system.states["phi_neg"](plain.x)
+    assert int(in_state.sum()) > 0
+    assert len(data.x) == 15 + 2 * int(in_state.sum()) and data.repeats == len(data.x) - 15
+    torch.testing.assert_close(data.x[:15], plain.x)
+    torch.testing.assert_close(data.x[15:], plain.x[in_state].repeat(2, 1, 1))
+    assert data.cost == plain.cost and data.record()["n"] == 15
+    later = later_stage_data(system, data, TrainParams(loss="mixed", n_data=15), torch.Generator())
+    assert later.cost.force_evals == 0 and len(later.x) == 15
+    with pytest.raises(ValueError, match="phi_up"):
+        training_data(system, TrainParams(loss="forward_kl", oversample={"phi_up": 2}), None)
+    with pytest.raises(ValueError, match="integers"):
+        TrainParams(oversample={"phi_pos": 0})

@@ -26,11 +26,23 @@ from boltzgen.training.generator import TrainConfig, training_evaluations
 class TrainParams(TrainConfig):
     """One training stage: the training loop's settings and ``n_data`` reference draws.
 
-    ``seed`` is not a setting: every stage is seeded from the task's generator.
+    ``oversample`` repeats the reference frames that lie in a named state of the card
+    (``{phi_pos: 8}``: each such frame enters the data 8 times), so forward KL gives a rare
+    basin more of the flow's mass than its Boltzmann share. Importance weights correct the
+    proposal; a basin the flow under-covers is what ruins them (a few draws there carry
+    most of the weight). Only distinct frames are charged. ``seed`` is not a setting:
+    every stage is seeded from the task's generator.
     """
 
     seed: int = field(default=0, init=False)
     n_data: int = 20_000
+    oversample: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = {k: v for k, v in self.oversample.items() if not (isinstance(v, int) and v >= 1)}
+        if bad:
+            raise ValueError(f"oversample factors must be integers ≥ 1, got {bad}")
 
     def config(self, seed: int) -> TrainConfig:
         """The training loop's configuration of this stage, seeded by ``seed``."""
@@ -63,13 +75,32 @@ class TrainingData:
     source: str
     order: Tensor | None = None
 
+    repeats: int = 0
+
     def record(self) -> dict[str, Any]:
         """What ``result.json`` says about the data (``info.training_data``)."""
-        return {
+        n = 0 if self.x is None else len(self.x) - self.repeats
+        record = {
             "source": self.source,
-            "n": 0 if self.x is None else len(self.x),
+            "n": n,
             "charged_evals": self.cost.energy_evals + self.cost.force_evals,
         }
+        return record | ({"repeated_rows": self.repeats} if self.repeats else {})
+
+
+def oversampled(system: System, x: Tensor, factors: dict[str, int]) -> tuple[Tensor, int]:
+    """``x`` with each frame of state ``name`` repeated ``factors[name]`` times in all,
+    and the number of rows added."""
+    unknown = sorted(set(factors) - set(system.states))
+    if unknown:
+        raise ValueError(
+            f"oversample names states {unknown}; {system.name} has {sorted(system.states)}"
+        )
+    parts = [x]
+    for name, k in factors.items():
+        parts += [x[system.states[name](x)]] * (k - 1)
+    out = torch.cat(parts)
+    return out, len(out) - len(x)
 
 
 def training_reference(system: System) -> ReferenceSet:
@@ -130,9 +161,9 @@ def training_data(system: System, params: TrainParams, generator: torch.Generato
     reference = training_reference(system)
     order = torch.randperm(len(reference.x), generator=generator)
     index = order[: params.n_data]
-    return TrainingData(
-        reference.x[index], frame_cost(reference, len(index)), system.reference_kind, order
-    )
+    x, repeats = oversampled(system, reference.x[index], params.oversample)
+    cost = frame_cost(reference, len(index))
+    return TrainingData(x, cost, system.reference_kind, order, repeats)
 
 
 def later_stage_data(
@@ -148,8 +179,9 @@ def later_stage_data(
         return training_data(system, params, generator)
     reference = training_reference(system)
     index = first.order[: params.n_data]
-    cost = extra_frames_cost(reference, len(first.x), len(index))
-    return TrainingData(reference.x[index], cost, first.source, first.order)
+    cost = extra_frames_cost(reference, len(first.x) - first.repeats, len(index))
+    x, repeats = oversampled(system, reference.x[index], params.oversample)
+    return TrainingData(x, cost, first.source, first.order, repeats)
 
 
 def stage_evaluations(
