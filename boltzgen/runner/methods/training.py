@@ -27,10 +27,12 @@ class TrainParams(TrainConfig):
     """One training stage: the training loop's settings and ``n_data`` reference draws.
 
     ``oversample`` repeats the reference frames that lie in a named state of the card
-    (``{phi_pos: 8}``: each such frame enters the data 8 times), so forward KL gives a rare
-    basin more of the flow's mass than its Boltzmann share. Importance weights correct the
-    proposal; a basin the flow under-covers is what ruins them (a few draws there carry
-    most of the weight). Only distinct frames are charged. ``seed`` is not a setting:
+    (``{phi_pos: 8}``: each such frame enters the training rows 8 times, after the
+    validation rows are held out), so forward KL gives a rare basin more of the flow's mass
+    than its Boltzmann share. Importance weights correct the proposal; a basin the flow
+    under-covers is what ruins them (a few draws there carry most of the weight), and
+    reverse KL sees a basin only through the draws that land in it. Only distinct frames
+    are charged. ``seed`` is not a setting:
     every stage is seeded from the task's generator.
     """
 
@@ -75,32 +77,34 @@ class TrainingData:
     source: str
     order: Tensor | None = None
 
-    repeats: int = 0
+    repeats: Tensor | None = None
 
     def record(self) -> dict[str, Any]:
         """What ``result.json`` says about the data (``info.training_data``)."""
-        n = 0 if self.x is None else len(self.x) - self.repeats
         record = {
             "source": self.source,
-            "n": n,
+            "n": 0 if self.x is None else len(self.x),
             "charged_evals": self.cost.energy_evals + self.cost.force_evals,
         }
-        return record | ({"repeated_rows": self.repeats} if self.repeats else {})
+        if self.repeats is None:
+            return record
+        return record | {"repeated_rows": int(self.repeats.sum()) - len(self.repeats)}
 
 
-def oversampled(system: System, x: Tensor, factors: dict[str, int]) -> tuple[Tensor, int]:
-    """``x`` with each frame of state ``name`` repeated ``factors[name]`` times in all,
-    and the number of rows added."""
+def oversampling(system: System, x: Tensor, factors: dict[str, int]) -> Tensor | None:
+    """``[n]`` counts: a frame of state ``name`` enters the training rows ``factors[name]``
+    times (the largest factor of the states it lies in), any other frame once."""
+    if not factors:
+        return None
     unknown = sorted(set(factors) - set(system.states))
     if unknown:
         raise ValueError(
             f"oversample names states {unknown}; {system.name} has {sorted(system.states)}"
         )
-    parts = [x]
+    counts = torch.ones(len(x), dtype=torch.long)
     for name, k in factors.items():
-        parts += [x[system.states[name](x)]] * (k - 1)
-    out = torch.cat(parts)
-    return out, len(out) - len(x)
+        counts = torch.where(system.states[name](x), torch.clamp(counts, min=k), counts)
+    return counts
 
 
 def training_reference(system: System) -> ReferenceSet:
@@ -161,9 +165,9 @@ def training_data(system: System, params: TrainParams, generator: torch.Generato
     reference = training_reference(system)
     order = torch.randperm(len(reference.x), generator=generator)
     index = order[: params.n_data]
-    x, repeats = oversampled(system, reference.x[index], params.oversample)
-    cost = frame_cost(reference, len(index))
-    return TrainingData(x, cost, system.reference_kind, order, repeats)
+    x = reference.x[index]
+    repeats = oversampling(system, x, params.oversample)
+    return TrainingData(x, frame_cost(reference, len(index)), system.reference_kind, order, repeats)
 
 
 def later_stage_data(
@@ -179,9 +183,11 @@ def later_stage_data(
         return training_data(system, params, generator)
     reference = training_reference(system)
     index = first.order[: params.n_data]
-    cost = extra_frames_cost(reference, len(first.x) - first.repeats, len(index))
-    x, repeats = oversampled(system, reference.x[index], params.oversample)
-    return TrainingData(x, cost, first.source, first.order, repeats)
+    cost = extra_frames_cost(reference, len(first.x), len(index))
+    x = reference.x[index]
+    return TrainingData(
+        x, cost, first.source, first.order, oversampling(system, x, params.oversample)
+    )
 
 
 def stage_evaluations(
