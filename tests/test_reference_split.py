@@ -123,3 +123,21 @@ def test_budget_counts_the_charge_of_reference_frames(system, tmp_path):
     spent = c["energy_evals"] + c["force_evals"] + c["train_energy_evals"] + c["train_force_evals"]
     assert 0.8 * budget <= spent <= budget, c
     assert result["info"]["training_data"][0]["charged_evals"] == 15_000
+
+
+def test_oversampled_frames_are_counted_and_charged_once(system):
+    plain = training_data(system, TrainParams(loss="forward_kl", n_data=15), torch.Generator())
+    params = TrainParams(loss="forward_kl", n_data=15, oversample={"phi_neg": 3})
+    data = training_data(system, params, torch.Generator())
+    in_state = system.states["phi_neg"](plain.x)
+    assert int(in_state.sum()) > 0
+    torch.testing.assert_close(data.x, plain.x)
+    assert data.repeats.tolist() == [3 if s else 1 for s in in_state.tolist()]
+    assert data.cost == plain.cost and data.record()["n"] == 15
+    assert data.record()["repeated_rows"] == 2 * int(in_state.sum())
+    later = later_stage_data(system, data, TrainParams(loss="mixed", n_data=15), torch.Generator())
+    assert later.cost.force_evals == 0 and later.repeats is None
+    with pytest.raises(ValueError, match="phi_up"):
+        training_data(system, TrainParams(loss="forward_kl", oversample={"phi_up": 2}), None)
+    with pytest.raises(ValueError, match="integers"):
+        TrainParams(oversample={"phi_pos": 0})

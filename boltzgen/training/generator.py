@@ -288,6 +288,7 @@ def train(
     data: Tensor | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    repeats: Tensor | None = None,
 ) -> TrainResult:
     """Train ``model.flow`` on ``energy`` and/or ``data``; resume from ``checkpoint_dir``.
 
@@ -305,6 +306,9 @@ def train(
             training continues from it.
         progress: show a tqdm bar with the loss, batch ESS fraction, validation NLL
             and target evaluations so far.
+        repeats: ``[N]`` integers ≥ 1, how often each row of ``data`` enters the
+            training rows (oversampling, e.g. of a rare basin); the validation rows are
+            held out first and count once, so no copy of a training row is validated on.
 
     With validation (``config.validation_fraction > 0``) the parameters of the best
     validation NLL are kept at the end, whether or not training stopped early.
@@ -314,7 +318,7 @@ def train(
     """
     _check_data(config, data, energy)
     device = _device(model)
-    data, validation_rows = _split(config, data)
+    data, validation_rows = _split(config, data, repeats)
     if data is not None:
         dtype = next(model.parameters()).dtype
         data = data.to(device=device, dtype=dtype)
@@ -386,17 +390,27 @@ def _objective(
     return fab, fab
 
 
-def _split(config: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-    """Training and validation rows of ``data`` (a seeded permutation)."""
-    if config.validation_fraction == 0.0:
+def _split(
+    config: TrainConfig, data: Tensor | None, repeats: Tensor | None = None
+) -> tuple[Tensor | None, Tensor | None]:
+    """Training rows (each ``repeats`` times) and validation rows of ``data`` (a seeded
+    permutation)."""
+    if data is None or (config.validation_fraction == 0.0 and repeats is None):
+        if config.validation_fraction > 0.0:
+            raise ValueError("validation_fraction > 0 needs data to hold out")
         return data, None
-    if data is None:
-        raise ValueError("validation_fraction > 0 needs data to hold out")
-    n_val = max(1, int(config.validation_fraction * data.shape[0]))
+    if repeats is not None and (repeats.shape != data.shape[:1] or bool((repeats < 1).any())):
+        raise ValueError(f"repeats must be [{data.shape[0]}] integers ≥ 1")
+    n_val = int(config.validation_fraction * data.shape[0])
+    n_val = max(1, n_val) if config.validation_fraction > 0.0 else 0
     if n_val >= data.shape[0]:
         raise ValueError(f"validation_fraction leaves no training rows of {data.shape[0]}")
     order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(config.seed + 1))
-    return data[order[n_val:].to(data.device)], data[order[:n_val].to(data.device)]
+    train_rows = order[n_val:]
+    if repeats is not None:
+        train_rows = train_rows.repeat_interleave(repeats[train_rows].long())
+    validation = data[order[:n_val].to(data.device)] if n_val else None
+    return data[train_rows.to(data.device)], validation
 
 
 def training_evaluations(config: TrainConfig) -> float:

@@ -14,6 +14,7 @@ flow-perturbation scale are all trained by it (:mod:`boltzgen.training`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,12 +230,26 @@ def _restore(
 SHORT_NAMES = {"ess_fractions": "ess"}
 """How a recorded metric is labelled on the progress bar."""
 
+RECENT = 50
+"""Steps over which the progress bar averages a metric."""
+
+
+def recent_mean(values: Sequence[float], window: int = RECENT) -> float:
+    """Mean of the last ``window`` finite values (NaN when there is none).
+
+    A batch ESS from a few hundred draws is noisy, and metrics measured only every few
+    steps are NaN in between; the progress bar shows this mean instead of the last value.
+    """
+    finite = [v for v in values if math.isfinite(v)][-window:]
+    return sum(finite) / len(finite) if finite else math.nan
+
 
 def _show(bar: Any, history: History, monitor: Monitor | None) -> None:
-    """Progress-bar postfix: the last loss, metrics, the monitor's numbers, evaluations."""
+    """Progress-bar postfix: the last loss, recent metrics, the monitor's numbers, evaluations."""
     shown = {"loss": f"{history.losses[-1]:.4g}"}
     shown |= {
-        SHORT_NAMES.get(name, name): f"{values[-1]:.3f}" for name, values in history.metrics.items()
+        SHORT_NAMES.get(name, name): f"{recent_mean(values):.3f}"
+        for name, values in history.metrics.items()
     }
     if monitor is not None:
         shown |= monitor.postfix()

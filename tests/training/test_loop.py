@@ -13,7 +13,8 @@ from boltzgen.energies.toy import DoubleWell2D
 from boltzgen.flows import GaussianPrior, make_spline_flow
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.training import TrainConfig, TrainResult, train
-from boltzgen.training.generator import CHECKPOINT_NAME
+from boltzgen.training.generator import CHECKPOINT_NAME, _split
+from boltzgen.training.optimise import recent_mean
 
 
 class _Crash(RuntimeError):
@@ -186,3 +187,26 @@ def test_nonfinite_loss_stops_with_advice() -> None:
     config = _config(5, loss="forward_kl", batch_size=500)
     with pytest.raises(FloatingPointError, match="lr"):
         train(_model(), DoubleWell2D(), config, data=data, progress=False)
+
+
+def test_the_progress_bar_averages_the_recent_finite_metric_values():
+    nan = math.nan
+    assert recent_mean([9.0, nan, 1.0, nan, 3.0], window=2) == 2.0
+    assert recent_mean([0.5] * 100 + [1.5] * 50) == 1.5
+    assert recent_mean([1.0, nan, nan], window=2) == 1.0  # monitored every few steps
+    assert math.isnan(recent_mean([nan, nan]))
+    assert math.isnan(recent_mean([]))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25])
+def test_repeated_rows_are_trained_on_that_often_and_never_validated_on(fraction):
+    data = torch.arange(40, dtype=torch.float64)[:, None]
+    repeats = torch.where(data[:, 0] % 4 == 0, 5, 1)
+    config = TrainConfig(loss="forward_kl", validation_fraction=fraction, seed=3)
+    rows, validation = _split(config, data, repeats)
+    held = set() if validation is None else set(validation[:, 0].tolist())
+    assert len(held) == int(fraction * 40)
+    seen = rows[:, 0].tolist()
+    for value in range(40):
+        expected = 0 if value in held else (5 if value % 4 == 0 else 1)
+        assert seen.count(float(value)) == expected

@@ -129,7 +129,8 @@ def _train_stages(
         total = total + data.cost
         records.append({"stage": name, **data.record()})
         where = None if folder is None else folder / name
-        result = train(model, model.energy, stage.config(seed), data.x, where, progress)
+        config = stage.config(seed)
+        result = train(model, model.energy, config, data.x, where, progress, data.repeats)
         total = total + result.cost
         last = result.losses[-1] if result.losses else last
     return total, last, records

@@ -26,11 +26,25 @@ from boltzgen.training.generator import TrainConfig, training_evaluations
 class TrainParams(TrainConfig):
     """One training stage: the training loop's settings and ``n_data`` reference draws.
 
-    ``seed`` is not a setting: every stage is seeded from the task's generator.
+    ``oversample`` repeats the reference frames that lie in a named state of the card
+    (``{phi_pos: 8}``: each such frame enters the training rows 8 times, after the
+    validation rows are held out), so forward KL gives a rare basin more of the flow's mass
+    than its Boltzmann share. Importance weights correct the proposal; a basin the flow
+    under-covers is what ruins them (a few draws there carry most of the weight), and
+    reverse KL sees a basin only through the draws that land in it. Only distinct frames
+    are charged. ``seed`` is not a setting:
+    every stage is seeded from the task's generator.
     """
 
     seed: int = field(default=0, init=False)
     n_data: int = 20_000
+    oversample: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = {k: v for k, v in self.oversample.items() if not (isinstance(v, int) and v >= 1)}
+        if bad:
+            raise ValueError(f"oversample factors must be integers ≥ 1, got {bad}")
 
     def config(self, seed: int) -> TrainConfig:
         """The training loop's configuration of this stage, seeded by ``seed``."""
@@ -63,13 +77,34 @@ class TrainingData:
     source: str
     order: Tensor | None = None
 
+    repeats: Tensor | None = None
+
     def record(self) -> dict[str, Any]:
         """What ``result.json`` says about the data (``info.training_data``)."""
-        return {
+        record = {
             "source": self.source,
             "n": 0 if self.x is None else len(self.x),
             "charged_evals": self.cost.energy_evals + self.cost.force_evals,
         }
+        if self.repeats is None:
+            return record
+        return record | {"repeated_rows": int(self.repeats.sum()) - len(self.repeats)}
+
+
+def oversampling(system: System, x: Tensor, factors: dict[str, int]) -> Tensor | None:
+    """``[n]`` counts: a frame of state ``name`` enters the training rows ``factors[name]``
+    times (the largest factor of the states it lies in), any other frame once."""
+    if not factors:
+        return None
+    unknown = sorted(set(factors) - set(system.states))
+    if unknown:
+        raise ValueError(
+            f"oversample names states {unknown}; {system.name} has {sorted(system.states)}"
+        )
+    counts = torch.ones(len(x), dtype=torch.long)
+    for name, k in factors.items():
+        counts = torch.where(system.states[name](x), torch.clamp(counts, min=k), counts)
+    return counts
 
 
 def training_reference(system: System) -> ReferenceSet:
@@ -130,9 +165,9 @@ def training_data(system: System, params: TrainParams, generator: torch.Generato
     reference = training_reference(system)
     order = torch.randperm(len(reference.x), generator=generator)
     index = order[: params.n_data]
-    return TrainingData(
-        reference.x[index], frame_cost(reference, len(index)), system.reference_kind, order
-    )
+    x = reference.x[index]
+    repeats = oversampling(system, x, params.oversample)
+    return TrainingData(x, frame_cost(reference, len(index)), system.reference_kind, order, repeats)
 
 
 def later_stage_data(
@@ -149,7 +184,10 @@ def later_stage_data(
     reference = training_reference(system)
     index = first.order[: params.n_data]
     cost = extra_frames_cost(reference, len(first.x), len(index))
-    return TrainingData(reference.x[index], cost, first.source, first.order)
+    x = reference.x[index]
+    return TrainingData(
+        x, cost, first.source, first.order, oversampling(system, x, params.oversample)
+    )
 
 
 def stage_evaluations(
