@@ -302,7 +302,9 @@ class MixedPrior(Prior):
         gauss = -0.5 * (z * z + log_2pi) - math.log(self._mass())
         if self.bound is not None:
             gauss = gauss.masked_fill(z.abs() > self.bound, -math.inf)
-        uniform = torch.full_like(z, -log_2pi).masked_fill(z.abs() > math.pi, -math.inf)
+        # a torsion wrapped to ±π may come out a few ulps beyond it: still on the circle
+        edge = math.pi * (1.0 + 4.0 * torch.finfo(z.dtype).eps)
+        uniform = torch.full_like(z, -log_2pi).masked_fill(z.abs() > edge, -math.inf)
         return torch.where(self.mask, uniform, gauss).sum(dim=1)
 
 

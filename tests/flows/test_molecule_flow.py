@@ -182,3 +182,18 @@ def test_a_float32_flow_maps_latents_as_the_float64_one_does(system, model):
     low = u64 < 500  # clashes of 10¹⁰ kT amplify float32 rounding; typical draws do not
     assert int(low.sum()) > 10
     torch.testing.assert_close(u32[low], u64[low], atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_a_torsion_one_rounding_step_beyond_pi_lies_on_the_circle(dtype):
+    """A torsion wrapped to ±π comes out of a float32 flow up to a few ulps beyond it: it
+    keeps the density 1/2π instead of −∞ (which made a forward-KL loss infinite)."""
+    prior = MixedPrior(torch.tensor([False, True]), dtype)
+    pi = torch.tensor(math.pi, dtype=dtype)
+    edge = torch.nextafter(torch.nextafter(pi, pi + 1), pi + 1)
+    assert float(edge) > math.pi
+    z = torch.stack([torch.zeros(3, dtype=dtype), torch.stack([edge, -edge, 0.5 * edge])], 1)
+    expected = -0.5 * math.log(2 * math.pi) - math.log(2 * math.pi)
+    torch.testing.assert_close(prior.log_prob(z).double(), torch.full((3,), expected, dtype=F64))
+    off = torch.tensor([[0.0, 3.2]], dtype=dtype)
+    assert float(prior.log_prob(off)) == -math.inf
