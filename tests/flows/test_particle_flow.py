@@ -43,10 +43,7 @@ def test_round_trip_and_inverse_log_det(d):
 def test_log_det_matches_the_autograd_jacobian(d):
     flow, _, z = _flow(d)
     _, logdet = flow(z)
-    for b in range(z.shape[0]):
-        jacobian = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], z[b])
-        matrix = jacobian.reshape(z[b].numel(), z[b].numel())
-        torch.testing.assert_close(torch.linalg.slogdet(matrix)[1], logdet[b])
+    _assert_logdet_is_the_autograd_one(flow, z, logdet)
 
 
 def test_permuting_same_species_particles_permutes_the_output():
@@ -58,13 +55,28 @@ def test_permuting_same_species_particles_permutes_the_output():
     torch.testing.assert_close(logdet_perm, logdet)
 
 
-def test_a_fresh_flow_is_the_identity():
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda box: periodic_particle_flow(box, SPECIES, n_layers=2),
+        lambda box: probe_particle_flow(box, SPECIES, n_layers=4),
+    ],
+)
+def test_a_fresh_flow_is_the_identity(make):
     box = torch.tensor([3.0, 3.0], dtype=torch.float64)
-    flow = periodic_particle_flow(box, SPECIES, n_layers=2).double()
+    flow = make(box).double()
     z = torch.rand(2, 5, 2, dtype=torch.float64) * box
     x, logdet = flow(z)
     torch.testing.assert_close(x, z)
     torch.testing.assert_close(logdet, torch.zeros(2, dtype=torch.float64))
+
+
+def _assert_logdet_is_the_autograd_one(flow, z, logdet) -> None:
+    """log|det ∂f/∂z| of each row equals slogdet of its autograd Jacobian."""
+    for b in range(z.shape[0]):
+        jacobian = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], z[b])
+        matrix = jacobian.reshape(z[b].numel(), z[b].numel())
+        torch.testing.assert_close(torch.linalg.slogdet(matrix)[1], logdet[b])
 
 
 def _probe_flow(d: int):
@@ -89,10 +101,7 @@ def test_probe_flow_round_trip_and_log_det_against_autograd(d):
     torch.testing.assert_close(delta - box * torch.round(delta / box), torch.zeros_like(z))
     torch.testing.assert_close(inverse_logdet, -logdet)
     assert float(logdet.detach().abs().max()) > 1e-3
-    for b in range(z.shape[0]):
-        jacobian = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], z[b])
-        matrix = jacobian.reshape(z[b].numel(), z[b].numel())
-        torch.testing.assert_close(torch.linalg.slogdet(matrix)[1], logdet[b])
+    _assert_logdet_is_the_autograd_one(flow, z, logdet)
 
 
 def test_probe_flow_is_equivariant_under_permutations_within_species_and_mask():
@@ -106,12 +115,3 @@ def test_probe_flow_is_equivariant_under_permutations_within_species_and_mask():
     x_perm, logdet_perm = flow(z[:, order])
     torch.testing.assert_close(x_perm, x[:, order])
     torch.testing.assert_close(logdet_perm, logdet)
-
-
-def test_a_fresh_probe_flow_is_the_identity():
-    box = torch.tensor([3.0, 3.0], dtype=torch.float64)
-    flow = probe_particle_flow(box, SPECIES, n_layers=4).double()
-    z = torch.rand(2, 5, 2, dtype=torch.float64) * box
-    x, logdet = flow(z)
-    torch.testing.assert_close(x, z)
-    torch.testing.assert_close(logdet, torch.zeros(2, dtype=torch.float64))
