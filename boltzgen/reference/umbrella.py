@@ -59,6 +59,7 @@ from boltzgen.reference.umbrella_mbar import (
     umbrella_free_energy,
     window_strides,
 )
+from boltzgen.reference.window_exchange import ExchangeRecord, bias_and_grad, exchange
 from boltzgen.systems import System
 
 PROFILE_BINS = 36
@@ -80,6 +81,9 @@ class UmbrellaSettings:
         step_size: initial ε of every window, then tuned towards ``target_acceptance``.
         target_acceptance: mean HMC acceptance each window's ε is tuned towards.
         thin: record s every ``thin``-th step.
+        exchange_every: attempt swaps of configurations between neighbouring windows
+            after every ``exchange_every``-th HMC step of sampling (0: never), see
+            :mod:`boltzgen.reference.window_exchange`; they cost no energy evaluation.
         seed: seed of the only random generator.
         dtype, device: of a :class:`TorchForceField` energy (others run as they are).
         max_wall_s: stop sampling this many seconds after the start, warm-up included.
@@ -97,6 +101,7 @@ class UmbrellaSettings:
     step_size: float = 0.01
     target_acceptance: float = 0.75
     thin: int = 1
+    exchange_every: int = 1
     seed: int = 0
     dtype: Literal["float64", "float32"] = "float64"
     device: str = "cpu"
@@ -166,18 +171,16 @@ def biased_potential(
 
     def biased(x: Tensor) -> tuple[Tensor, Tensor]:
         u, grad = potential(x)
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            b = windows.bias(cv(leaf), centres)
-            (grad_b,) = torch.autograd.grad(b.sum(), leaf)
-        return u.to(torch.float64) + b.detach(), grad + grad_b.to(grad.dtype)
+        b, grad_b = bias_and_grad(cv, windows, x, centres)
+        return u.to(torch.float64) + b, grad + grad_b.to(grad.dtype)
 
     return biased
 
 
 @dataclass
 class UmbrellaRun:
-    """What sampling recorded: s ``[T, K, C]``, tuned ε ``[K]``, acceptance ``[K]``."""
+    """What sampling recorded: s ``[T, K, C]``, tuned ε ``[K]``, acceptance ``[K]``,
+    the window exchanges' statistics."""
 
     s: Tensor
     step_size: Tensor
@@ -185,6 +188,7 @@ class UmbrellaRun:
     d_frames: int | None
     n_steps: int
     cost: dict[str, float]
+    exchanges: ExchangeRecord
 
 
 def run_umbrella(
@@ -211,17 +215,37 @@ def run_umbrella(
     limit = math.inf if settings.max_wall_s is None else settings.max_wall_s
     deadline = time.monotonic() + limit
     meter = CostMeter(energy)
+    record = ExchangeRecord.start(k, c)
     with meter.measure():
         state, step = _warmup(x0.clone(), potential_at, settings, generator, progress)
-        s, accepted, state = _sample(
-            state, potential, cv, step, settings, (generator, deadline), progress
-        )
+        moves = _Moves(potential, cv, windows, settings, record)
+        s, accepted, state = _sample(state, moves, step, (generator, deadline), progress)
     n_steps = s.shape[0] * settings.thin
     acceptance = accepted.reshape(k, c).mean(dim=1) / max(n_steps, 1)
     d_frames = mirror_frames(system, state.x.detach())
-    return UmbrellaRun(
-        s.reshape(-1, k, c), step, acceptance.cpu(), d_frames, n_steps, meter.cost.to_dict()
-    )
+    cost = meter.cost.to_dict()
+    return UmbrellaRun(s.reshape(-1, k, c), step, acceptance.cpu(), d_frames, n_steps, cost, record)
+
+
+@dataclass(frozen=True)
+class _Moves:
+    """What one sampling step needs: the biased potential for HMC, and s, the windows and
+    the exchange record for the swaps between windows."""
+
+    potential: Potential
+    cv: CollectiveVariable
+    windows: Windows
+    settings: UmbrellaSettings
+    record: ExchangeRecord
+
+    def exchange(self, state: hmc.HMCState, i: int, generator: torch.Generator) -> hmc.HMCState:
+        """Swaps after HMC step ``i`` (0-based) when it is an exchange step."""
+        every = self.settings.exchange_every
+        if every <= 0 or (i + 1) % every:
+            return state
+        parity = ((i + 1) // every) % 2
+        c = self.settings.n_chains
+        return exchange(state, self.cv, self.windows, c, parity, generator, self.record)
 
 
 def jitter(step_size: Tensor, generator: torch.Generator) -> Tensor:
@@ -268,26 +292,27 @@ def _warmup(
 
 def _sample(
     state: hmc.HMCState,
-    potential: Potential,
-    cv: CollectiveVariable,
+    moves: _Moves,
     step: Tensor,
-    settings: UmbrellaSettings,
     clock: tuple[torch.Generator, float],
     progress: bool,
 ) -> tuple[Tensor, Tensor, hmc.HMCState]:
-    """Up to ``n_iterations`` HMC steps; s of every walker every ``thin`` steps ``[T, K·C]``.
+    """Up to ``n_iterations`` HMC steps, each followed by the window exchanges due; s of
+    every walker every ``thin`` steps ``[T, K·C]``.
 
     ``clock``: the generator and the ``time.monotonic`` deadline after which sampling stops.
     """
     generator, deadline = clock
+    settings, cv = moves.settings, moves.cv
     eps = step.to(state.x.device).repeat_interleave(settings.n_chains).to(state.x.dtype)
     cv_values, accepted = [], torch.zeros(state.x.shape[0], device=state.x.device)
     bar = tqdm(total=settings.n_iterations, desc="umbrella", disable=not progress, mininterval=30)
     for i in range(settings.n_iterations):
         state, info = hmc.step(
-            generator, state, potential, jitter(eps, generator), settings.n_leapfrog
+            generator, state, moves.potential, jitter(eps, generator), settings.n_leapfrog
         )
         accepted += info.accepted.to(accepted.dtype)
+        state = moves.exchange(state, i, generator)
         bar.update()
         if (i + 1) % settings.thin == 0:
             cv_values.append(cv(state.x).detach().cpu())
@@ -408,6 +433,8 @@ def _manifest(
         "d_frames": run.d_frames,
         "step_size": run.step_size.tolist(),
         "acceptance": run.acceptance.tolist(),
+        "exchange_acceptance": run.exchanges.acceptance(),
+        "exchange_visited_fraction": run.exchanges.visited_fraction(),
         "iterations_run": run.n_steps,
         "stopped_by_wall_clock": run.n_steps < settings.n_iterations,
         "cost": run.cost,

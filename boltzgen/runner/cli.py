@@ -164,6 +164,13 @@ def _reference_parser(sub: Any) -> None:
     )
     ref.add_argument("--windows", type=int, default=36, help="umbrella: windows along s")
     ref.add_argument(
+        "--exchange-every",
+        type=int,
+        default=1,
+        help="umbrella: swap configurations between neighbouring windows after every "
+        "N-th HMC step (0: never)",
+    )
+    ref.add_argument(
         "--spring",
         type=float,
         default=None,
@@ -461,6 +468,7 @@ def _umbrella_reference(system: Any, args: argparse.Namespace) -> Path:
         n_leapfrog=10 if args.steps_per_iteration is None else args.steps_per_iteration,
         step_size=args.step_size,
         thin=args.thin,
+        exchange_every=args.exchange_every,
         seed=args.seed,
         dtype=args.dtype,
         device=args.device,
