@@ -72,6 +72,10 @@ class TrainConfig:
         buffer_size: FAB: capacity of the prioritised replay buffer (0: no buffer, one
             AIS batch per step).
         buffer_updates: FAB with a buffer: optimiser steps per AIS batch.
+        ema_decay: d > 0 keeps an exponential moving average of the parameters,
+            θ̄ ← d·θ̄ + (1 − d)·θ after every step, and the trained model ends with θ̄
+            (0: the last iterate). It cannot be combined with validation, which keeps
+            the parameters of its best step instead.
     """
 
     steps: int = 1000
@@ -95,6 +99,7 @@ class TrainConfig:
     ais_step_size: float = 0.05
     buffer_size: int = 0
     buffer_updates: int = 4
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -115,6 +120,13 @@ class TrainConfig:
             raise ValueError("FAB needs ais_distributions ≥ 1, ais_leapfrog ≥ 1, ais_step_size > 0")
         if self.buffer_size < 0 or self.buffer_updates < 1:
             raise ValueError("FAB needs buffer_size ≥ 0 and buffer_updates ≥ 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.ema_decay > 0.0 and self.validation_fraction > 0.0:
+            raise ValueError(
+                "ema_decay and validation_fraction exclude each other: validation keeps "
+                "its best step's parameters, the average keeps θ̄; set one of them to 0"
+            )
 
     def learning_rate_factor(self, step: int) -> float:
         """Multiplier of ``lr`` at ``step``: linear warm-up, then constant or cosine decay."""
@@ -331,6 +343,7 @@ def train(
         config.grad_clip,
         lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, config.learning_rate_factor),
         "lower TrainConfig.lr, set grad_clip, or lower energy_cap",
+        config.ema_decay,
     )
     free = _MAY_CHANGE_ON_RESUME if config.lr_schedule == "constant" else {"checkpoint_every"}
     checkpointing = Checkpointing.at(
@@ -350,6 +363,7 @@ def train(
         progress,
     )
     validation.keep_best()
+    optimiser.use_average()
     model.training_cost = history.cost
     return TrainResult(
         history.losses,

@@ -142,3 +142,50 @@ def test_validation_needs_data():
             TrainConfig(steps=2, loss="reverse_kl", validation_fraction=0.1),
             progress=False,
         )
+
+
+def test_the_parameter_average_is_the_exponential_moving_average_of_the_iterates():
+    decay = 0.8
+    config = TrainConfig(steps=6, batch_size=16, loss="forward_kl", lr=1e-2, ema_decay=decay)
+    m = model()
+    iterates = []
+    original = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        iterates.append([p.detach().clone() for p in m.parameters()])
+        return out
+
+    torch.optim.Adam.step = recording_step
+    try:
+        train(m, m.energy, config, data(), progress=False)
+    finally:
+        torch.optim.Adam.step = original
+    # torch's EMA starts at the first iterate, then θ̄ ← d·θ̄ + (1 − d)·θ
+    expected = iterates[0]
+    for theta in iterates[1:]:
+        expected = [decay * e + (1 - decay) * t for e, t in zip(expected, theta, strict=True)]
+    for got, want in zip(m.parameters(), expected, strict=True):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-6, atol=1e-9)
+    assert any(not torch.allclose(p, q) for p, q in zip(expected, iterates[-1], strict=True))
+
+
+def test_resume_with_a_parameter_average_is_exact(tmp_path):
+    config = TrainConfig(
+        steps=24, batch_size=32, loss="mixed", lr=1e-2, ema_decay=0.9, checkpoint_every=4, seed=2
+    )
+    whole = model()
+    train(whole, whole.energy, config, data(), tmp_path / "a", progress=False)
+    crashed = model()
+    with pytest.raises(KeyboardInterrupt):
+        train(crashed, CrashingDoubleWell(15), config, data(), tmp_path / "b", progress=False)
+    resumed = model()
+    result = train(resumed, resumed.energy, config, data(), tmp_path / "b", progress=False)
+    assert result.resumed_from > 0
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_an_average_and_validation_are_refused_together():
+    with pytest.raises(ValueError, match="exclude each other"):
+        TrainConfig(ema_decay=0.99, validation_fraction=0.1)
