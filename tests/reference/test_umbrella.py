@@ -105,6 +105,14 @@ def test_double_well_free_energy_is_within_4_sigma_of_the_exact_one(double_well)
     assert not (out / "reference.npz").exists()  # biased frames are no reference set
 
 
+def test_configurations_travel_between_windows(double_well):
+    manifest = load_manifest(NAME, "umbrella", double_well[2])
+    rates = [r for r in manifest["exchange_acceptance"] if r is not None]
+    assert len(rates) == SETTINGS.n_windows - 1  # every neighbour pair of a line of windows
+    assert all(0.0 < r <= 1.0 for r in rates)
+    assert manifest["exchange_visited_fraction"] > 2.0 / SETTINGS.n_windows
+
+
 def test_a_stored_run_is_analysed_again_with_the_same_result(double_well):
     system, _, root = double_well
     before = load_manifest(NAME, "umbrella", root)
