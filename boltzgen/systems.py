@@ -84,6 +84,13 @@ class ReferenceValue:
     note: str
 
 
+def _stored_value(entry: dict[str, Any], source: str) -> ReferenceValue:
+    """A manifest's ΔF entry; one marked ``converged: false`` gives no value."""
+    if entry.get("converged") is False:
+        return ReferenceValue(None, None, f"{source}: not converged (its halves disagree)")
+    return ReferenceValue(entry.get("value"), entry.get("stderr"), f"{source}: MBAR")
+
+
 def count_transitions(in_a: Tensor, in_b: Tensor) -> int:
     """Switches between states a and b along a trajectory, ignoring frames in neither."""
     label = in_b.to(torch.int8) - in_a.to(torch.int8)
@@ -197,14 +204,7 @@ class System:
             missing = f"no {source} reference: boltzgen reference {self.name} --method {source}"
             return {name: ReferenceValue(None, None, missing) for name in names}
         stored = manifest.get("free_energies", {})
-        return {
-            name: ReferenceValue(
-                stored.get(name, {}).get("value"),
-                stored.get(name, {}).get("stderr"),
-                f"{source}: MBAR",
-            )
-            for name in names
-        }
+        return {name: _stored_value(stored.get(name, {}), source) for name in names}
 
     def _data_reference(self) -> ReferenceSet | None:
         """The evaluation part of the card's MD or PT reference set, if generated."""

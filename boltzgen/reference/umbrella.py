@@ -51,6 +51,7 @@ from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import load_manifest, reference_dir, sha256
 from boltzgen.reference.torch_pt import mirror_frames, resolve_device, sampling_energy
 from boltzgen.reference.umbrella_mbar import (
+    DRIFT_Z,
     Bounds,
     Windows,
     free_energy_profile,
@@ -391,10 +392,16 @@ def analyse(
         for name, bounds in pair_bounds(system, cv).items()
     }
     return {
-        "free_energies": {n: {"value": e.value, "stderr": e.stderr} for n, e in estimates.items()},
+        "free_energies": {
+            n: {"value": e.value, "stderr": e.stderr, "converged": e.converged}
+            for n, e in estimates.items()
+        },
         "free_energies_from": "MBAR over every window (u cancels); stderr: the larger of "
-        "MBAR's (window k subsampled every strides[k] steps) and the chain jackknife's",
-        "free_energy_checks": {n: asdict(e) for n, e in estimates.items()},
+        "MBAR's (window k subsampled every strides[k] steps) and the chain jackknife's; "
+        f"converged unless the two halves differ by more than {DRIFT_Z} standard errors",
+        "free_energy_checks": {
+            n: {**asdict(e), "drift_z": e.drift_z} for n, e in estimates.items()
+        },
         "profile": _profile(mbar, samples.s, windows),
     }
 

@@ -29,6 +29,10 @@ from torch import Tensor
 
 JACKKNIFE_GROUPS = 16
 
+DRIFT_Z = 3.0
+"""Halves whose ΔF differ by more than this many standard errors of their difference mark
+the estimate unconverged (each half's error is about √2 times the run's)."""
+
 Bounds = tuple[tuple[float, float], ...]
 """The intervals ``((low_a, high_a), (low_b, high_b))`` of s of the states A and B."""
 
@@ -156,6 +160,17 @@ class UmbrellaEstimate:
     first_half: float
     second_half: float
     strides: list[int]
+
+    @property
+    def drift_z(self) -> float:
+        """|first half − second half| / (2 · stderr): the halves' difference in units of
+        its standard error (each half has about √2 · stderr)."""
+        return abs(self.first_half - self.second_half) / (2.0 * self.stderr)
+
+    @property
+    def converged(self) -> bool:
+        """No drift between the halves beyond :data:`DRIFT_Z` standard errors."""
+        return self.drift_z <= DRIFT_Z
 
 
 def umbrella_free_energy(

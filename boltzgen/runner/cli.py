@@ -503,8 +503,9 @@ def _reference_free_energies(
 
     if method in ("pt", "umbrella"):
         stored = json.loads((out / "manifest.json").read_text()).get("free_energies", {})
+        note = {True: f"{method}: MBAR", False: f"{method}: MBAR, NOT CONVERGED: halves disagree"}
         return {
-            name: (fe.get("value"), fe.get("stderr"), f"{method}: MBAR")
+            name: (fe.get("value"), fe.get("stderr"), note[fe.get("converged", True)])
             for name, fe in stored.items()
         }
 

@@ -25,7 +25,7 @@ from boltzgen.reference.umbrella import (
     pair_bounds,
     reanalyse_umbrella,
 )
-from boltzgen.reference.umbrella_mbar import Windows, in_interval
+from boltzgen.reference.umbrella_mbar import UmbrellaEstimate, Windows, in_interval
 from boltzgen.systems import load_system
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +113,25 @@ def test_configurations_travel_between_windows(double_well):
     assert manifest["exchange_visited_fraction"] > 2.0 / SETTINGS.n_windows
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "converged"), [(4.0, 4.5, True), (4.0, 5.3, False), (5.16, 3.83, False)]
+)
+def test_halves_that_disagree_beyond_three_standard_errors_mark_the_estimate_unconverged(
+    first, second, converged
+):
+    # stderr 0.19: each half has ≈ 0.27, their difference ≈ 0.38, so 3 σ ≈ 1.14 kT
+    estimate = UmbrellaEstimate(4.5, 0.19, 0.17, 0.19, first, second, [1])
+    assert estimate.drift_z == pytest.approx(abs(first - second) / 0.38)
+    assert estimate.converged is converged
+
+
+def test_the_double_well_run_has_no_drift(double_well):
+    manifest = load_manifest(NAME, "umbrella", double_well[2])
+    assert manifest["free_energies"]["right_vs_left"]["converged"] is True
+    checks = manifest["free_energy_checks"]["right_vs_left"]
+    assert 0 <= checks["drift_z"] <= 3.0
+
+
 def test_a_stored_run_is_analysed_again_with_the_same_result(double_well):
     system, _, root = double_well
     before = load_manifest(NAME, "umbrella", root)
@@ -150,6 +169,10 @@ def test_a_card_reads_its_reference_free_energy_from_the_umbrella_manifest(tmp_p
     (out / "manifest.json").write_text(json.dumps(manifest))
     estimate = system.reference_estimates()["phi_pos_vs_phi_neg"]
     assert (estimate.value, estimate.stderr, estimate.note) == (4.5, 0.05, "umbrella: MBAR")
+    manifest["free_energies"]["phi_pos_vs_phi_neg"]["converged"] = False
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    drifting = system.reference_estimates()["phi_pos_vs_phi_neg"]
+    assert drifting.value is None and "not converged" in drifting.note
     card.write_text(card.read_text().replace("free_energies: umbrella", "free_energies: md"))
     with pytest.raises(ConfigError, match=r"reference\.free_energies"):
         load_system(card)
