@@ -39,6 +39,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
+from boltzgen.energies.lattice import LatticeAction
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.particles import ParticleEnergy
 from boltzgen.energies.particles.openmm_system import to_openmm
@@ -286,7 +287,9 @@ def load_system(
     ``overrides`` replace card entries: ``temperature`` the card's temperature, any other
     name the energy parameter of that name (``energy.params``), e.g.
     ``load_system("kob_andersen_3d", n_particles=256, temperature=0.6)``; a name that is
-    not a parameter of the card's energy is refused like a wrong card field.
+    not a parameter of the card's energy is refused like a wrong card field. Lattice
+    actions are dimensionless and refuse a ``temperature``: their couplings (``beta``,
+    ``K``, ``lam``) set it, and the error names the equivalent coupling.
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -335,6 +338,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         energy, molecule = _build_energy(spec, source), None
         temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
         if temperature != energy.temperature:
+            _check_temperature(energy, temperature, source)
             energy = energy.at_temperature(temperature)
     reference_kind = _reference_kind(card.get("reference", {}), source)
     if reference_kind == "exact":
@@ -503,6 +507,23 @@ def _initial_positions(spec: Any, energy: Energy, source: Path) -> Tensor:
     if not math.isfinite(float(energy.energy(x[None])[0])):
         raise ConfigError(source, "initial_positions", "has a non-finite energy")
     return x
+
+
+def _check_temperature(energy: Energy, temperature: float, source: Path) -> None:
+    """Refuse a temperature other than 1 for a dimensionless lattice action.
+
+    Its couplings are its temperature (:mod:`boltzgen.energies.lattice.action`): a second
+    knob for the same physics would give two names to one system, and the tempered view
+    e^{−S/T} would lose what the action exposes (its exact answers, local updates).
+    """
+    if isinstance(energy, LatticeAction):
+        raise ConfigError(
+            source,
+            "temperature",
+            f"cannot be set on the dimensionless lattice action {type(energy).__name__} "
+            "(u = S at temperature 1: its couplings set the temperature): "
+            f"{energy.coupling_at_temperature(temperature)}",
+        )
 
 
 def _check_exact(energy: Energy, source: Path) -> None:
