@@ -39,6 +39,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
+from boltzgen.energies.lattice import LatticeAction
 from boltzgen.energies.openmm import OpenMMEnergy
 from boltzgen.energies.particles import ParticleEnergy
 from boltzgen.energies.particles.openmm_system import to_openmm
@@ -48,7 +49,12 @@ from boltzgen.metrics import block_free_energy_difference
 from boltzgen.molecules.card import build_molecule
 from boltzgen.observables.lattice import OBSERVABLE_KINDS, Observable
 from boltzgen.observables.states import State, StateContext, build_state
-from boltzgen.records.reference_sets import ReferenceSet, load_manifest, load_reference
+from boltzgen.records.reference_sets import (
+    ReferenceSet,
+    load_manifest,
+    load_reference,
+    settings_mismatch,
+)
 
 CATALOG = Path(str(files("boltzgen.catalog"))).resolve()
 """The installed catalog: the package ``boltzgen.catalog``, i.e. the ``systems/`` folder."""
@@ -106,6 +112,15 @@ def md_reference_value(samples: Any, state_a: State, state_b: State) -> Referenc
         return ReferenceValue(None, None, f"md unconverged: {crossings} transitions")
     estimate = block_free_energy_difference(samples, in_a, in_b)
     return ReferenceValue(estimate.value, estimate.stderr, f"md: {crossings} transitions")
+
+
+@dataclass(frozen=True)
+class StoredReference:
+    """The card's MD or PT reference set (one part) if made for this system, else ``None``
+    and a ``note`` saying why (no data route, not generated, made at other settings)."""
+
+    data: ReferenceSet | None
+    note: str
 
 
 @dataclass
@@ -183,7 +198,8 @@ class System:
             }
         if self.free_energies_from is not None:
             return self._manifest_estimates(names)
-        reference = self._data_reference()
+        stored = self.stored_reference()
+        reference = stored.data
         out: dict[str, ReferenceValue] = {}
         for name, (a, b) in zip(names, self.free_energy_pairs, strict=True):
             if reference is not None and self.reference_kind == "pt":
@@ -193,7 +209,7 @@ class System:
             elif reference is not None:
                 out[name] = md_reference_value(reference.samples(), self.states[a], self.states[b])
             else:
-                out[name] = ReferenceValue(None, None, "no reference data")
+                out[name] = ReferenceValue(None, None, stored.note)
         return out
 
     def _manifest_estimates(self, names: list[str]) -> dict[str, ReferenceValue]:
@@ -203,14 +219,32 @@ class System:
         if manifest is None:
             missing = f"no {source} reference: boltzgen reference {self.name} --method {source}"
             return {name: ReferenceValue(None, None, missing) for name in names}
+        mismatch = self._mismatch(manifest, source)
+        if mismatch is not None:
+            return {name: ReferenceValue(None, None, mismatch) for name in names}
         stored = manifest.get("free_energies", {})
         return {name: _stored_value(stored.get(name, {}), source) for name in names}
 
-    def _data_reference(self) -> ReferenceSet | None:
-        """The evaluation part of the card's MD or PT reference set, if generated."""
-        if self.reference_kind not in ("md", "pt"):
-            return None
-        return load_reference(self.name, self.reference_kind, part="evaluation")
+    def stored_reference(self, part: str = "evaluation") -> StoredReference:
+        """The ``part`` of the card's MD or PT reference set, only if made for this system.
+
+        A set counts only when its manifest records this card's energy entry and this
+        system's temperature (:func:`~boltzgen.records.reference_sets.settings_mismatch`): a
+        card overridden to another L, β, m², λ, K or temperature never borrows the set made
+        at the card's own settings; ``note`` then says why.
+        """
+        kind = self.reference_kind
+        if kind not in ("md", "pt"):
+            return StoredReference(None, "no reference data")
+        data = load_reference(self.name, kind, part=part)
+        if data is None:
+            missing = f"no {kind} reference set: boltzgen reference {self.name} --method {kind}"
+            return StoredReference(None, missing)
+        mismatch = self._mismatch(data.manifest, kind)
+        return StoredReference(None, mismatch) if mismatch else StoredReference(data, kind)
+
+    def _mismatch(self, manifest: Mapping[str, Any], method: str) -> str | None:
+        return settings_mismatch(manifest, self.card.get("energy"), self.temperature, method)
 
     def _state_log_prob(self, state: str) -> float:
         s = self.states[state]
@@ -221,26 +255,32 @@ class System:
         return float(self.energy.log_z) if isinstance(self.energy, ExactLogZ) else None
 
     def reference_observables(self) -> dict[str, float]:
-        """Expectations of the named observables: exact where the energy knows them, else
-        their mean (or variance) over the evaluation frames of the card's MD or PT
-        reference set — only if that set was made with this card's energy and temperature
-        (a set made at other parameters is ignored, so overrides never borrow it)."""
-        if isinstance(self.energy, ExactObservables):
-            return dict(self.energy.exact_observables())
-        data = self._data_reference()
-        if data is None or not self._made_here(data.manifest):
-            return {}
-        out = {}
-        for name, observable in self.observables.items():
-            values = observable.series(data.x.to(torch.float64))
-            variance = observable.statistic == "variance"
-            out[name] = float(values.var(unbiased=False) if variance else values.mean())
-        return out
+        """Reference expectations of the named observables that have one (see
+        :meth:`reference_observable_estimates`)."""
+        estimates = self.reference_observable_estimates().items()
+        return {name: r.value for name, r in estimates if r.value is not None}
 
-    def _made_here(self, manifest: Mapping[str, Any]) -> bool:
-        """Whether a reference manifest records this card's energy and temperature."""
-        same_energy = manifest.get("energy") == self.card.get("energy")
-        return same_energy and manifest.get("temperature") == self.temperature
+    def reference_observable_estimates(self) -> dict[str, ReferenceValue]:
+        """Each named observable's reference, with a note on where it came from: exact where
+        the energy knows it, else its mean (or variance) over the evaluation frames of the
+        card's MD or PT reference set — only if that set was made for this system
+        (:meth:`stored_reference`; a set made at other parameters is not used)."""
+        if isinstance(self.energy, ExactObservables):
+            exact, unknown = self.energy.exact_observables(), "no exact value"
+            return {
+                name: ReferenceValue(exact.get(name), None, "exact" if name in exact else unknown)
+                for name in dict.fromkeys([*self.observables, *exact])
+            }
+        stored = self.stored_reference()
+        if stored.data is None:
+            return {name: ReferenceValue(None, None, stored.note) for name in self.observables}
+        x, out = stored.data.x.to(torch.float64), {}
+        for name, observable in self.observables.items():
+            values = observable.series(x)
+            variance = observable.statistic == "variance"
+            value = float(values.var(unbiased=False) if variance else values.mean())
+            out[name] = ReferenceValue(value, None, f"{stored.note}: {len(x)} evaluation frames")
+        return out
 
     def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
@@ -286,7 +326,9 @@ def load_system(
     ``overrides`` replace card entries: ``temperature`` the card's temperature, any other
     name the energy parameter of that name (``energy.params``), e.g.
     ``load_system("kob_andersen_3d", n_particles=256, temperature=0.6)``; a name that is
-    not a parameter of the card's energy is refused like a wrong card field.
+    not a parameter of the card's energy is refused like a wrong card field. Lattice
+    actions are dimensionless and refuse a ``temperature``: their couplings (``beta``,
+    ``K``, ``lam``) set it, and the error names the equivalent coupling.
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -335,6 +377,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         energy, molecule = _build_energy(spec, source), None
         temperature = _number(card.get("temperature", energy.temperature), source, "temperature")
         if temperature != energy.temperature:
+            _check_temperature(energy, temperature, source)
             energy = energy.at_temperature(temperature)
     reference_kind = _reference_kind(card.get("reference", {}), source)
     if reference_kind == "exact":
@@ -503,6 +546,23 @@ def _initial_positions(spec: Any, energy: Energy, source: Path) -> Tensor:
     if not math.isfinite(float(energy.energy(x[None])[0])):
         raise ConfigError(source, "initial_positions", "has a non-finite energy")
     return x
+
+
+def _check_temperature(energy: Energy, temperature: float, source: Path) -> None:
+    """Refuse a temperature other than 1 for a dimensionless lattice action.
+
+    Its couplings are its temperature (:mod:`boltzgen.energies.lattice.action`): a second
+    knob for the same physics would give two names to one system, and the tempered view
+    e^{−S/T} would lose what the action exposes (its exact answers, local updates).
+    """
+    if isinstance(energy, LatticeAction):
+        raise ConfigError(
+            source,
+            "temperature",
+            f"cannot be set on the dimensionless lattice action {type(energy).__name__} "
+            "(u = S at temperature 1: its couplings set the temperature): "
+            f"{energy.coupling_at_temperature(temperature)}",
+        )
 
 
 def _check_exact(energy: Energy, source: Path) -> None:

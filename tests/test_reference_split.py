@@ -28,7 +28,8 @@ MD_COST = {"energy_evals": 0, "force_evals": 40_000, "wall_s": 4.0}
 
 @pytest.fixture
 def system(tmp_path, monkeypatch):
-    """The vacuum dipeptide with a reference set written before splits existed."""
+    """The vacuum dipeptide with a reference set written before splits existed (its manifest
+    records the energy and temperature it was made for, as every route writes them)."""
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
     system = load_system(NAME)
     g = torch.Generator().manual_seed(0)
@@ -42,6 +43,7 @@ def system(tmp_path, monkeypatch):
     arrays = {"x": x, "u": system.energy.energy(x), "phi": phi, "psi": psi}
     np.savez_compressed(out / "reference.npz", **{k: v.numpy() for k, v in arrays.items()})
     manifest = {"n_frames": N_FRAMES, "cost": MD_COST, "sha256": {}}
+    manifest.update(energy=system.card["energy"], temperature=system.temperature)
     manifest["sha256"]["reference.npz"] = sha256(out / "reference.npz")
     (out / "manifest.json").write_text(json.dumps(manifest))
     return system

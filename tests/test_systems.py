@@ -154,3 +154,13 @@ def test_lattice_exact_references():
 def test_unknown_override_is_refused():
     with pytest.raises(ConfigError, match="not a parameter of u1_wilson"):
         load_system("u1_2d", beta_typo=3.0)
+
+
+@pytest.mark.parametrize(
+    "name, coupling", [("phi4_2d", "lam = 16"), ("u1_2d", "beta = 1"), ("ising_2d", "K = 0.22")]
+)
+def test_lattice_cards_refuse_a_temperature_and_name_the_coupling(name, coupling):
+    """A lattice action is dimensionless (u = S, T = 1): its couplings are its temperature."""
+    with pytest.raises(ConfigError, match=rf"`temperature`.*dimensionless.*{coupling}"):
+        load_system(name, temperature=2.0)
+    assert load_system(name, temperature=1.0).temperature == 1.0

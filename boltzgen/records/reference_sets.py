@@ -157,6 +157,31 @@ def load_reference(
     return ReferenceSet(x, u, phi, psi, manifest).select(part)
 
 
+def settings_mismatch(
+    manifest: Mapping[str, Any], energy: Any, temperature: float, method: str = "reference"
+) -> str | None:
+    """Why a set's manifest does not fit a system, or ``None`` when it does.
+
+    A set is made for one energy (the card's ``energy`` entry, parameters included) at one
+    temperature, and the routes record both in its manifest. A system whose card was
+    overridden (another L, β, m², λ, K, temperature, ...) or rewritten must not be scored
+    against it; a manifest that records neither cannot be checked and does not fit either.
+    """
+    if "energy" not in manifest or "temperature" not in manifest:
+        return (
+            f"the {method} set records no energy and temperature (made before manifests "
+            "recorded them): regenerate it"
+        )
+    made = (manifest["energy"], manifest["temperature"])
+    if made == (energy, temperature):
+        return None
+    return (
+        f"the {method} set was made for energy {json.dumps(made[0], default=str)} at "
+        f"temperature {made[1]}, not for this system's {json.dumps(energy, default=str)} at "
+        f"{temperature}: not used (regenerate it for these settings)"
+    )
+
+
 def load_manifest(system_name: str, method: str, root: Path | None = None) -> dict[str, Any] | None:
     """The ``manifest.json`` of ``DATA/<system>/<method>`` (``None`` if absent).
 

@@ -27,7 +27,6 @@ from boltzgen.metrics.convergence import Convergence, chain_convergence, state_c
 from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
-from boltzgen.reference import load_reference
 from boltzgen.systems import State, System
 
 REFERENCE_SEED = 2_718_281
@@ -48,7 +47,10 @@ class Reference:
 
 def load_reference_for(system: System, n: int) -> Reference | None:
     """Up to ``n`` reference points: exact draws (fixed seed) or the *evaluation* part of
-    the MD/PT reference set, never its training part (see :mod:`boltzgen.reference`).
+    the MD/PT reference set, never its training part (see :mod:`boltzgen.reference`),
+    and only a set made for this system's energy and temperature
+    (:meth:`~boltzgen.systems.System.stored_reference`); ``None`` otherwise. The free-energy
+    and observable entries then say why in their ``reference_note``.
 
     These evaluations are bookkeeping, not a method's cost: they are made outside
     any sampler's cost meter.
@@ -57,10 +59,7 @@ def load_reference_for(system: System, n: int) -> Reference | None:
     x = system.sample_reference(n, generator)
     if x is not None:
         return Reference(system.energy.energy(x).detach())
-    if system.reference_kind not in ("md", "pt"):
-        return None
-
-    data = load_reference(system.name, system.reference_kind, part="evaluation")
+    data = system.stored_reference("evaluation").data
     if data is None:
         return None
     keep = torch.linspace(0, len(data.energies) - 1, min(n, len(data.energies))).long()
@@ -144,14 +143,16 @@ def _torsion_metrics(system: System, samples: WeightedSamples, reference: Refere
 
 
 def _observables(system: System, samples: WeightedSamples, calibrated: bool) -> dict:
-    """The system's named observables with stderr, τ_int and the exact value if known."""
-    references = system.reference_observables()
+    """The system's named observables with stderr, τ_int and their reference (exact or from
+    a reference set made for this system) with its ``reference_note``."""
+    references = system.reference_observable_estimates()
     out = {}
     for name, observable in system.observables.items():
         values = observable.series(samples.x).detach()
         est = metrics.observable_estimate(samples, values, observable.statistic)
         convergence = chain_convergence([samples.chains(values)]) if samples.is_chain else None
-        entry = _estimate(est.value, est.stderr, references.get(name), "", convergence, calibrated)
+        ref = references[name]
+        entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence, calibrated)
         out[name] = {**entry, "tau_int": est.tau_int}
     return out
 

@@ -16,7 +16,6 @@ import torch
 
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
-from boltzgen.reference import load_reference
 from boltzgen.runner.peptide_plots import energy_histogram_figure, ramachandran_figure
 from boltzgen.runner.system_specs import load_task_system, result_folder_name, spec_of_result
 from boltzgen.systems import System
@@ -134,10 +133,7 @@ def _peptide_figures(
         lw = None if samples.is_chain else samples.log_weights
         torsions[method] = (phi[:, 0], psi[:, 0], lw)
         energies[method] = (samples.energies, lw)
-    kind = system.reference_kind
-    reference = (
-        load_reference(system.name, kind, part="evaluation") if kind in ("md", "pt") else None
-    )
+    reference = system.stored_reference("evaluation").data
     ref_torsions = None if reference is None else (reference.phi[:, 0], reference.psi[:, 0], None)
     ref_u = None if reference is None else reference.energies
     out = []

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from boltzgen.errors import ConfigError
-from boltzgen.reference import load_reference
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.system_specs import SystemSpec, load_task_system
 from boltzgen.runner.tasks import Task, check_settings
@@ -74,11 +73,9 @@ def training_stages(params: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def has_training_data(system: System) -> bool:
-    """Exact samples (toy systems) or a generated MD or PT reference set (the card's kind)."""
-    if system.has_exact_reference:
-        return True
-    kind = system.reference_kind
-    return kind in ("md", "pt") and load_reference(system.name, kind) is not None
+    """Exact samples (toy systems) or an MD or PT reference set (the card's kind) made for
+    this system's energy and temperature."""
+    return system.has_exact_reference or system.stored_reference("all").data is not None
 
 
 def _check_training_data(system: System, spec: SystemSpec, method: MethodSpec, source: str) -> None:

@@ -65,6 +65,19 @@ def test_scalar_actions_are_translation_and_z2_invariant(energy, shape):
     torch.testing.assert_close(energy.energy(x.transpose(-1, -2)), u)
 
 
+@pytest.mark.parametrize("temperature", [0.5, 2.0, 3.7])
+def test_a_temperature_is_a_rescaled_coupling(temperature):
+    """e^{−S/T}: U(1) at β/T exactly; φ⁴ at λT for the field φ/√T (the error messages' claims)."""
+    theta = 4 * torch.randn(3, 2, 4, 4, generator=_gen(4), dtype=torch.float64)
+    u1 = U1Wilson(L=4, beta=2.0).energy(theta) / temperature
+    torch.testing.assert_close(u1, U1Wilson(L=4, beta=2.0 / temperature).energy(theta))
+    assert f"beta = {2.0 / temperature:g}" in U1Wilson(L=4).coupling_at_temperature(temperature)
+    phi = torch.randn(3, 4, 4, generator=_gen(5), dtype=torch.float64)
+    scaled = Phi4(L=4, m2=-4.0, lam=8.0 * temperature).energy(phi / math.sqrt(temperature))
+    torch.testing.assert_close(Phi4(L=4).energy(phi) / temperature, scaled)
+    assert f"lam = {8.0 * temperature:g}" in Phi4(L=4).coupling_at_temperature(temperature)
+
+
 def test_u1_action_is_periodic_and_gauge_invariant():
     energy = U1Wilson(L=4, beta=1.7)
     theta = torch.randn(5, 2, 4, 4, generator=_gen(3), dtype=torch.float64)

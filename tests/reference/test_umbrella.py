@@ -166,6 +166,7 @@ def test_a_card_reads_its_reference_free_energy_from_the_umbrella_manifest(tmp_p
     out = reference_dir(system.name, "umbrella")
     out.mkdir(parents=True)
     manifest = {"free_energies": {"phi_pos_vs_phi_neg": {"value": 4.5, "stderr": 0.05}}}
+    manifest.update(energy=system.card["energy"], temperature=system.temperature)
     (out / "manifest.json").write_text(json.dumps(manifest))
     estimate = system.reference_estimates()["phi_pos_vs_phi_neg"]
     assert (estimate.value, estimate.stderr, estimate.note) == (4.5, 0.05, "umbrella: MBAR")

@@ -137,5 +137,6 @@ def test_a_pt_reference_set_is_training_data_for_a_card_that_reads_pt(tmp_path, 
     x = system.initial_positions.expand(4, -1, -1).clone()
     empty = torch.zeros(4, 1, dtype=torch.float64)
     write_frames(out, x, torch.zeros(4, dtype=torch.float64), empty, empty)
-    write_manifest(out, {"split": split_manifest(4)})
+    made_for = {"energy": system.card["energy"], "temperature": system.temperature}
+    write_manifest(out, {"split": split_manifest(4), **made_for})
     assert has_training_data(system)

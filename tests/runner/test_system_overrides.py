@@ -190,3 +190,12 @@ def test_dry_run_lists_labels_and_overrides(tmp_path, capsys):
     assert main(["run", write(tmp_path, [ISING]), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "ising_2d-K0.44" in text and "L=4 K=0.44" in text and "2 systems" in text
+
+
+@pytest.mark.parametrize("overrides", [{"temperature": 0.5}, {"L": 4, "temperature": 2.0}])
+def test_a_temperature_override_of_a_lattice_card_names_the_override(overrides):
+    spec = experiment([{"name": "u1_2d", "overrides": overrides}]).systems[0]
+    with pytest.raises(ConfigError) as info:
+        load_task_system(spec)
+    message = str(info.value)
+    assert "`systems[0].overrides.temperature`" in message and "override beta" in message

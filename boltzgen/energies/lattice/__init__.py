@@ -1,10 +1,12 @@
 """Lattice field theories on periodic L×L lattices: φ⁴, U(1) gauge links, relaxed Ising.
 
-Each energy registers its kind for the cards (``phi4``, ``u1_wilson``,
-``ising_gaussian``); the exact solutions of the Ising model (enumeration, transfer
+Each energy is a dimensionless :class:`LatticeAction` (u = S at temperature 1; its
+couplings set the temperature) and registers its kind for the cards (``phi4``,
+``u1_wilson``, ``ising_gaussian``); the exact solutions of the Ising model (enumeration, transfer
 matrix, Kaufman) and of U(1) (character expansion) live beside them.
 """
 
+from boltzgen.energies.lattice.action import LatticeAction
 from boltzgen.energies.lattice.ising import IsingGaussian
 from boltzgen.energies.lattice.ising_exact import (
     CRITICAL_COUPLING,
@@ -22,6 +24,7 @@ __all__ = [
     "CRITICAL_COUPLING",
     "IsingGaussian",
     "IsingSolution",
+    "LatticeAction",
     "Phi4",
     "U1Solution",
     "U1Wilson",

@@ -27,7 +27,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from boltzgen.energies.base import Energy
+from boltzgen.energies.lattice.action import LatticeAction
 from boltzgen.energies.lattice.ising_exact import (
     MAX_TRANSFER_L,
     IsingSolution,
@@ -46,7 +46,7 @@ def _log_2cosh(x: Tensor) -> Tensor:
 
 
 @register_energy_kind("ising_gaussian")
-class IsingGaussian(Energy):
+class IsingGaussian(LatticeAction):
     """The L×L Ising model at coupling K as a continuous field (Hubbard–Stratonovich).
 
     Args:
@@ -59,7 +59,7 @@ class IsingGaussian(Energy):
     def __init__(self, L: int = 8, K: float = 0.44, delta: float = 1.0):
         if L < 2 or not K > 0 or not delta > 0:
             raise ValueError(f"ising needs L >= 2, K > 0, delta > 0; got {L}, {K}, {delta}")
-        super().__init__((L, L), temperature=1.0)
+        super().__init__((L, L))
         self.length, self.coupling, self.delta = int(L), float(K), float(delta)
         self.shift = 4.0 * self.coupling + self.delta
 
@@ -105,6 +105,17 @@ class IsingGaussian(Energy):
         noise = torch.randn(spins.shape, generator=generator, dtype=spins.dtype)
         mean = self.coupling * _neighbour_sum(spins) + self.shift * spins
         return mean + self._fourier_multiply(noise, 0.5)
+
+    def coupling_at_temperature(self, temperature: float) -> str:
+        """The spin model at T (in units of the card's) is the model at K/T.
+
+        The relaxed field's u/T is no Ising model: the relaxation is rebuilt at K/T.
+        """
+        return (
+            f"the spin model at T = {temperature:g} is this card at "
+            f"K = {self.coupling / temperature:g} (u/T of the relaxed field is no Ising "
+            "model): override K instead"
+        )
 
     @property
     def minimum(self) -> Tensor:

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from boltzgen.energies.base import Energy
+from boltzgen.energies.lattice.action import LatticeAction
 from boltzgen.energies.registry import register_energy_kind
 
 
@@ -39,7 +39,7 @@ def checkerboard(length: int) -> list[Tensor]:
 
 
 @register_energy_kind("phi4")
-class Phi4(Energy):
+class Phi4(LatticeAction):
     """u(φ) = Σ_x [−2 Σ_μ φ(x)φ(x+μ̂) + (4 + m²)φ(x)² + λφ(x)⁴] on an L×L torus.
 
     Args:
@@ -51,7 +51,7 @@ class Phi4(Energy):
     def __init__(self, L: int = 8, m2: float = -4.0, lam: float = 8.0):
         if L < 2 or lam < 0:
             raise ValueError(f"phi4 needs L >= 2 and lam >= 0, got L = {L}, lam = {lam}")
-        super().__init__((L, L), temperature=1.0)
+        super().__init__((L, L))
         self.length, self.m2, self.lam = int(L), float(m2), float(lam)
 
     def _energy(self, x: Tensor) -> Tensor:
@@ -74,6 +74,13 @@ class Phi4(Energy):
     def independent_sets(self) -> list[Tensor]:
         """The two checkerboard colours ``bool[L, L]`` (L even: no site neighbours its colour)."""
         return checkerboard(self.length)
+
+    def coupling_at_temperature(self, temperature: float) -> str:
+        """S_{m², λ}[φ]/T = S_{m², λT}[ψ] for the rescaled field ψ = φ/√T."""
+        return (
+            f"e^(-S/T) at T = {temperature:g} is this action at lam = {self.lam * temperature:g} "
+            f"(m2 unchanged) for the rescaled field phi/sqrt(T): override lam instead"
+        )
 
     @property
     def minimum(self) -> Tensor:

@@ -20,7 +20,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from boltzgen.energies.base import Energy
+from boltzgen.energies.lattice.action import LatticeAction
 from boltzgen.energies.lattice.u1_exact import U1Solution, u1_exact
 from boltzgen.energies.registry import register_energy_kind
 
@@ -38,7 +38,7 @@ def gauge_transform(theta: Tensor, alpha: Tensor) -> Tensor:
 
 
 @register_energy_kind("u1_wilson")
-class U1Wilson(Energy):
+class U1Wilson(LatticeAction):
     """u(θ) = −β Σ_P cos θ_P on an L×L torus of U(1) links ``[B, 2, L, L]``.
 
     Args:
@@ -49,7 +49,7 @@ class U1Wilson(Energy):
     def __init__(self, L: int = 8, beta: float = 2.0):
         if L < 2 or not beta > 0:
             raise ValueError(f"u1_wilson needs L >= 2 and beta > 0, got L = {L}, beta = {beta}")
-        super().__init__((2, L, L), temperature=1.0)
+        super().__init__((2, L, L))
         self.length, self.beta = int(L), float(beta)
 
     def _energy(self, x: Tensor) -> Tensor:
@@ -77,6 +77,13 @@ class U1Wilson(Energy):
                 mask[mu] = even[None, :] if mu == 0 else even[:, None]
                 sets.append(mask)
         return sets
+
+    def coupling_at_temperature(self, temperature: float) -> str:
+        """−β Σ_P cos θ_P / T is the Wilson action at β/T."""
+        return (
+            f"e^(-S/T) at T = {temperature:g} is the Wilson action at "
+            f"beta = {self.beta / temperature:g}: override beta instead"
+        )
 
     @property
     def minimum(self) -> Tensor:

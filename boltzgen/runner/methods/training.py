@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.records import Cost
-from boltzgen.reference import ReferenceSet, load_reference
+from boltzgen.reference import ReferenceSet
 from boltzgen.runner.methods.base import library_config
 from boltzgen.systems import System
 from boltzgen.training.generator import TrainConfig, training_evaluations
@@ -108,15 +108,15 @@ def oversampling(system: System, x: Tensor, factors: dict[str, int]) -> Tensor |
 
 
 def training_reference(system: System) -> ReferenceSet:
-    """The training part of the system's MD/PT reference set (never its evaluation part)."""
-    kind = system.reference_kind
-    reference = load_reference(system.name, kind, part="training") if kind in ("md", "pt") else None
-    if reference is None:
+    """The training part of the system's MD/PT reference set (never its evaluation part),
+    only if made for this system (:meth:`~boltzgen.systems.System.stored_reference`)."""
+    stored = system.stored_reference("training")
+    if stored.data is None:
         raise ValueError(
-            f"{system.name} has no reference data for forward-KL training: run "
+            f"{system.name} has no reference data for forward-KL training ({stored.note}): run "
             f"`boltzgen reference {system.name} --method md --ns N` or use train.loss: reverse_kl"
         )
-    return reference
+    return stored.data
 
 
 def frame_cost(reference: ReferenceSet, n: int) -> Cost:
