@@ -20,6 +20,8 @@ Cost: one evaluation of u_cold per mapped configuration (u_hot comes with the ho
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,7 +29,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow
 from boltzgen.records import CostMeter, WeightedSamples
-from boltzgen.samplers.swap_mc import SwapMonteCarlo
+from boltzgen.samplers.swap_mc import SwapMCState, SwapMonteCarlo
 
 
 class TemperatureMap:
@@ -69,6 +71,11 @@ class HotChains:
     Successive batches are correlated over the hot chains' τ_int, but no configuration is
     reused, so a flow trained on the stream cannot fit a fixed training set. The sweeps are
     charged to the hot energy's counter (shared with the cold energy it was derived from).
+
+    The stream's randomness is the generator handed to each call (the training loop's,
+    checkpointed with it); its own state — the chains, their energies and pair tables,
+    and the number of batches drawn — is :meth:`state_dict`, so a training run resumed
+    from a checkpoint continues the very same chains.
     """
 
     def __init__(self, sampler: SwapMonteCarlo, x0: Tensor, sweeps: int = 1):
@@ -76,9 +83,32 @@ class HotChains:
             raise ValueError(f"sweeps must be a positive integer, got {sweeps}")
         self.sampler, self.sweeps = sampler, sweeps
         self.state = sampler.init(x0)
+        self.batches = 0
 
     def __call__(self, step: int, generator: torch.Generator) -> Tensor:
         for _ in range(self.sweeps):
             self.state, _ = self.sampler.sweep(self.state, generator)
+        self.batches += 1
         box = self.sampler.energy.box
         return self.state.x - box * torch.floor(self.state.x / box)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The chains ``x: [C, N, d]``, energies ``u: [C]``, pair tables, batches drawn."""
+        state = self.state
+        return {"x": state.x, "u": state.u, "table": state.table, "batches": self.batches}
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        """Continue the chains saved by :meth:`state_dict` (same number and shape)."""
+        x = saved["x"]
+        if x.shape != self.state.x.shape:
+            raise ValueError(
+                f"the saved hot chains have shape {list(x.shape)}, this stream "
+                f"{list(self.state.x.shape)}: resume with the same chains and system"
+            )
+        table = saved["table"]
+        self.state = SwapMCState(x.clone(), saved["u"].clone(), _cloned(table))
+        self.batches = int(saved["batches"])
+
+
+def _cloned(table: Tensor | None) -> Tensor | None:
+    return None if table is None else table.clone()

@@ -16,17 +16,58 @@ of L(θ) and training can only overfit the stream's recent past. Every u_cold ev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow
-from boltzgen.training.optimise import History, Optimiser, optimise
+from boltzgen.training.optimise import Checkpointing, History, Optimiser, optimise
 
 HotBatches = Callable[[int, torch.Generator], Tensor]
 """``(step, generator) -> z: [B, *event]``: the hot configurations of one training step."""
+
+CHECKPOINT_NAME = "temperature_map_checkpoint.pt"
+
+
+@runtime_checkable
+class StatefulBatches(Protocol):
+    """A :data:`HotBatches` stream with a state of its own (e.g. the hot chains)."""
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class StreamCheckpoint:
+    """Keeps a stateful stream in the training checkpoint under ``name``.
+
+    A :class:`~boltzgen.training.optimise.Monitor` that never stops the run: the loop saves
+    its state with every checkpoint and loads it on resume.
+    """
+
+    stream: StatefulBatches
+    name: str = "hot_stream"
+    stopped: bool = False
+
+    def after_step(self, step: int) -> bool:
+        return False
+
+    def postfix(self) -> dict[str, str]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stream.load_state_dict(state)
 
 
 def fixed_batches(hot_samples: Tensor, batch_size: int) -> HotBatches:
@@ -50,6 +91,8 @@ def train_temperature_map(
     grad_clip: float | None = 10.0,
     weight_decay: float = 0.0,
     t_hot: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 100,
 ) -> History:
     """Train ``flow`` to push hot configurations towards exp(−u_cold).
 
@@ -59,8 +102,20 @@ def train_temperature_map(
         weight_decay: L2 penalty of Adam.
         t_hot: the hot samples' temperature; given, the loss carries the Stein control
             variate of :func:`stein_term` (same expected gradient, far less noise).
+        checkpoint_dir: where ``temperature_map_checkpoint.pt`` is written every
+            ``checkpoint_every`` steps and at the end (with a stateful stream's state);
+            an existing one is resumed from (same settings).
     """
     batches = fixed_batches(hot, batch_size) if isinstance(hot, Tensor) else hot
+    settings = {
+        "batch_size": batch_size if isinstance(hot, Tensor) else None,
+        "lr": lr,
+        "grad_clip": grad_clip,
+        "weight_decay": weight_decay,
+        "t_hot": t_hot,
+    }
+    checkpointing = Checkpointing.at(checkpoint_dir, CHECKPOINT_NAME, checkpoint_every, settings)
+    keeper = StreamCheckpoint(hot) if isinstance(hot, StatefulBatches) else None
 
     def objective(step: int, generator: torch.Generator):
         z = batches(step, generator)
@@ -73,7 +128,16 @@ def train_temperature_map(
         return loss.mean(), {"mean_logdet": float(logdet.mean().detach())}
 
     optimiser = Optimiser.adam(flow, lr, weight_decay=weight_decay, grad_clip=grad_clip)
-    return optimise(optimiser, objective, generator, steps, metrics=("mean_logdet",), counter=cold)
+    return optimise(
+        optimiser,
+        objective,
+        generator,
+        steps,
+        checkpointing,
+        metrics=("mean_logdet",),
+        counter=cold,
+        monitor=keeper,
+    )
 
 
 def stein_term(

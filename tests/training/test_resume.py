@@ -11,13 +11,17 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from boltzgen.energies.particles import ParticleEnergy, kob_andersen_ternary
 from boltzgen.energies.toy import CorrelatedGaussian, DoubleWell2D
 from boltzgen.flows import AffineFlow, GaussianPrior, make_spline_flow
 from boltzgen.flows.ode import VectorField
+from boltzgen.flows.particles import probe_particle_flow
 from boltzgen.flows.steerable import make_steerable_flow
 from boltzgen.samplers.flow_perturbation import FlowPerturbation, PerturbationScale
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.snf import LangevinBlock, MALABlock, StochasticNormalizingFlow
+from boltzgen.samplers.swap_mc import SwapMCConfig, SwapMonteCarlo
+from boltzgen.samplers.temperature_map import HotChains
 from boltzgen.training import (
     TrainConfig,
     train,
@@ -27,6 +31,7 @@ from boltzgen.training import (
     train_tsf,
 )
 from boltzgen.training.optimise import Optimiser
+from boltzgen.training.temperature_map import train_temperature_map
 
 F64 = torch.float64
 STEPS, EVERY, KILLED_AT = 7, 3, 4  # checkpoints after steps 3 and 6; killed in step 5
@@ -107,6 +112,38 @@ def _train_field(model: nn.Module, g: torch.Generator, folder: Path | None) -> o
     return train_flow_matching(model, _data(), STEPS, 32, 1e-2, g, folder, EVERY)
 
 
+def _glass() -> ParticleEnergy:
+    return kob_andersen_ternary(n_particles=32, temperature=1.0)
+
+
+def _hot_map() -> nn.Module:
+    """The probe flow, its initial weights drawn from a fixed seed (global state untouched)."""
+    box, species = _glass().box, _glass().species
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return probe_particle_flow(box, species, n_layers=2, n_bins=4, hidden=8).double()
+
+
+def _train_hot_map(model: nn.Module, g: torch.Generator, folder: Path | None) -> object:
+    """On a fresh hot swap-MC stream from the same starts: the stream's chains are resumed."""
+    glass = _glass()
+    hot = SwapMonteCarlo(glass.at_temperature(2.0), SwapMCConfig(0.2, 0.2))
+    x0 = glass.random_starts(4, torch.Generator().manual_seed(5))
+    stream = HotChains(hot, x0)
+    assert isinstance(model, nn.Module)
+    return train_temperature_map(
+        model,
+        glass,
+        stream,
+        g,
+        STEPS,
+        lr=1e-2,
+        t_hot=2.0,
+        checkpoint_dir=folder,
+        checkpoint_every=EVERY,
+    )
+
+
 def _itself(module: nn.Module) -> nn.Module:
     return module
 
@@ -122,6 +159,7 @@ CASES = {
     "tsf": Case(lambda: make_steerable_flow(2, 1.0, n_layers=2, hidden=8), _itself, _train_tsf),
     "perturbation_scale": Case(_perturbation, _scale, _train_scale),
     "flow_matching": Case(lambda: VectorField(2, 8, 1, seed=0), _itself, _train_field),
+    "temperature_map": Case(_hot_map, _itself, _train_hot_map),
 }
 
 

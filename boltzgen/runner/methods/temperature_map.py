@@ -73,7 +73,8 @@ def _hot_sampler(system: System, params: TemperatureMapParams) -> SwapMonteCarlo
 def run(
     system: System, params: TemperatureMapParams, generator: torch.Generator, context: MethodContext
 ) -> WeightedSamples:
-    """Hot samples, training, then the weighted map of every hot sample."""
+    """Hot samples, training (resumed from the task's checkpoint, the hot stream with it),
+    then the weighted map of every hot sample."""
     sampler = _hot_sampler(system, params)
     x0 = system.dispersed_starts(params.n_hot_chains, generator)
     hot = sampler.sample(x0, params.hot_sweeps, generator, params.hot_warmup, context.progress)
@@ -83,7 +84,15 @@ def run(
     data = HotChains(sampler, hot.x[-params.n_hot_chains :]) if params.fresh_hot_samples else z
     t_hot = sampler.energy.temperature if params.control_variate else None
     history = train_temperature_map(
-        flow, energy, data, generator, params.train_steps, params.batch_size, params.lr, t_hot=t_hot
+        flow,
+        energy,
+        data,
+        generator,
+        params.train_steps,
+        params.batch_size,
+        params.lr,
+        t_hot=t_hot,
+        checkpoint_dir=context.checkpoint,
     )
     samples = TemperatureMap(flow, energy).sample(z, hot.energies)
     training = hot.cost + history.cost
