@@ -64,6 +64,12 @@ def _ess_of_resampled_chains(log_w: Tensor, n_chains: int, draws: Tensor) -> Ten
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 14: 150 steps of the temperature map do not raise the ESS by 3 standard "
+    "errors yet (docs/particles.md); strict, so a method that passes turns this red",
+)
 def test_training_on_hot_samples_raises_the_ess_at_the_cold_temperature():
     """Trained on a stream of fresh hot configurations, the map lowers the KL estimate
     E[−log w] and raises the Kish ESS of 1280 hot samples it never saw by more than three
