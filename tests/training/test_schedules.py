@@ -97,6 +97,21 @@ class CrashingDoubleWell(DoubleWell2D):
         return super()._energy(x)
 
 
+def killed_and_resumed(config: TrainConfig, tmp_path) -> int:
+    """Train once whole and once killed in step 15, then resumed; assert bitwise equal
+    parameters and return the step the resumed run started from."""
+    whole = model()
+    train(whole, whole.energy, config, data(), tmp_path / "a", progress=False)
+    crashed = model()
+    with pytest.raises(KeyboardInterrupt):
+        train(crashed, CrashingDoubleWell(15), config, data(), tmp_path / "b", progress=False)
+    resumed = model()
+    result = train(resumed, resumed.energy, config, data(), tmp_path / "b", progress=False)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    return result.resumed_from
+
+
 def test_resume_with_schedule_and_validation_is_exact(tmp_path):
     config = TrainConfig(
         steps=24,
@@ -110,16 +125,7 @@ def test_resume_with_schedule_and_validation_is_exact(tmp_path):
         checkpoint_every=4,
         seed=2,
     )
-    whole = model()
-    train(whole, whole.energy, config, data(), tmp_path / "a", progress=False)
-    crashed = model()
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed, CrashingDoubleWell(15), config, data(), tmp_path / "b", progress=False)
-    resumed = model()
-    result = train(resumed, resumed.energy, config, data(), tmp_path / "b", progress=False)
-    assert result.resumed_from == 12
-    for key, value in whole.state_dict().items():
-        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert killed_and_resumed(config, tmp_path) == 12
 
 
 def test_cosine_schedule_refuses_a_changed_length_on_resume(tmp_path):
@@ -174,16 +180,7 @@ def test_resume_with_a_parameter_average_is_exact(tmp_path):
     config = TrainConfig(
         steps=24, batch_size=32, loss="mixed", lr=1e-2, ema_decay=0.9, checkpoint_every=4, seed=2
     )
-    whole = model()
-    train(whole, whole.energy, config, data(), tmp_path / "a", progress=False)
-    crashed = model()
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed, CrashingDoubleWell(15), config, data(), tmp_path / "b", progress=False)
-    resumed = model()
-    result = train(resumed, resumed.energy, config, data(), tmp_path / "b", progress=False)
-    assert result.resumed_from > 0
-    for key, value in whole.state_dict().items():
-        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert killed_and_resumed(config, tmp_path) == 12
 
 
 def test_an_average_and_validation_are_refused_together():
