@@ -14,7 +14,9 @@ and the probe flow (``architecture: probe``; ``axis`` is the per-axis flow).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -40,9 +42,18 @@ from boltzgen.systems import System
 from boltzgen.training.temperature_map import train_temperature_map
 
 
+def _training_default(name: str) -> Any:
+    """The default of :func:`train_temperature_map`'s argument ``name``: set there, once."""
+    return inspect.signature(train_temperature_map).parameters[name].default
+
+
 @dataclass(frozen=True)
 class TemperatureMapParams:
-    """Hot swap-MC chains, the flow, its training, and how many hot samples are mapped."""
+    """Hot swap-MC chains, the flow, its training, and how many hot samples are mapped.
+
+    ``weight_decay`` is Adam's L2 penalty of the training (its default is the one of
+    :func:`~boltzgen.training.temperature_map.train_temperature_map`).
+    """
 
     t_hot_factor: float = 2.0
     n_hot_chains: int = 16
@@ -57,6 +68,7 @@ class TemperatureMapParams:
     train_steps: int = 200
     batch_size: int = 32
     lr: float = 1e-2
+    weight_decay: float = _training_default("weight_decay")
     architecture: str = "probe"
     fresh_hot_samples: bool = True
     control_variate: bool = True
@@ -91,6 +103,7 @@ def run(
         params.train_steps,
         params.batch_size,
         params.lr,
+        weight_decay=params.weight_decay,
         t_hot=t_hot,
         checkpoint_dir=context.checkpoint,
     )
