@@ -1,4 +1,4 @@
-"""The temperature_map method: its settings reach the training."""
+"""The temperature_map method: its settings reach the training, and its cost is complete."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 
 from boltzgen.runner.methods import temperature_map as method
 from boltzgen.runner.methods.base import MethodContext
+from boltzgen.samplers.swap_mc import SwapMonteCarlo
+from boltzgen.samplers.temperature_map import HotChains
 from boltzgen.systems import System, load_system
 from boltzgen.training.optimise import Optimiser
 from boltzgen.training.temperature_map import train_temperature_map
@@ -42,3 +44,28 @@ def test_the_weight_decay_setting_reaches_adam(monkeypatch: pytest.MonkeyPatch) 
 def test_the_default_weight_decay_is_the_training_functions() -> None:
     library = inspect.signature(train_temperature_map).parameters["weight_decay"].default
     assert method.TemperatureMapParams().weight_decay == library
+
+
+def test_every_evaluation_of_the_run_is_charged_the_hot_stream_start_to_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The energy's counter sees everything the run evaluates; the cost must add up to it.
+    Starting the hot stream evaluates each chain once (its pair table), as training cost."""
+    starts: list[int] = []
+
+    class Counted(HotChains):
+        def __init__(self, sampler: SwapMonteCarlo, x0: torch.Tensor, sweeps: int = 1):
+            before = sampler.energy.counter.snapshot()
+            super().__init__(sampler, x0, sweeps)
+            starts.append(sampler.energy.counter.since(before).energy)
+
+    monkeypatch.setattr(method, "HotChains", Counted)
+    system = _system()
+    before = system.energy.counter.snapshot()
+    samples = method.run(system, SMALL, torch.Generator().manual_seed(0), MethodContext())
+    spent = system.energy.counter.since(before)
+    assert starts == [SMALL.n_hot_chains]
+    cost = samples.cost
+    assert cost.energy_evals == SMALL.n_hot_chains * SMALL.hot_sweeps  # the mapping
+    assert cost.energy_evals + cost.train_energy_evals == spent.energy
+    assert cost.force_evals + cost.train_force_evals == spent.force

@@ -9,7 +9,8 @@ By default (``fresh_hot_samples``) training never sees the recorded hot samples:
 chains continue, one sweep per step, and each step trains on their current
 configurations (a fixed set of a few hundred is fitted rather than learned from), with
 the Stein control variate (``control_variate``, one force evaluation per configuration)
-and the probe flow (``architecture: probe``; ``axis`` is the per-axis flow).
+and the probe flow (``architecture: probe``; ``axis`` is the per-axis flow). Starting those
+chains (one evaluation each) is charged to training with the hot run and the steps.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from boltzgen.energies.particles import ParticleEnergy
 from boltzgen.flows.base import Flow
 from boltzgen.flows.particles import periodic_particle_flow, probe_particle_flow
-from boltzgen.records import WeightedSamples
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.runner.methods.base import MethodContext
 from boltzgen.runner.methods.budget import largest_within, too_small
 from boltzgen.samplers.swap_mc import (
@@ -93,7 +95,7 @@ def run(
     z = hot.x - system.energy.box * torch.floor(hot.x / system.energy.box)
     energy = system.energy
     flow = _flow(energy, params)
-    data = HotChains(sampler, hot.x[-params.n_hot_chains :]) if params.fresh_hot_samples else z
+    data, start = _hot_stream(sampler, hot.x, params) if params.fresh_hot_samples else (z, Cost())
     t_hot = sampler.energy.temperature if params.control_variate else None
     history = train_temperature_map(
         flow,
@@ -108,9 +110,23 @@ def run(
         checkpoint_dir=context.checkpoint,
     )
     samples = TemperatureMap(flow, energy).sample(z, hot.energies)
-    training = hot.cost + history.cost
+    training = hot.cost + start + history.cost
     info = {**samples.info, "hot": hot.info, "final_loss": history.losses[-1]}
     return replace(samples, cost=samples.cost.with_training(training), info=info)
+
+
+def _hot_stream(
+    sampler: SwapMonteCarlo, hot_x: Tensor, params: TemperatureMapParams
+) -> tuple[HotChains, Cost]:
+    """The stream of fresh hot configurations and what starting it cost.
+
+    Its C chains continue the hot run's last configurations; starting them evaluates each
+    once (its energy, or its pair table), which training pays like the hot sweeps.
+    """
+    meter = CostMeter(sampler.energy)
+    with meter.measure():
+        stream = HotChains(sampler, hot_x[-params.n_hot_chains :])
+    return stream, meter.cost
 
 
 def _flow(energy: ParticleEnergy, params: TemperatureMapParams) -> Flow:
