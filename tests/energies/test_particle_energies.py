@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
 import openmm
 import pytest
 import torch
+import yaml
 
 import boltzgen as bg
 from boltzgen.energies.particles import (
@@ -23,12 +25,16 @@ from boltzgen.energies.particles.energy import inherent_structures
 from boltzgen.energies.particles.models import (
     KA_EPSILON,
     KA_SIGMA,
+    LENNARD_JONES,
     SIZE_RATIO,
+    TERNARY_EPSILON,
+    TERNARY_SIGMA,
     power_law_diameters,
 )
 from boltzgen.energies.particles.openmm_system import to_openmm
 from boltzgen.energies.units import MOLAR_GAS_CONSTANT
 from boltzgen.samplers.md import MDConfig, MolecularDynamics
+from boltzgen.systems import CATALOG
 from tests.energies.openmm_reference import reference
 
 BUILDERS = {
@@ -219,6 +225,44 @@ def test_kob_andersen_parameters_are_berni_s():
     rcut = model["cutoff"][0]["parameters"]["rcut"]
     assert model["cutoff"][0]["type"] == "cut_shift"
     assert np.allclose(rcut, 2.5 * np.array(KA_SIGMA))
+
+
+def test_ternary_parameters_are_berni_s_ka2_but_for_the_three_2d_entries():
+    """berni's ``kob_andersen_2`` is the 3-D ternary KA2 (PRL 125, 085505 (2020)); the 2-D
+    model of the authors' code (``KA2-2D``, GerhardJung/StructDynGlass) shares every σ and ε
+    with it except σ_BC = 0.8, ε_AC = 0.75 and ε_BC = 1.5."""
+    berni = pytest.importorskip("berni")
+    lj = berni.models.get("kob_andersen_2")["potential"][0]["parameters"]
+    two_d = {("sigma", 1, 2): 0.8, ("epsilon", 0, 2): 0.75, ("epsilon", 1, 2): 1.5}
+    for name, ours in (("sigma", TERNARY_SIGMA), ("epsilon", TERNARY_EPSILON)):
+        for i, j in itertools.product(range(3), repeat=2):
+            key = (name, min(i, j), max(i, j))
+            assert ours[i][j] == two_d.get(key, lj[name][i][j]), key
+
+
+AUTHORS_COEFFICIENTS = {
+    "lennard_jones": (0.04049023795, -0.00970155098, 0.00062012616),
+    "soft_spheres": (-1.92414534861, 2.11106232533, -0.5910974510),
+}
+"""(c₀, c₂, c₄) as printed in the authors' code (``struct_epot.h`` of GerhardJung/StructDynGlass,
+the LJ ones in units of 4ε)."""
+
+
+def test_smoothing_coefficients_are_those_of_the_authors_code():
+    lj = CutInversePowers(LENNARD_JONES, 2.5, "quartic").coefficients
+    soft = CutInversePowers(((1.0, 12),), 1.25, "quartic").coefficients
+    np.testing.assert_allclose(np.array(lj) / 4, AUTHORS_COEFFICIENTS["lennard_jones"], atol=1e-10)
+    np.testing.assert_allclose(soft, AUTHORS_COEFFICIENTS["soft_spheres"], atol=1e-10)
+
+
+def test_the_ternary_card_has_the_box_and_composition_of_the_authors_configurations():
+    """N = 1290 particles, 600:330:360, in a square of side 32.8962 (ρ = 1290/32.8962² =
+    1.1921): the example configurations of GerhardJung/StructDynGlass (``data/Cnf-*/``)."""
+    card = yaml.safe_load((CATALOG / "kob_andersen_2d_ternary.yaml").read_text())
+    energy = kob_andersen_ternary(**card["energy"]["params"])
+    side = torch.full((2,), 32.8962, dtype=energy.box.dtype)
+    torch.testing.assert_close(energy.box, side, atol=1e-3, rtol=0)
+    assert torch.bincount(energy.species).tolist() == [600, 330, 360]
 
 
 @pytest.mark.parametrize("name", ["kob_andersen_3d", "polydisperse_3d"])

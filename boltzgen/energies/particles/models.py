@@ -9,7 +9,8 @@
   atomistic supercooled liquids", arXiv 2404.09914: σ_AA 1, σ_BB 0.88, σ_CC 0.94,
   σ_AB 0.8, σ_AC 0.9, σ_BC 0.8; ε_AA 1, ε_BB 0.5, ε_CC 0.75, ε_AB 1.5, ε_AC 0.75,
   ε_BC 1.5; LJ plus c₀ + c₂(r/σ)² + c₄(r/σ)⁴ so that V, V′, V″ vanish at 2.5 σ_αβ;
-  N_A : N_B : N_C = 600 : 330 : 360 at ρ ≈ 1.19 for N = 1290.
+  N_A : N_B : N_C = 600 : 330 : 360 at ρ = 1.1921 for N = 1290 (the model ``KA2-2D`` and
+  the example configurations of the first author's public code, GerhardJung/StructDynGlass).
 * ``polydisperse_soft_spheres`` — the continuously polydisperse, non-additive soft
   spheres of Ninarello, Berthier & Coslovich, PRX 7, 021039 (2017), arXiv 1704.08864:
   v = (σ_ij/r)¹² + c₀ + c₂(r/σ_ij)² + c₄(r/σ_ij)⁴ cut at 1.25 σ_ij,
@@ -98,7 +99,7 @@ def kob_andersen(
 @register_energy_kind("kob_andersen_ternary")
 def kob_andersen_ternary(
     n_particles: int = 1290,
-    density: float = 1.19,
+    density: float = 1.1921,
     temperature: float = 0.5,
     dimension: int = 2,
     neighbours: str = "auto",
