@@ -11,6 +11,11 @@ MCMC. Goal: ESS ≥ 0.4 (the tutorial reports about 0.4). Writes ``model.pt`` (t
 parameters) and ``flow.json`` (its architecture) for the field-transformation HMC scan
 (``benchmarks/lattice_ft_hmc_scan.py``); ``--init`` warm-starts from such a folder.
 
+Training writes ``OUT/checkpoint/checkpoint.pt`` every 200 steps, so a long run is not
+lost: the same command resumes it, and ``--init`` also takes such a checkpoint file, so that
+``--init OUT/checkpoint/checkpoint.pt --steps 0 --out OTHER`` evaluates a run stopped
+before its end (its report gives the checkpoint's step and training cost).
+
     nice -n 10 python benchmarks/lattice_u1_flow.py --steps 4500 --out runs/u1_flow
 """
 
@@ -29,6 +34,7 @@ from boltzgen.metrics import ess_fraction, log_partition_function, observable_es
 from boltzgen.observables.lattice import plaquette, q2
 from boltzgen.samplers.flow_mcmc import FlowIndependenceMetropolis
 from boltzgen.samplers.importance import BoltzmannGenerator
+from boltzgen.training.checkpoint import load_checkpoint
 from boltzgen.training.generator import TrainConfig, train
 
 
@@ -49,7 +55,9 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--chains", type=int, default=64)
     parser.add_argument("--chain-steps", type=int, default=160)
-    parser.add_argument("--init", type=Path, default=None, help="folder with model.pt")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="folder with model.pt, or a checkpoint.pt"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/u1_flow"))
     return parser.parse_args()
 
@@ -67,9 +75,23 @@ def build(args: argparse.Namespace) -> tuple[BoltzmannGenerator, dict, bg.System
     flow = make_gauge_flow(**arch, dtype=torch.float32)
     prior = UniformAnglePrior(2 * args.L**2, dtype=torch.float32)
     model = BoltzmannGenerator(prior, flow, system.energy)
-    if args.init is not None:
-        model.flow.load_state_dict(torch.load(args.init / "model.pt"))
     return model, arch, system
+
+
+def load_flow(model: BoltzmannGenerator, path: Path) -> dict:
+    """Load the flow's parameters from ``path`` into ``model``; say where they came from.
+
+    ``path`` is a folder this benchmark wrote (``model.pt``, after all its steps) or a
+    training checkpoint (``checkpoint.pt``, written every 200 steps), whose step and
+    cumulative training cost are returned so that an evaluation reports what it cost.
+    """
+    if path.is_dir():
+        model.flow.load_state_dict(torch.load(path / "model.pt"))
+        return {"init": str(path)}
+    state = load_checkpoint(path)
+    flow = {k.removeprefix("flow."): v for k, v in state["model"].items() if k.startswith("flow.")}
+    model.flow.load_state_dict(flow)
+    return {"init": str(path), "init_step": int(state["step"]), "init_cost": state["cost"]}
 
 
 def evaluate(model: BoltzmannGenerator, system: bg.System, args: argparse.Namespace) -> dict:
@@ -123,6 +145,7 @@ def main() -> None:
     args = parse()
     torch.set_num_threads(1)
     model, arch, system = build(args)
+    origin = {} if args.init is None else load_flow(model, args.init)
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -145,7 +168,8 @@ def main() -> None:
         "train_steps": len(result.losses),
         "train_wall_s": train_s,
         "train_energy_evals": result.cost.energy_evals,
-        "final_loss": sum(tail) / max(1, len(tail)),
+        **origin,
+        "final_loss": sum(tail) / len(tail) if tail else None,
         **evaluate(model, system, args),
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))

@@ -87,9 +87,9 @@ def _check_training_data(system: System, spec: SystemSpec, method: MethodSpec, s
             raise ConfigError(
                 source,
                 field,
-                f"is {stage.loss}, which needs reference data, and {spec.label} has none: "
-                "reference data sets are made at a card's own settings, not with "
-                f"{spec.entry}.overrides; train on the energy alone with "
+                f"is {stage.loss}, which needs reference data, and {spec.label} has none "
+                f"({system.stored_reference('all').note}; {spec.entry}.overrides may have "
+                f"changed its energy or temperature); train on the energy alone with "
                 f"`--set {field}=reverse_kl`",
             )
         raise ConfigError(

@@ -17,15 +17,17 @@ name when nothing is swept, ``name-key<value>`` per swept key otherwise (here
 ``kob_andersen_2d_ternary-temperature0.6``), or the explicit ``label``. The label is the
 run folder ``RUN_DIR/<label>/`` and ``result.json``'s ``system``.
 
-A reference data set (``boltzgen reference``, MD or PT frames) is made at the card's own
-settings, so a system with overrides does not use it: its reference is what the energy
-computes exactly (e.g. the exact ln Z of ``ising_2d`` at the overridden ``K``), or none.
+Exact references follow the overrides (e.g. the exact ln Z of ``ising_2d`` at the
+overridden ``K``). A reference data set (``boltzgen reference``, MD or PT frames) records
+the energy and temperature it was made at, and a system reads it only when those equal its
+own (:meth:`~boltzgen.systems.System.stored_reference`): an override that restates the
+card's value keeps the set, one that changes the energy or temperature does not, and the
+result's ``reference_note`` says why.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -39,7 +41,6 @@ from boltzgen.systems import System, load_system
 ENTRY_FIELDS = ("name", "label", "overrides", "sweep")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 """A label is a folder name: letters, digits and ``_ . + = -``, not starting with ``.``/``-``."""
-DATA_REFERENCES = ("md", "pt")
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,8 @@ def load_task_system(spec: SystemSpec, backend: str | None = None) -> System:
 
     A bad override (a key the card's energy does not take, a value it refuses) is a
     :class:`ConfigError` naming the experiment file and ``systems[i].overrides.KEY``.
-    With overrides, a reference data set made at the card's settings is not used.
+    A reference data set is read only where it was made at the overridden system's energy
+    and temperature (:meth:`~boltzgen.systems.System.stored_reference` checks each read).
     """
     try:
         system = load_system(spec.card, backend=backend, **spec.overrides)
@@ -205,8 +207,6 @@ def load_task_system(spec: SystemSpec, backend: str | None = None) -> System:
         if not spec.overrides:
             raise
         raise _override_error(spec, error) from error
-    if spec.overrides and system.reference_kind in DATA_REFERENCES:
-        system = dataclasses.replace(system, reference_kind="none")
     return system
 
 

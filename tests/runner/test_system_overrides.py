@@ -97,13 +97,6 @@ def test_settings_hash_changes_with_an_override_and_not_without_one():
     assert settings_hash(plan(labelled)[0]) in hashes  # a label is a folder, not a setting
 
 
-def test_data_references_are_not_used_with_overrides():
-    spec = experiment([{"name": "alanine_dipeptide_vacuum", "overrides": {"temperature": 400}}])
-    system = load_task_system(spec.systems[0])
-    assert system.temperature == 400 and system.reference_kind == "none"
-    assert load_system("alanine_dipeptide_vacuum").reference_kind != "none"
-
-
 def write(tmp_path, systems) -> str:
     raw = {"name": "t", "systems": systems, "methods": {"hmc": HMC}, "executor": "debug"}
     raw["n_reference"] = 50

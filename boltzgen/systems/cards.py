@@ -1,25 +1,9 @@
-"""The system catalog: one YAML card per system in ``systems/``.
+"""Cards → :class:`~boltzgen.systems.system.System`: reading, validating and building.
 
-A card names how to build the energy, its temperature, a valid starting
-configuration, named states and the free-energy differences between them, and
-where its reference comes from (exact answers come from the energy itself, see
-:class:`~boltzgen.energies.exact.ExactReference`). Each entry of ``states`` is built by
-its registered kind (:mod:`boltzgen.observables.states`). The cards and their structure
-files are installed as the package ``boltzgen.catalog``. For example
-``systems/double_well_2d.yaml``::
-
-    name: double_well_2d
-    description: The Boltzmann-generators double well (Noé et al. 2019).
-    energy: {kind: double_well, params: {n_copies: 1, q4: 0.25, q2: -3.0, q1: 1.0, k: 1.0}}
-    temperature: 1.0
-    initial_positions: [-2.53, 0.0]
-    states:
-      left: {coordinate: 0, max: 0.0}
-      right: {coordinate: 0, min: 0.0}
-    free_energies: [{a: left, b: right}]      # reported as right_vs_left = −ln(P_right/P_left)
-    reference: {kind: exact}
-
-``load_system(name_or_path)`` returns a :class:`System`.
+``load_system(name_or_path, **overrides)`` reads a card of the catalog (or any path),
+applies keyword overrides (:func:`with_overrides`) and builds its energy, states,
+free-energy pairs, observables and starting configuration (:func:`build_system`). Every
+error names the card file and the field.
 """
 
 from __future__ import annotations
@@ -28,7 +12,6 @@ import inspect
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,7 +20,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
-from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
+from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.forcefield import TorchForceField, unsupported_forces
 from boltzgen.energies.lattice import LatticeAction
 from boltzgen.energies.openmm import OpenMMEnergy
@@ -45,16 +28,10 @@ from boltzgen.energies.particles import ParticleEnergy
 from boltzgen.energies.particles.openmm_system import to_openmm
 from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
-from boltzgen.metrics import block_free_energy_difference
 from boltzgen.molecules.card import build_molecule
 from boltzgen.observables.lattice import OBSERVABLE_KINDS, Observable
 from boltzgen.observables.states import State, StateContext, build_state
-from boltzgen.records.reference_sets import (
-    ReferenceSet,
-    load_manifest,
-    load_reference,
-    settings_mismatch,
-)
+from boltzgen.systems.system import System
 
 CATALOG = Path(str(files("boltzgen.catalog"))).resolve()
 """The installed catalog: the package ``boltzgen.catalog``, i.e. the ``systems/`` folder."""
@@ -74,239 +51,6 @@ REFERENCE_KINDS = {"exact", "md", "pt", "none"}
 FREE_ENERGY_SOURCES = {"umbrella"}
 """Reference sets a card may read its ΔF from instead of its frames' set
 (``reference: {kind: pt, free_energies: umbrella}``)."""
-MIN_TRANSITIONS = 10
-"""An MD reference ΔF counts only after this many transitions between the two states."""
-DISPERSED_TEMPERATURE_FACTOR = 2.0
-"""Chains of exactly solvable systems start from draws at this multiple of T."""
-PT_UNSPLIT = "pt: MBAR over the whole run, training frames included: regenerate the set"
-
-
-@dataclass(frozen=True)
-class ReferenceValue:
-    """A reference number with its standard error and provenance ("exact", "md", ...)."""
-
-    value: float | None
-    stderr: float | None
-    note: str
-
-
-def _stored_value(entry: dict[str, Any], source: str) -> ReferenceValue:
-    """A manifest's ΔF entry; one marked ``converged: false`` gives no value."""
-    if entry.get("converged") is False:
-        return ReferenceValue(None, None, f"{source}: not converged (its halves disagree)")
-    return ReferenceValue(entry.get("value"), entry.get("stderr"), f"{source}: MBAR")
-
-
-def count_transitions(in_a: Tensor, in_b: Tensor) -> int:
-    """Switches between states a and b along a trajectory, ignoring frames in neither."""
-    label = in_b.to(torch.int8) - in_a.to(torch.int8)
-    visited = label[label != 0]
-    return int((visited[1:] != visited[:-1]).sum()) if visited.numel() > 1 else 0
-
-
-def md_reference_value(samples: Any, state_a: State, state_b: State) -> ReferenceValue:
-    """ΔF_{b vs a} from an MD trajectory by blocks, if it crossed ``MIN_TRANSITIONS`` times."""
-    in_a, in_b = state_a(samples.x), state_b(samples.x)
-    crossings = count_transitions(in_a, in_b)
-    if crossings < MIN_TRANSITIONS:
-        return ReferenceValue(None, None, f"md unconverged: {crossings} transitions")
-    estimate = block_free_energy_difference(samples, in_a, in_b)
-    return ReferenceValue(estimate.value, estimate.stderr, f"md: {crossings} transitions")
-
-
-@dataclass(frozen=True)
-class StoredReference:
-    """The card's MD or PT reference set (one part) if made for this system, else ``None``
-    and a ``note`` saying why (no data route, not generated, made at other settings)."""
-
-    data: ReferenceSet | None
-    note: str
-
-
-@dataclass
-class System:
-    """A target distribution with its named states and reference answers.
-
-    Attributes:
-        name: catalog name.
-        energy: the reduced energy u(x).
-        states: named state indicators ``x -> bool[B]``.
-        free_energy_pairs: ``(a, b)`` pairs reported as ``b_vs_a`` = −ln(P_b/P_a).
-        initial_positions: a valid configuration ``[*event_shape]``.
-        reference_kind: the card's reference route (``md``, ``pt``, ``exact`` or ``none``);
-            exact answers come from the energy's capability, see
-            :attr:`has_exact_reference`.
-        free_energies_from: where the reference ΔF comes from when not from the frames'
-            set: ``umbrella`` (``DATA/<system>/umbrella/manifest.json``), else ``None``.
-        topology: mdtraj topology for molecules, ``None`` otherwise.
-        openmm_system: the openmm.System behind OpenMM-backed energies, else ``None``.
-        observables: named observables reported in ``result.json`` (lattice systems).
-    """
-
-    name: str
-    energy: Energy
-    states: dict[str, State]
-    free_energy_pairs: list[tuple[str, str]]
-    initial_positions: Tensor
-    reference_kind: str = "none"
-    free_energies_from: str | None = None
-    description: str = ""
-    card_path: Path | None = None
-    topology: Any = None
-    openmm_system: Any = None
-    card: dict[str, Any] = field(default_factory=dict)
-    observables: dict[str, Observable] = field(default_factory=dict)
-
-    @property
-    def temperature(self) -> float:
-        return self.energy.temperature
-
-    @property
-    def box(self) -> Tensor | None:
-        """Side lengths ``[d]`` of the periodic box of a particle system, else ``None``."""
-        return getattr(self.energy, "box", None)
-
-    @property
-    def species(self) -> Tensor | None:
-        """Species index per particle ``[N]`` of a particle system, else ``None``."""
-        return getattr(self.energy, "species", None)
-
-    @property
-    def has_exact_reference(self) -> bool:
-        """Whether the energy computes its exact answers (an :class:`ExactReference`)."""
-        return isinstance(self.energy, ExactReference)
-
-    def reference_free_energies(self) -> dict[str, float | None]:
-        """Reference ΔF = −ln(P_b/P_a) in kT per named pair; ``None`` where there is none.
-
-        Exact systems give quadrature values. MD references give the estimate from the
-        reference trajectory only if it crossed between the states at least
-        ``MIN_TRANSITIONS`` times; otherwise the entry is ``None`` (unconverged).
-        """
-        return {name: r.value for name, r in self.reference_estimates().items()}
-
-    def reference_estimates(self) -> dict[str, ReferenceValue]:
-        """Reference ΔF per pair with its standard error and a note on where it came from."""
-        names = [f"{b}_vs_{a}" for a, b in self.free_energy_pairs]
-        if self.has_exact_reference:
-            exact = [
-                self._state_log_prob(a) - self._state_log_prob(b) for a, b in self.free_energy_pairs
-            ]
-            return {
-                name: ReferenceValue(value, 0.0, "exact")
-                for name, value in zip(names, exact, strict=True)
-            }
-        if self.free_energies_from is not None:
-            return self._manifest_estimates(names)
-        stored = self.stored_reference()
-        reference = stored.data
-        out: dict[str, ReferenceValue] = {}
-        for name, (a, b) in zip(names, self.free_energy_pairs, strict=True):
-            if reference is not None and self.reference_kind == "pt":
-                fe = reference.manifest.get("free_energies", {}).get(name, {})
-                note = "pt: MBAR" if "free_energies_from" in reference.manifest else PT_UNSPLIT
-                out[name] = ReferenceValue(fe.get("value"), fe.get("stderr"), note)
-            elif reference is not None:
-                out[name] = md_reference_value(reference.samples(), self.states[a], self.states[b])
-            else:
-                out[name] = ReferenceValue(None, None, stored.note)
-        return out
-
-    def _manifest_estimates(self, names: list[str]) -> dict[str, ReferenceValue]:
-        """ΔF per pair from the ``free_energies`` of the manifest the card names."""
-        source = str(self.free_energies_from)
-        manifest = load_manifest(self.name, source)
-        if manifest is None:
-            missing = f"no {source} reference: boltzgen reference {self.name} --method {source}"
-            return {name: ReferenceValue(None, None, missing) for name in names}
-        mismatch = self._mismatch(manifest, source)
-        if mismatch is not None:
-            return {name: ReferenceValue(None, None, mismatch) for name in names}
-        stored = manifest.get("free_energies", {})
-        return {name: _stored_value(stored.get(name, {}), source) for name in names}
-
-    def stored_reference(self, part: str = "evaluation") -> StoredReference:
-        """The ``part`` of the card's MD or PT reference set, only if made for this system.
-
-        A set counts only when its manifest records this card's energy entry and this
-        system's temperature (:func:`~boltzgen.records.reference_sets.settings_mismatch`): a
-        card overridden to another L, β, m², λ, K or temperature never borrows the set made
-        at the card's own settings; ``note`` then says why.
-        """
-        kind = self.reference_kind
-        if kind not in ("md", "pt"):
-            return StoredReference(None, "no reference data")
-        data = load_reference(self.name, kind, part=part)
-        if data is None:
-            missing = f"no {kind} reference set: boltzgen reference {self.name} --method {kind}"
-            return StoredReference(None, missing)
-        mismatch = self._mismatch(data.manifest, kind)
-        return StoredReference(None, mismatch) if mismatch else StoredReference(data, kind)
-
-    def _mismatch(self, manifest: Mapping[str, Any], method: str) -> str | None:
-        return settings_mismatch(manifest, self.card.get("energy"), self.temperature, method)
-
-    def _state_log_prob(self, state: str) -> float:
-        s = self.states[state]
-        return self.energy.interval_log_prob(s.coordinate, s.low, s.high)
-
-    def reference_log_z(self) -> float | None:
-        """Exact log Z when the energy knows it (toys; Ising: ln Z of the spin model)."""
-        return float(self.energy.log_z) if isinstance(self.energy, ExactLogZ) else None
-
-    def reference_observables(self) -> dict[str, float]:
-        """Reference expectations of the named observables that have one (see
-        :meth:`reference_observable_estimates`)."""
-        estimates = self.reference_observable_estimates().items()
-        return {name: r.value for name, r in estimates if r.value is not None}
-
-    def reference_observable_estimates(self) -> dict[str, ReferenceValue]:
-        """Each named observable's reference, with a note on where it came from: exact where
-        the energy knows it, else its mean (or variance) over the evaluation frames of the
-        card's MD or PT reference set — only if that set was made for this system
-        (:meth:`stored_reference`; a set made at other parameters is not used)."""
-        if isinstance(self.energy, ExactObservables):
-            exact, unknown = self.energy.exact_observables(), "no exact value"
-            return {
-                name: ReferenceValue(exact.get(name), None, "exact" if name in exact else unknown)
-                for name in dict.fromkeys([*self.observables, *exact])
-            }
-        stored = self.stored_reference()
-        if stored.data is None:
-            return {name: ReferenceValue(None, None, stored.note) for name in self.observables}
-        x, out = stored.data.x.to(torch.float64), {}
-        for name, observable in self.observables.items():
-            values = observable.series(x)
-            variance = observable.statistic == "variance"
-            value = float(values.var(unbiased=False) if variance else values.mean())
-            out[name] = ReferenceValue(value, None, f"{stored.note}: {len(x)} evaluation frames")
-        return out
-
-    def dispersed_starts(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` starting configurations ``[n, *event_shape]`` for independent chains.
-
-        Convergence diagnostics (split-R̂) need chains started from points spread wider
-        than the target, so that chains which fail to forget their start disagree
-        (Gelman & Rubin 1992; Vehtari et al. 2021). An energy with an exact sampler draws
-        them from itself at twice the system's temperature (overdispersed, every basin
-        represented); particle systems start each chain from its own relaxed random
-        lattice (:meth:`~boltzgen.energies.particles.ParticleEnergy.random_starts`, a quench:
-        colder and more ordered than the liquid, and different from chain to chain); other
-        systems start every chain from ``initial_positions``. These draws are set-up, not
-        sampling: they are not charged.
-        """
-        if isinstance(self.energy, ParticleEnergy):
-            return self.energy.random_starts(n, generator).to(self.initial_positions)
-        hot = self.energy.at_temperature(DISPERSED_TEMPERATURE_FACTOR * self.temperature)
-        if isinstance(hot, ExactReference):
-            return hot.sample_exact(n, generator).to(self.initial_positions)
-        return self.initial_positions.expand(n, *self.energy.event_shape).clone()
-
-    def sample_reference(self, n: int, generator: torch.Generator) -> Tensor | None:
-        """``n`` exact draws when the system has an exact sampler, else ``None``."""
-        if not self.has_exact_reference:
-            return None
-        return self.energy.sample_exact(n, generator)
 
 
 def list_systems(catalog: Path = CATALOG) -> list[str]:
