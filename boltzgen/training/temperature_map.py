@@ -33,6 +33,10 @@ HotBatches = Callable[[int, torch.Generator], Tensor]
 
 CHECKPOINT_NAME = "temperature_map_checkpoint.pt"
 
+DEFAULT_WEIGHT_DECAY = 0.0
+"""Adam's L2 penalty when none is given (no penalty): the one default of the training and
+of the runner's ``temperature_map`` method."""
+
 
 @runtime_checkable
 class StatefulBatches(Protocol):
@@ -89,7 +93,7 @@ def train_temperature_map(
     batch_size: int = 64,
     lr: float = 1e-3,
     grad_clip: float | None = 10.0,
-    weight_decay: float = 0.0,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     t_hot: float | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,

@@ -14,7 +14,7 @@ from boltzgen.samplers.swap_mc import SwapMonteCarlo
 from boltzgen.samplers.temperature_map import HotChains
 from boltzgen.systems import System, load_system
 from boltzgen.training.optimise import Optimiser
-from boltzgen.training.temperature_map import train_temperature_map
+from boltzgen.training.temperature_map import DEFAULT_WEIGHT_DECAY, train_temperature_map
 
 SMALL = method.TemperatureMapParams(
     n_hot_chains=2, hot_warmup=1, hot_sweeps=2, n_layers=1, hidden=4, n_bins=4, train_steps=2
@@ -43,7 +43,7 @@ def test_the_weight_decay_setting_reaches_adam(monkeypatch: pytest.MonkeyPatch) 
 
 def test_the_default_weight_decay_is_the_training_functions() -> None:
     library = inspect.signature(train_temperature_map).parameters["weight_decay"].default
-    assert method.TemperatureMapParams().weight_decay == library
+    assert method.TemperatureMapParams().weight_decay == library == DEFAULT_WEIGHT_DECAY
 
 
 def test_every_evaluation_of_the_run_is_charged_the_hot_stream_start_to_training(

@@ -15,9 +15,7 @@ chains (one evaluation each) is charged to training with the hot run and the ste
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,20 +39,15 @@ from boltzgen.samplers.temperature_map import (
     temperature_map_evaluations,
 )
 from boltzgen.systems import System
-from boltzgen.training.temperature_map import train_temperature_map
-
-
-def _training_default(name: str) -> Any:
-    """The default of :func:`train_temperature_map`'s argument ``name``: set there, once."""
-    return inspect.signature(train_temperature_map).parameters[name].default
+from boltzgen.training.temperature_map import DEFAULT_WEIGHT_DECAY, train_temperature_map
 
 
 @dataclass(frozen=True)
 class TemperatureMapParams:
     """Hot swap-MC chains, the flow, its training, and how many hot samples are mapped.
 
-    ``weight_decay`` is Adam's L2 penalty of the training (its default is the one of
-    :func:`~boltzgen.training.temperature_map.train_temperature_map`).
+    ``weight_decay`` is Adam's L2 penalty of the training (its default,
+    :data:`~boltzgen.training.temperature_map.DEFAULT_WEIGHT_DECAY`, is the training's).
     """
 
     t_hot_factor: float = 2.0
@@ -70,7 +63,7 @@ class TemperatureMapParams:
     train_steps: int = 200
     batch_size: int = 32
     lr: float = 1e-2
-    weight_decay: float = _training_default("weight_decay")
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
     architecture: str = "probe"
     fresh_hot_samples: bool = True
     control_variate: bool = True
