@@ -65,7 +65,8 @@ def catalog_markdown() -> str:
         "| system | energy | size | temperature | states | free energies | reference |",
         "|---|---|---|---|---|---|---|",
     ]
-    return "\n".join([*head, *rows, "", *sum(sections, [])]) + "\n"
+    lines = [line for section in sections for line in section]
+    return "\n".join([*head, *rows, "", *lines]) + "\n"
 
 
 def _row(system: Any) -> str:
