@@ -15,7 +15,10 @@
   spheres of Ninarello, Berthier & Coslovich, PRX 7, 021039 (2017), arXiv 1704.08864:
   v = (σ_ij/r)¹² + c₀ + c₂(r/σ_ij)² + c₄(r/σ_ij)⁴ cut at 1.25 σ_ij,
   σ_ij = ½(σ_i + σ_j)(1 − 0.2|σ_i − σ_j|), P(σ) ∝ σ⁻³ on [σ_min, σ_max] with
-  σ_min/σ_max = 0.45 and mean diameter 1, ρ = 1.02 in three dimensions.
+  σ_min/σ_max = 0.45 and mean diameter 1, ρ = 1.02 in three dimensions. The cut,
+  c₀, c₂, c₄, the non-additivity, P(σ) and the unit mean are those of two public codes of
+  the model (GerhardJung/StructDynGlass, GillesBonne/swap_mc); the prefactor 1, the size
+  ratio and ρ are not confirmed against the paper (the card says where each comes from).
 """
 
 from __future__ import annotations
