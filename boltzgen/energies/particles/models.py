@@ -15,10 +15,11 @@
   spheres of Ninarello, Berthier & Coslovich, PRX 7, 021039 (2017), arXiv 1704.08864:
   v = (σ_ij/r)¹² + c₀ + c₂(r/σ_ij)² + c₄(r/σ_ij)⁴ cut at 1.25 σ_ij,
   σ_ij = ½(σ_i + σ_j)(1 − 0.2|σ_i − σ_j|), P(σ) ∝ σ⁻³ on [σ_min, σ_max] with
-  σ_min/σ_max = 0.45 and mean diameter 1, ρ = 1.02 in three dimensions. The cut,
-  c₀, c₂, c₄, the non-additivity, P(σ) and the unit mean are those of two public codes of
-  the model (GerhardJung/StructDynGlass, GillesBonne/swap_mc); the prefactor 1, the size
-  ratio and ρ are not confirmed against the paper (the card says where each comes from).
+  σ_min/σ_max = 0.45 and mean diameter 1, ρ = 1 in three dimensions (T_MCT ≈ 0.108), the
+  model and state point as Shakerpoor, Flenner & Szamel, Soft Matter (2020),
+  DOI 10.1039/c9sm02022e, §2.1, state them citing the PRX; the cut, c₀, c₂, c₄, the
+  non-additivity and P(σ) also as in the public codes GerhardJung/StructDynGlass and
+  GillesBonne/swap_mc (the card says where each number comes from).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def non_additive_sigma(diameters: Tensor, non_additivity: float = NON_ADDITIVITY
 @register_energy_kind("polydisperse_soft_spheres")
 def polydisperse_soft_spheres(
     n_particles: int = 256,
-    density: float = 1.02,
+    density: float = 1.0,
     temperature: float = 0.2,
     dimension: int = 3,
     neighbours: str = "auto",
