@@ -47,8 +47,9 @@ def _pair_at(energy: ParticleEnergy, i: int, j: int, distances: torch.Tensor) ->
 
 
 def test_a_lone_soft_sphere_pair_has_prefactor_one():
-    """At r = σ_ij, v = (σ_ij/r)¹² + c₀ + c₂ + c₄ = 1 + c₀ + c₂ + c₄ ≈ 0.5958 (prefactor 1,
-    not 4ε); at r = σ_ij/2 the bare term 2¹² dominates. Particles far apart: U = 0."""
+    """At r = σ_ij, v = (σ_ij/r)¹² + c₀ + c₂ + c₄ = 1 + c₀ + c₂ + c₄ ≈ 0.5958: prefactor ε = 1
+    as in eq. 1 of Shakerpoor, Flenner & Szamel (Soft Matter 2020, DOI 10.1039/c9sm02022e),
+    not 4ε; at r = σ_ij/2 the bare term 2¹² dominates. Particles far apart: U = 0."""
     energy = _sparse_polydisperse()
     i, j = 0, 7  # smallest and largest diameters
     d_i, d_j = float(energy.diameters[i]), float(energy.diameters[j])
@@ -96,9 +97,19 @@ def test_the_full_energy_and_its_force_vanish_at_the_cut_to_second_order(build, 
     assert float(energy.potential_energy(beyond)[0]) == 0.0
 
 
-def _card_diameters() -> torch.Tensor:
+def _card_energy() -> ParticleEnergy:
     card = yaml.safe_load((CATALOG / "polydisperse_3d.yaml").read_text())
-    return polydisperse_soft_spheres(**card["energy"]["params"]).diameters
+    return polydisperse_soft_spheres(**card["energy"]["params"])
+
+
+def test_the_polydisperse_card_is_at_the_published_state_point():
+    """ρ = N/V = 1 in three dimensions, where T_MCT ≈ 0.108 (Shakerpoor, Flenner & Szamel,
+    Soft Matter 2020, DOI 10.1039/c9sm02022e, §2.1); the card's T lies above it."""
+    card = yaml.safe_load((CATALOG / "polydisperse_3d.yaml").read_text())
+    energy = _card_energy()
+    assert energy.box.numel() == 3
+    assert energy.n_particles / float(energy.box.prod()) == pytest.approx(1.0, rel=1e-12)
+    assert card["temperature"] > 0.108
 
 
 def _continuous_moments(size_ratio: float, points: int = 200_001) -> tuple[float, float]:
@@ -116,7 +127,7 @@ def test_the_card_s_diameters_have_unit_mean_the_size_ratio_and_the_width_of_p()
     """N = 256 quantiles of P(σ) ∝ σ⁻³ with σ_min/σ_max = 0.45: mean 1, extreme diameters
     inside [σ_min, σ_max] = [0.45, 1] × σ_max with σ_max = 1/⟨σ⟩ of the unit-σ_max law,
     and the polydispersity δ of the continuous law (≈ 0.229 at 0.45)."""
-    sigma = _card_diameters()
+    sigma = _card_energy().diameters
     mean, width = _continuous_moments(SIZE_RATIO)
     sigma_max, sigma_min = 1 / mean, SIZE_RATIO / mean
     assert float(sigma.mean()) == pytest.approx(1.0, abs=1e-4)
