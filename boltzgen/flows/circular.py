@@ -81,6 +81,8 @@ def circular_rq_spline_elementwise(
     """:func:`circular_rq_spline` with the log-derivative of every element, ``[B, ...]``.
 
     Returns ``(y, log|dy/dx|)`` (``log|dx/dy|`` of g⁻¹ with ``inverse``), both shaped as x.
+    The spline maps [−π, π] onto itself; y is clamped to it (its gradient kept), so that
+    rounding (a few ulp in float32) never puts an angle outside the next circular layer's domain.
     """
     if params.shape[:-1] != x.shape or params.shape[-1] % 3 != 0:
         raise ValueError(
@@ -104,7 +106,7 @@ def circular_rq_spline_elementwise(
         )
     except InputOutsideDomain:
         raise ValueError("circular spline input outside [-pi, pi]: wrap angles first") from None
-    return y, ld
+    return y + (y.clamp(-math.pi, math.pi) - y).detach(), ld
 
 
 class TorsionFeatures(nn.Module):
