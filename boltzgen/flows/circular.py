@@ -49,8 +49,13 @@ def n_circular_params(n_bins: int) -> int:
 
 
 def wrap(angle: Tensor) -> Tensor:
-    """Angles mapped to (−π, π]: a − 2π ⌈(a − π) / 2π⌉ (the identity on (−π, π])."""
-    return angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
+    """Angles mapped to (−π, π]: a − 2π ⌈(a − π) / 2π⌉ (the identity on (−π, π]).
+
+    The result is clamped to [−π, π] (gradient kept): in float32, a − 2πk rounds up to one
+    ulp past ±π for some |a| > π, which a circular spline would refuse.
+    """
+    out = angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
+    return out + (out.clamp(-math.pi, math.pi) - out).detach()
 
 
 def circular_rq_spline(x: Tensor, params: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:

@@ -115,6 +115,16 @@ def test_spline_rejects_bad_input() -> None:
         circular_rq_spline(torch.zeros(2, 1, dtype=F64), torch.zeros(2, 1, 11, dtype=F64))
 
 
+def test_float32_wrap_never_leaves_the_circle() -> None:
+    """a − 2πk rounds one ulp past ±π for some float32 a; the clamp keeps it inside, slope 1."""
+    g = torch.Generator().manual_seed(0)
+    a = ((torch.rand(1_000_000, generator=g) * 2 - 1) * 40).requires_grad_(True)
+    w = wrap(a)
+    assert bool((w.abs() <= torch.tensor(PI, dtype=torch.float32)).all())
+    (grad,) = torch.autograd.grad(w.sum(), a)
+    assert bool((grad == 1).all())
+
+
 def test_wrap() -> None:
     a = torch.tensor([-PI, PI, 0.5, 3 * PI, -3 * PI + 0.1, 7.0], dtype=F64)
     expected = torch.tensor([PI, PI, 0.5, PI, -PI + 0.1, 7.0 - 2 * PI], dtype=F64)
