@@ -49,8 +49,13 @@ def n_circular_params(n_bins: int) -> int:
 
 
 def wrap(angle: Tensor) -> Tensor:
-    """Angles mapped to (−π, π]: a − 2π ⌈(a − π) / 2π⌉ (the identity on (−π, π])."""
-    return angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
+    """Angles mapped to (−π, π]: a − 2π ⌈(a − π) / 2π⌉ (the identity on (−π, π]).
+
+    The result is clamped to [−π, π] (gradient kept): in float32, a − 2πk rounds up to one
+    ulp past ±π for some |a| > π, which a circular spline would refuse.
+    """
+    out = angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
+    return out + (out.clamp(-math.pi, math.pi) - out).detach()
 
 
 def circular_rq_spline(x: Tensor, params: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
@@ -81,6 +86,8 @@ def circular_rq_spline_elementwise(
     """:func:`circular_rq_spline` with the log-derivative of every element, ``[B, ...]``.
 
     Returns ``(y, log|dy/dx|)`` (``log|dx/dy|`` of g⁻¹ with ``inverse``), both shaped as x.
+    The spline maps [−π, π] onto itself; y is clamped to it (its gradient kept), so that
+    rounding (a few ulp in float32) never puts an angle outside the next circular layer's domain.
     """
     if params.shape[:-1] != x.shape or params.shape[-1] % 3 != 0:
         raise ValueError(
@@ -104,7 +111,7 @@ def circular_rq_spline_elementwise(
         )
     except InputOutsideDomain:
         raise ValueError("circular spline input outside [-pi, pi]: wrap angles first") from None
-    return y, ld
+    return y + (y.clamp(-math.pi, math.pi) - y).detach(), ld
 
 
 class TorsionFeatures(nn.Module):

@@ -47,7 +47,8 @@ def leapfrog(
     Args:
         potential: x -> (u, ∇u), called once per step.
         start: the initial point.
-        step_size: ε, a number, ``[]`` or ``[C]`` (one per chain).
+        step_size: ε, a number, ``[]`` or ``[C]`` (one per chain); a tensor is cast to the
+            dtype of the positions, which the trajectory keeps.
         n_steps: number of leapfrog steps L ≥ 1.
         inverse_mass: diagonal of M⁻¹, shape ``event`` (``None``: identity).
 
@@ -56,7 +57,7 @@ def leapfrog(
     """
     if n_steps < 1:
         raise ValueError(f"leapfrog needs n_steps ≥ 1, got {n_steps}")
-    eps = rows(step_size, start.x) if isinstance(step_size, Tensor) else step_size
+    eps = rows(step_size.to(start.x.dtype), start.x) if isinstance(step_size, Tensor) else step_size
     inv_m = 1.0 if inverse_mass is None else inverse_mass
     x, p, u, grad = start.x, start.p, start.energy, start.grad
     for _ in range(n_steps):

@@ -74,13 +74,15 @@ def mark_interrupted(run_dir: Path, tasks: Sequence[Task]) -> tuple[int, dict[st
     return done, started
 
 
+_STAGE_NAMES = (("polish", "polishing"), ("finetune", "fine-tuning"), ("train", "training"))
+
+
 def resume_point(folder: Path) -> str:
     """Where a started task continues: the last good checkpointed training or MD step."""
     checkpoint = folder / "checkpoint"
-    for stage in ("finetune", "train"):
+    for stage, name in _STAGE_NAMES:
         state, damaged = load_good_checkpoint(checkpoint / stage / "checkpoint.pt")
         if state is not None:
-            name = "training" if stage == "train" else "fine-tuning"
             note = " (its newest copy is damaged)" if damaged else ""
             return f"{name} step {state.get('step', 0)}{note}"
     md = checkpoint / "md.npz"

@@ -77,6 +77,18 @@ def test_spline_is_increasing_onto_the_circle() -> None:
     assert float(y.min()) == -PI and float(y.max()) == PI
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_float32_spline_stays_on_the_circle_at_its_ends(inverse: bool) -> None:
+    """Rounding must not push an angle past ±π (the next circular layer would refuse it)."""
+    g = torch.Generator().manual_seed(3)
+    pi32 = torch.tensor(math.pi, dtype=torch.float32)
+    x = torch.cat([pi32.repeat(4000), -pi32.repeat(4000)])[:, None]
+    params = torch.randn(x.shape[0], 1, 24, generator=g, dtype=torch.float32)
+    y, _ = circular_rq_spline(x, params, inverse)
+    assert y.dtype == torch.float32 and bool((y.abs() <= pi32).all())
+    assert bool(torch.isclose(y.abs(), pi32).all())
+
+
 @pytest.mark.parametrize("n_bins", [1, 4, 9])
 def test_spline_round_trip_and_logdet(n_bins: int) -> None:
     x = angles(30, 3, seed=4)
@@ -101,6 +113,16 @@ def test_spline_rejects_bad_input() -> None:
         circular_rq_spline(torch.full((2, 1), 3.2, dtype=F64), torch.zeros(2, 1, 12, dtype=F64))
     with pytest.raises(ValueError, match="3K"):
         circular_rq_spline(torch.zeros(2, 1, dtype=F64), torch.zeros(2, 1, 11, dtype=F64))
+
+
+def test_float32_wrap_never_leaves_the_circle() -> None:
+    """a − 2πk rounds one ulp past ±π for some float32 a; the clamp keeps it inside, slope 1."""
+    g = torch.Generator().manual_seed(0)
+    a = ((torch.rand(1_000_000, generator=g) * 2 - 1) * 40).requires_grad_(True)
+    w = wrap(a)
+    assert bool((w.abs() <= torch.tensor(PI, dtype=torch.float32)).all())
+    (grad,) = torch.autograd.grad(w.sum(), a)
+    assert bool((grad == 1).all())
 
 
 def test_wrap() -> None:

@@ -119,3 +119,16 @@ def test_a_number_and_a_zero_dimensional_step_size_give_the_same_trajectory() ->
     a = leapfrog(potential, _point(potential, x, p), 0.05, 10)
     b = leapfrog(potential, _point(potential, x, p), torch.tensor(0.05, dtype=F64), 10)
     assert torch.equal(a.x, b.x) and torch.equal(a.p, b.p)
+
+
+@pytest.mark.parametrize("per_chain", [False, True])
+def test_leapfrog_keeps_the_dtype_of_the_positions(per_chain: bool) -> None:
+    """A float64 step size (e.g. adapted in float64) must not promote float32 positions."""
+    potential = from_energy(Harmonic(STIFFNESS))
+    x, p = _start(8, 3, seed=2)
+    eps = torch.full((8,), 0.1, dtype=F64) if per_chain else torch.tensor(0.1, dtype=F64)
+    exact = leapfrog(potential, _point(potential, x, p), eps, 10)
+    x32, p32 = x.float(), p.float()
+    end = leapfrog(potential, _point(potential, x32, p32), eps, 10)
+    assert end.x.dtype == torch.float32 and end.p.dtype == torch.float32
+    assert torch.allclose(end.x.double(), exact.x, atol=1e-5)

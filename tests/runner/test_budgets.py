@@ -46,6 +46,13 @@ CASES = {
         "train": {**DATA_TRAIN, "loss": "mixed"},
         "finetune": {**DATA_TRAIN, "loss": "reverse_kl"},
     },
+    "bg-three-stages": {
+        "method": "boltzmann_generator",
+        "flow": FLOW,
+        "train": {**DATA_TRAIN, "loss": "forward_kl"},
+        "finetune": {**DATA_TRAIN, "loss": "reverse_kl"},
+        "polish": {**DATA_TRAIN, "loss": "mixed", "batch_size": 64, "lr_schedule": "cosine"},
+    },
     "smc-ula": {"method": "smc", "generator": GENERATOR, "n_steps": 3, "kernel": "ula"},
     "smc-mala": {"method": "smc", "generator": GENERATOR, "n_steps": 3, "kernel": "mala"},
     "smc-hmc": {"method": "smc", "generator": GENERATOR, "n_steps": 3, "kernel": "hmc"},

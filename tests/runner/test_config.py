@@ -6,6 +6,7 @@ import yaml
 from boltzgen.errors import ConfigError
 from boltzgen.runner.config import load_experiment
 from boltzgen.runner.methods import METHODS
+from boltzgen.runner.methods.boltzmann_generator import planned_training_evals, stages
 from boltzgen.runner.tasks import plan
 from boltzgen.systems import load_system
 
@@ -81,6 +82,20 @@ def test_optional_finetune_stage_parses_and_budget_sizes_the_samples(tmp_path):
     with pytest.raises(ValueError, match="budget"):
         METHODS["boltzmann_generator"].fit_budget(params, 11_000 + data, system)
     assert load_experiment(write(tmp_path, BASE)).methods[0].params is not None
+
+
+def test_polish_stage_is_planned_after_finetune(tmp_path):
+    stage = {"loss": "reverse_kl", "steps": 100, "batch_size": 100}
+    bg = {
+        "method": "boltzmann_generator",
+        "train": {"loss": "reverse_kl", "steps": 100, "batch_size": 100},
+        "finetune": stage,
+        "polish": {**stage, "steps": 50, "lr_schedule": "cosine"},
+    }
+    params = load_experiment(write(tmp_path, {**BASE, "methods": {"bg": bg}})).methods[0].params
+    assert [name for name, _ in stages(params)] == ["train", "finetune", "polish"]
+    system = load_system("double_well_2d")
+    assert planned_training_evals(params, system) == 100 * 100 + 100 * 100 + 50 * 100
 
 
 def test_finetune_with_a_bad_field_names_it(tmp_path):

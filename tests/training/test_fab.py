@@ -57,6 +57,16 @@ def test_ais_towards_p2_over_q_estimates_its_exact_normaliser():
     assert abs(estimate - exact) < 4 * stderr, (estimate, exact, stderr)
 
 
+def test_ais_keeps_a_float32_flow_in_float32():
+    """Float64 step sizes (and the energy's float64) must not promote a float32 flow's latents."""
+    energy = DoubleWell2D()
+    model = _gaussian_model(2, 2.0, energy).to(torch.float32)
+    steps = torch.full((3,), 0.3, dtype=F64)
+    out = run_ais(model, energy, 64, torch.Generator().manual_seed(0), steps, 3)
+    assert out.z.dtype == torch.float32 and out.log_q.dtype == torch.float32
+    assert bool(torch.isfinite(out.log_w).all()) and bool((out.acceptance > 0).all())
+
+
 def test_ais_cost_is_counted():
     energy = DoubleWell2D()
     model = _gaussian_model(2, 2.0, energy)

@@ -35,12 +35,15 @@ class BoltzmannGeneratorParams:
     """A Boltzmann generator: spline flow, training, then ``n_samples`` weighted draws.
 
     ``finetune`` is an optional second training stage that continues from the first,
-    e.g. forward KL on data, then reverse KL on the energy.
+    e.g. forward KL on data, then reverse KL on the energy; ``polish`` an optional third
+    that continues from the second, e.g. a larger batch with the learning rate decaying
+    to zero.
     """
 
     flow: FlowParams = field(default_factory=FlowParams)
     train: TrainParams = field(default_factory=TrainParams)
     finetune: TrainParams | None = None
+    polish: TrainParams | None = None
     n_samples: int = 20_000
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 
@@ -113,7 +116,7 @@ def _train_stages(
     folder: Path | None,
     progress: bool,
 ) -> tuple[Cost, float | None, list[dict[str, Any]]]:
-    """Run ``train`` then ``finetune`` (if set), each resumable in its own folder.
+    """Run ``train``, then ``finetune`` and ``polish`` (if set), each resumable in its own folder.
 
     The data of the first stage are given (they also set the flow's scales). A later stage
     reuses the first stage's reference frames and is charged only for frames beyond them
@@ -121,10 +124,8 @@ def _train_stages(
     draws, charged again.
     """
     data, total, last, records = first_data, Cost(), None, []
-    for name, stage in (("train", params.train), ("finetune", params.finetune)):
-        if stage is None:
-            continue
-        if name == "finetune":
+    for name, stage in stages(params):
+        if name != "train":
             data = later_stage_data(system, first_data, stage, generator)
         total = total + data.cost
         records.append({"stage": name, **data.record()})
@@ -134,6 +135,12 @@ def _train_stages(
         total = total + result.cost
         last = result.losses[-1] if result.losses else last
     return total, last, records
+
+
+def stages(params: BoltzmannGeneratorParams) -> list[tuple[str, TrainParams]]:
+    """The training stages that are set, in order, by the name of their checkpoint folder."""
+    named = (("train", params.train), ("finetune", params.finetune), ("polish", params.polish))
+    return [(name, stage) for name, stage in named if stage is not None]
 
 
 def run(
@@ -151,10 +158,8 @@ def run(
 
 def planned_training_evals(params: BoltzmannGeneratorParams, system: System) -> int:
     """Target evaluations the generator's training stages will spend, data charges included."""
-    first = stage_evaluations(system, params.train)
-    if params.finetune is None:
-        return int(first)
-    return int(first + stage_evaluations(system, params.finetune, params.train))
+    later = sum(stage_evaluations(system, stage, params.train) for _, stage in stages(params)[1:])
+    return int(stage_evaluations(system, params.train) + later)
 
 
 def fit_budget(
