@@ -8,7 +8,9 @@ the same starting configurations x₀ = f(z₀), z₀ uniform:
 * field-transformation HMC (Foreman et al., "HMC with normalizing flows", arXiv
   2112.01586): the same HMC on the pulled-back action U(z) = u(f(z)) − log|det ∂f/∂z| of a
   gauge-equivariant flow (Kanwar et al., arXiv 2003.06413) trained by
-  ``benchmarks/lattice_u1_flow.py`` — with the same chains and trajectories and, unless
+  ``benchmarks/lattice_u1_flow.py`` (smooth, ``--transform ncp --activation silu``, or the
+  leapfrog error is first order in the step: ``benchmarks/lattice_ft_hmc_energy_error.py``)
+  — with the same chains and trajectories and, unless
   ``--ft-n-leapfrog`` sets a longer trajectory, the same leapfrog steps, hence the same
   number of target force evaluations (with ``--ft-n-leapfrog`` the comparison at equal
   cost is ``evals/indep`` below);

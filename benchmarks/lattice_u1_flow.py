@@ -44,6 +44,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--beta", type=float, default=2.0)
     parser.add_argument("--transform", choices=["ncp", "spline"], default="spline")
     parser.add_argument("--components", type=int, default=8, help="NCP mixtures / spline bins")
+    parser.add_argument(
+        "--activation",
+        choices=["leaky_relu", "silu"],
+        default="leaky_relu",
+        help="conditioner activation (silu: a smooth flow, for field-transformation HMC)",
+    )
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4000)
@@ -71,6 +77,7 @@ def build(args: argparse.Namespace) -> tuple[BoltzmannGenerator, dict, bg.System
         "hidden": args.hidden,
         "n_components": args.components,
         "transform": args.transform,
+        "activation": args.activation,
     }
     flow = make_gauge_flow(**arch, dtype=torch.float32)
     prior = UniformAnglePrior(2 * args.L**2, dtype=torch.float32)

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from boltzgen.flows.base import Flatten, Flow, Prior, Sequential
 from boltzgen.flows.circular import circular_rq_spline_elementwise
-from boltzgen.flows.lattice import conv_net_channels
+from boltzgen.flows.lattice import Activation, conv_net_channels
 
 TWO_PI = 2 * math.pi
 BISECTION_STEPS = 64
@@ -193,17 +193,29 @@ def make_gauge_flow(
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
     transform: CircleTransform = "ncp",
+    activation: Activation = "leaky_relu",
 ) -> Sequential:
     """The tutorial's U(1) flow: layers cycling μ = 0, 1 and o = 0 … 3, then ``[B, 2, L, L]``.
 
     ``n_components``: K, mixture components (``"ncp"``) or spline bins (``"spline"``).
+    ``activation``: the conditioners' (``"leaky_relu"``, the tutorial's, or ``"silu"``).
+
+    Smoothness: field-transformation HMC integrates the force of the pulled-back action
+    U(z) = u(f(z)) − log|det ∂f/∂z|, which contains ∂f/∂z. The leapfrog energy error is
+    O(ε²) only where that force is continuous along the trajectory. With ``"ncp"`` and
+    ``"silu"`` f is infinitely differentiable (the choice of the public code of Foreman
+    et al., arXiv 2112.01586: mixtures of NCPs, SiLU conditioners). LeakyReLU
+    conditioners make ∂f/∂z jump where a hidden unit changes sign, and circular RQ
+    splines are only C¹ (h″ jumps at the knots, so log h′ has kinks); each crossing of
+    such a surface costs an O(ε) energy error, so ΔH falls only like ε and step-size
+    adaptation drives ε far down.
     """
     generator = torch.Generator().manual_seed(seed)
     n_out = n_circle_params(transform, n_components) + 1
     layers: list[Flow] = []
     for k in range(n_layers):
         net = conv_net_channels(
-            2, n_out, hidden, n_hidden_layers, 3, dtype, generator, final_tanh=False
+            2, n_out, hidden, n_hidden_layers, 3, dtype, generator, False, activation
         )
         layers.append(GaugeEquivariantCoupling(length, k % 2, (k // 2) % 4, net, transform))
     return Sequential(*layers, Flatten((2, length, length)))

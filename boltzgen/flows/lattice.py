@@ -36,6 +36,8 @@ from boltzgen.flows.base import Flatten, Flow, Sequential
 from boltzgen.flows.splines import n_spline_params, rq_spline_forward, rq_spline_inverse
 
 ScalarTransform = Literal["affine", "spline"]
+Activation = Literal["leaky_relu", "silu"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 
 
 def checkerboard_mask(length: int, parity: int) -> Tensor:
@@ -53,12 +55,19 @@ def conv_net_channels(
     dtype: torch.dtype,
     generator: torch.Generator,
     final_tanh: bool = True,
+    activation: Activation = "leaky_relu",
 ) -> nn.Sequential:
-    """Conv ``[B, n_in, L, L] → [B, n_out, L, L]``: circular padding, LeakyReLU, final tanh.
+    """Conv ``[B, n_in, L, L] → [B, n_out, L, L]``: circular padding, activation, final tanh.
 
     Hidden kernels start U(±1/√fan_in) from ``generator``; the last convolution is zero.
-    ``final_tanh=False`` leaves the last convolution's output unbounded.
+    ``final_tanh=False`` leaves the last convolution's output unbounded. ``activation``:
+    ``"leaky_relu"`` (the tutorial's, piecewise linear: the network's Jacobian jumps
+    where a unit changes sign) or ``"silu"`` (x·σ(x), smooth; Elfwing et al., arXiv
+    1702.03118), which a flow needs when its Jacobian enters a force — HMC on the
+    pulled-back action (:class:`~boltzgen.samplers.flow_mcmc.FlowHMC`).
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     widths = [n_in] + [hidden] * n_hidden_layers + [n_out]
     layers: list[nn.Module] = []
     last = len(widths) - 2
@@ -75,7 +84,7 @@ def conv_net_channels(
                 conv.bias.zero_()
         layers.append(conv)
         if i < last:
-            layers.append(nn.LeakyReLU())
+            layers.append(ACTIVATIONS[activation]())
         elif final_tanh:
             layers.append(nn.Tanh())
     return nn.Sequential(*layers)

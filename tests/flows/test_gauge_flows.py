@@ -69,3 +69,19 @@ def test_flow_starts_as_the_identity(transform):
     x, ld = flow(z)
     torch.testing.assert_close(x.reshape(3, -1), z)
     torch.testing.assert_close(ld, torch.zeros(3, dtype=torch.float64))
+
+
+def test_silu_conditioners_give_an_invertible_flow_and_unknown_activations_fail():
+    flow = make_gauge_flow(4, n_layers=4, hidden=4, activation="silu")
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    z = _links(5, 4, 6)
+    x, ld = flow(z)
+    z2, ld_inv = flow.inverse(x)
+    torch.testing.assert_close(z2, z, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ld_inv, -ld, rtol=1e-9, atol=1e-9)
+    assert any(isinstance(m, torch.nn.SiLU) for m in flow.modules())
+    with pytest.raises(ValueError, match="activation"):
+        make_gauge_flow(4, n_layers=2, hidden=4, activation="relu")
