@@ -36,8 +36,8 @@ class BoltzmannGeneratorParams:
 
     ``finetune`` is an optional second training stage that continues from the first,
     e.g. forward KL on data, then reverse KL on the energy; ``polish`` an optional third
-    that continues from the second, e.g. a larger batch with the learning rate decaying
-    to zero.
+    that continues from the second, e.g. FAB (α = 2), which gives back to a rare basin the
+    mass reverse KL takes from it (``experiments/aldp_bg.yaml``).
     """
 
     flow: FlowParams = field(default_factory=FlowParams)
