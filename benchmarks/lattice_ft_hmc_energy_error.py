@@ -24,6 +24,7 @@ import torch
 
 import boltzgen as bg
 from boltzgen.flows.gauge import make_gauge_flow
+from boltzgen.kernels.hmc import energy_error
 from boltzgen.kernels.leapfrog import PhasePoint, leapfrog
 from boltzgen.kernels.potential import pulled_back
 
@@ -62,8 +63,8 @@ def main() -> None:
     u, grad = potential(z)
     previous = None
     for n in args.steps:
-        end = leapfrog(potential, PhasePoint(z, p, u, grad), args.length / n, n)
-        dh = end.energy + 0.5 * end.p.square().sum(1) - u - 0.5 * p.square().sum(1)
+        start = PhasePoint(z, p, u, grad)
+        dh = energy_error(start, leapfrog(potential, start, args.length / n, n))
         rms = float(dh.square().mean().sqrt())
         ratio = "" if previous is None else f"  ratio {previous / rms:5.2f}"
         print(f"eps {args.length / n:.5f}  rms dH {rms:.3e}{ratio}", flush=True)

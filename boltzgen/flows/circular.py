@@ -54,8 +54,12 @@ def wrap(angle: Tensor) -> Tensor:
     The result is clamped to [−π, π] (gradient kept): in float32, a − 2πk rounds up to one
     ulp past ±π for some |a| > π, which a circular spline would refuse.
     """
-    out = angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
-    return out + (out.clamp(-math.pi, math.pi) - out).detach()
+    return _onto_circle(angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi)))
+
+
+def _onto_circle(angle: Tensor) -> Tensor:
+    """``angle`` clamped to [−π, π] with the gradient of the identity: it only undoes rounding."""
+    return angle + (angle.clamp(-math.pi, math.pi) - angle).detach()
 
 
 def circular_rq_spline(x: Tensor, params: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
@@ -111,7 +115,7 @@ def circular_rq_spline_elementwise(
         )
     except InputOutsideDomain:
         raise ValueError("circular spline input outside [-pi, pi]: wrap angles first") from None
-    return y + (y.clamp(-math.pi, math.pi) - y).detach(), ld
+    return _onto_circle(y), ld
 
 
 class TorsionFeatures(nn.Module):
