@@ -3,6 +3,34 @@
 Statistical checks are within 4 standard errors unless a test's docstring (or its
 module's) states another number; ``tests/test_tolerances.py`` holds every test to it."""
 
+import re
+from pathlib import Path
+
+import pytest
 import torch
 
+from boltzgen.systems import CATALOG
+
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def vacuum_card(tmp_path):
+    """Write the vacuum dipeptide's card with another ``reference`` entry; return its path.
+
+    ``vacuum_card("{kind: md}")`` gives the card an MD reference, which tests of the MD route
+    need (the catalog's card reads a PT set: plain MD does not cross φ ≈ 0). The copy keeps
+    card's name and its energy entry (the structure is linked beside it), so it reads and writes
+    the same data directories, and reference sets made from the catalog's card fit it.
+    """
+
+    def write(reference: str) -> Path:
+        text = (CATALOG / "alanine_dipeptide_vacuum.yaml").read_text()
+        if not (tmp_path / "structures").exists():
+            (tmp_path / "structures").symlink_to(CATALOG / "structures")
+        text = re.sub(r"(?m)^reference:.*$", f"reference: {reference}", text)
+        path = tmp_path / "alanine_dipeptide_vacuum.yaml"
+        path.write_text(text)
+        return path
+
+    return write

@@ -79,9 +79,9 @@ def test_count_transitions_ignores_frames_in_neither_state(labels, expected):
     assert count_transitions(in_a, in_b) == expected
 
 
-def test_md_reference_set_round_trip_and_checksum(tmp_path, monkeypatch):
+def test_md_reference_set_round_trip_and_checksum(tmp_path, monkeypatch, vacuum_card):
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
-    system = load_system("alanine_dipeptide_vacuum", backend="openmm")
+    system = load_system(vacuum_card("{kind: md}"), backend="openmm")
     settings = MDReferenceSettings(ns=0.002, n_frames=20, equilibration_ps=0.5, seed=3)
     out = generate_md_reference(system, settings, progress=False)
     reference = load_reference("alanine_dipeptide_vacuum")

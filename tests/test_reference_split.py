@@ -27,11 +27,12 @@ MD_COST = {"energy_evals": 0, "force_evals": 40_000, "wall_s": 4.0}
 
 
 @pytest.fixture
-def system(tmp_path, monkeypatch):
-    """The vacuum dipeptide with a reference set written before splits existed (its manifest
-    records the energy and temperature it was made for, as every route writes them)."""
+def system(tmp_path, monkeypatch, vacuum_card):
+    """The vacuum dipeptide (its card reading an MD set) with a reference set written before
+    splits existed (its manifest records the energy and temperature it was made for, as every
+    route writes them)."""
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
-    system = load_system(NAME)
+    system = load_system(vacuum_card("{kind: md}"))
     g = torch.Generator().manual_seed(0)
     noise = 0.003 * torch.randn(
         N_FRAMES, *system.energy.event_shape, generator=g, dtype=torch.float64
@@ -103,7 +104,7 @@ def test_budget_counts_the_charge_of_reference_frames(system, tmp_path):
     budget = 30_000
     raw = {
         "name": "md-data",
-        "systems": [NAME],
+        "systems": [str(tmp_path / f"{NAME}.yaml")],
         "seeds": [0],
         "n_reference": 100,
         "budget": {"energy_evals": budget},

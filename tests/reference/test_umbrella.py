@@ -151,14 +151,11 @@ def test_the_manifest_is_checksummed(double_well):
         load_manifest(NAME, "umbrella", root)
 
 
-def test_a_card_reads_its_reference_free_energy_from_the_umbrella_manifest(tmp_path, monkeypatch):
+def test_a_card_reads_its_reference_free_energy_from_the_umbrella_manifest(
+    tmp_path, monkeypatch, vacuum_card
+):
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path / "data"))
-    card = tmp_path / "card.yaml"
-    text = (ROOT / "systems" / "alanine_dipeptide_vacuum.yaml").read_text()
-    text = text.replace("structures/", str(ROOT / "systems" / "structures") + "/")
-    card.write_text(
-        text.replace("reference: {kind: md}", "reference: {kind: md, free_energies: umbrella}")
-    )
+    card = vacuum_card("{kind: md, free_energies: umbrella}")
     system = load_system(card)
     assert system.free_energies_from == "umbrella"
     missing = system.reference_estimates()["phi_pos_vs_phi_neg"]

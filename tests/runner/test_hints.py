@@ -23,9 +23,12 @@ TINY_REFERENCE = ["--ns", "0.002", "--frames", "20"]
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, vacuum_card):
+    """A run of the vacuum dipeptide (its card reading an MD set, so that the tiny reference
+    below is one MD run) with no reference data yet."""
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path / "data"))
-    raw = {"name": "h", "systems": [SYSTEM], "executor": "debug", "n_reference": 20}
+    card = str(vacuum_card("{kind: md}"))
+    raw = {"name": "h", "systems": [card], "executor": "debug", "n_reference": 20}
     path = tmp_path / "h.yaml"
     path.write_text(yaml.safe_dump({**raw, "methods": {"bg": BG}}))
     return path

@@ -114,7 +114,9 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, capsys, where):
     assert "Traceback" not in out.err and "yaml." not in out.err
 
 
-def test_a_pt_reference_set_is_training_data_for_a_card_that_reads_pt(tmp_path, monkeypatch):
+def test_a_pt_reference_set_is_training_data_for_a_card_that_reads_pt(
+    tmp_path, monkeypatch, vacuum_card
+):
     from boltzgen.records.reference_sets import (
         reference_dir,
         split_manifest,
@@ -125,12 +127,7 @@ def test_a_pt_reference_set_is_training_data_for_a_card_that_reads_pt(tmp_path, 
     from boltzgen.systems import load_system
 
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path / "data"))
-    root = Path(CATALOG)
-    card = tmp_path / "card.yaml"
-    text = (root / "alanine_dipeptide_vacuum.yaml").read_text()
-    text = text.replace("structures/", f"{root}/structures/")
-    card.write_text(text.replace("reference: {kind: md}", "reference: {kind: pt}"))
-    system = load_system(card)
+    system = load_system(vacuum_card("{kind: pt}"))
     assert not has_training_data(system)
     out = reference_dir(system.name, "pt")
     out.mkdir(parents=True)
