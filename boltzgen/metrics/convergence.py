@@ -16,7 +16,8 @@ Samplers without chains get the analogous checks (:func:`state_coverage`): indep
 runs (SMC) must each put weight in every state, and independent weighted draws need a
 Kish ESS of at least :data:`MIN_STATE_ESS` inside each state — with fewer, the
 bootstrap or delta-method error of ln P_S is itself unreliable (and a state the draws
-missed is invisible to it).
+missed is invisible to it) — and a weight tail inside each state light enough for an
+error bar (Pareto k̂ below its threshold, :mod:`boltzgen.metrics.pareto`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+
+from boltzgen.metrics.pareto import tail_is_reliable
 
 RHAT_THRESHOLD = 1.01
 MIN_STATE_ESS = 10.0
@@ -93,7 +96,8 @@ def state_coverage(log_weights: Tensor, masks: Sequence[Tensor], n_runs: int | N
 
     With ``n_runs`` (runs stored one after another) every run must give each state
     positive weight; otherwise each state needs a Kish ESS ≥ :data:`MIN_STATE_ESS`
-    computed from the weights of the draws inside it.
+    computed from the weights of the draws inside it, and a tail of those weights with
+    Pareto k̂ below its threshold (:func:`boltzgen.metrics.pareto.tail_is_reliable`).
     """
     lw = log_weights.detach().to(torch.float64)
     for mask in masks:
@@ -106,5 +110,7 @@ def state_coverage(log_weights: Tensor, masks: Sequence[Tensor], n_runs: int | N
             return False
         w = torch.softmax(inside, dim=0)
         if float(1.0 / w.square().sum()) < MIN_STATE_ESS:
+            return False
+        if not tail_is_reliable(inside):
             return False
     return True

@@ -6,7 +6,9 @@ series the estimate uses (:mod:`boltzgen.metrics.convergence`); an estimate with
 a state some chain never visits, or a non-finite value or error is ``converged: false``
 and its ``stderr`` is null. Weighted draws have ``rhat: null``; their estimates need every
 state it depends on (both states of a ΔF, every named state for log Z) sampled by each
-run (SMC) or with a Kish ESS ≥ 10 inside it (independent draws). Samplers that return
+run (SMC) or with a Kish ESS ≥ 10 and a weight tail of Pareto k̂ below its threshold inside
+it (independent draws; log Z also needs that tail over all draws, and ``metrics.pareto_k``
+reports k̂ of all the weights). Samplers that return
 correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`);
 SMC's log Z always comes from its unclipped per-run estimates. Samplers whose error bars
 failed the coverage benchmark (SNF, flow perturbation: ``UNCALIBRATED_SAMPLERS``) report
@@ -24,6 +26,7 @@ from torch import Tensor
 
 from boltzgen import metrics
 from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
+from boltzgen.metrics.pareto import pareto_k, tail_is_reliable
 from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
@@ -92,7 +95,10 @@ def _estimate(
     if not math.isfinite(value):
         out["note"] = "a state was never sampled"
     elif convergence is not None and not convergence.all_visited:
-        out["note"] = "a state was not visited by every chain or run, or too rarely sampled"
+        out["note"] = (
+            "a state was not visited by every chain or run, or its weighted draws are too few "
+            "or too heavy-tailed (Pareto k̂) for an error bar"
+        )
     if not calibrated:
         out["errors_calibrated"] = False
     if note:
@@ -121,6 +127,15 @@ def _coverage(samples: WeightedSamples, states: list[State]) -> Convergence | No
     if samples.is_chain:
         return chain_convergence((), [samples.chains(m.to(torch.float64)) for m in masks])
     return Convergence(None, state_coverage(samples.log_weights, masks, samples.n_runs))
+
+
+def _log_z_coverage(samples: WeightedSamples, states: list[State]) -> Convergence | None:
+    """Convergence of log Z: every named state covered and, for independent draws, a tail
+    of all the weights light enough for the delta-method error (Pareto k̂)."""
+    coverage = _coverage(samples, states)
+    if samples.n_runs is not None or tail_is_reliable(samples.log_weights):
+        return coverage
+    return Convergence(None, False)
 
 
 def _log_z(samples: WeightedSamples) -> metrics.Estimate:
@@ -189,8 +204,10 @@ def evaluate(
         out["free_energies"][name] = entry
     out["observables"] = _observables(system, samples, calibrated)
     if not samples.is_chain:
+        if samples.n_runs is None:
+            out["metrics"]["pareto_k"] = pareto_k(samples.log_weights)
         est = _log_z(samples)
-        coverage = _coverage(samples, list(system.states.values()))
+        coverage = _log_z_coverage(samples, list(system.states.values()))
         reference_log_z = system.reference_log_z()
         out["log_z"] = _estimate(est.value, est.stderr, reference_log_z, "", coverage, calibrated)
     if reference is not None:

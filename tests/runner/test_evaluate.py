@@ -119,3 +119,22 @@ def test_samplers_with_uncalibrated_error_bars_report_no_stderr(sampler: str) ->
     samples.info["sampler"] = "boltzmann_generator"
     entry = evaluate(system, samples, None, torch.Generator().manual_seed(0))["log_z"]
     assert entry["stderr"] is not None and "errors_calibrated" not in entry
+
+
+@pytest.mark.parametrize("tail, flagged", [(0.05, False), (0.45, True)])
+def test_weights_with_a_heavy_tail_get_no_error_bar(tail: float, flagged: bool) -> None:
+    """Exact draws of the double well with log-weights a·ε², ε ~ N(0, 1) independent of x:
+    the estimates stay unbiased, but the weights' tail has Pareto shape k = 2a (0.1 or 0.9),
+    and with k above 1/2 (infinite variance) the bootstrap and delta-method errors mean
+    nothing."""
+    system = load_system("double_well_2d")
+    g = torch.Generator().manual_seed(6)
+    x = system.sample_reference(20_000, g)
+    log_weights = tail * torch.randn(len(x), generator=g, dtype=F64).square()
+    samples = WeightedSamples(x, log_weights, system.energy.energy(x))
+    result = evaluate(system, samples, None, torch.Generator().manual_seed(0))
+    assert (result["metrics"]["pareto_k"] > 0.5) is flagged
+    for entry in (result["log_z"], result["free_energies"]["right_vs_left"]):
+        assert entry["converged"] is not flagged
+        assert (entry["stderr"] is None) is flagged
+        assert math.isfinite(entry["value"])
