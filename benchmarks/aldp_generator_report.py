@@ -1,7 +1,9 @@
 """Score a Boltzmann generator's samples of alanine dipeptide against a reference.
 
-Prints the Kish ESS, ΔF(φ ∈ (0, 2) vs φ < 0) with its standard error next to the
-reference's MBAR value (a PT or umbrella ``manifest.json``), E-W2 and T-W2 (from the
+Works for either dipeptide card (the system is read from the run's ``result.json``).
+Prints the Kish ESS, the Pareto k̂ of the weights inside each φ state, ΔF(φ ∈ (0, 2) vs
+φ < 0) with its standard error and the run's convergence verdict next to the reference's
+MBAR value (a PT or umbrella ``manifest.json``), E-W2 and T-W2 (from the
 run's ``result.json``), the worst bond stretch (length over the minimised structure's),
 the share of D samples, and the target evaluations spent, training included. With
 ``--plot``, Ramachandran histograms of the flow's samples (raw and reweighted) beside
@@ -23,6 +25,7 @@ import torch
 
 import boltzgen as bg
 from boltzgen.flows.internal import ChiralCentres
+from boltzgen.metrics.pareto import pareto_k
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.reference import load_reference
 from boltzgen.runner.methods.flows import minimise
@@ -80,9 +83,9 @@ def main() -> None:
     )
     parser.add_argument("--plot", type=Path, default=None, help="write Ramachandran plots here")
     args = parser.parse_args()
-    system = bg.load_system("alanine_dipeptide_implicit")
-    samples = bg.WeightedSamples.load(args.task_dir / "samples.npz")
     result = json.loads((args.task_dir / "result.json").read_text())
+    system = bg.load_system(result["system"])
+    samples = bg.WeightedSamples.load(args.task_dir / "samples.npz")
     fe = bg.metrics.free_energy_difference(
         samples, system.states["phi_neg"], system.states["phi_pos"]
     )
@@ -90,7 +93,15 @@ def main() -> None:
     print(
         f"samples {len(samples.x)}  ESS fraction {bg.metrics.ess_fraction(samples.log_weights):.4f}"
     )
-    print(f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} ± {fe.stderr:.3f} kT")
+    for name in ("phi_neg", "phi_pos"):
+        inside = system.states[name](samples.x)
+        k = pareto_k(samples.log_weights[inside])
+        print(f"{name}: {int(inside.sum())} draws, Pareto k̂ of their weights {k}")
+    entry = result["free_energies"]["phi_pos_vs_phi_neg"]
+    print(
+        f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} ± {fe.stderr:.3f} kT "
+        f"(result.json: converged {entry['converged']}, stderr {entry['stderr']})"
+    )
     if args.reference is not None:
         ref = json.loads(args.reference.read_text())["free_energies"]["phi_pos_vs_phi_neg"]
         method = json.loads(args.reference.read_text()).get("method", "?")
