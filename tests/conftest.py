@@ -19,7 +19,7 @@ def vacuum_card(tmp_path):
     """Write the vacuum dipeptide's card with another ``reference`` entry; return its path.
 
     ``vacuum_card("{kind: md}")`` gives the card an MD reference, which tests of the MD route
-    need (the catalog's card reads a PT set: plain MD does not cross φ ≈ 0). The copy keeps
+    need (the catalog's card reads a PT set: plain MD does not cross φ ≈ 0). The copy keeps the
     card's name and its energy entry (the structure is linked beside it), so it reads and writes
     the same data directories, and reference sets made from the catalog's card fit it.
     """
