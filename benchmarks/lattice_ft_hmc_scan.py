@@ -29,7 +29,9 @@ HMC, proposals for flow MCMC) and also in force/energy evaluations per chain per
 independent Q, ``evals/indep``, the figure that compares methods at equal cost. A τ_int
 whose Sokal window reached the run length is a lower bound (marked ``≥``). ⟨Q²⟩ and the
 plaquette are compared with the exact finite-volume values (character expansion).
-Writes ``scan.json`` and ``tau_q.png`` (τ_int(Q) vs β).
+Writes ``scan.json`` and ``tau_q.png`` (τ_int(Q) vs β). ``--methods`` runs a subset, in the
+order given; ``scan.json`` is rewritten as each method finishes, so a long FT-HMC run placed
+first is kept even if a later one is stopped.
 
     nice -n 10 python benchmarks/lattice_ft_hmc_scan.py --flow runs/u1_flow --betas 2 3 4 5 6
 """
