@@ -29,7 +29,9 @@ HMC, proposals for flow MCMC) and also in force/energy evaluations per chain per
 independent Q, ``evals/indep``, the figure that compares methods at equal cost. A τ_int
 whose Sokal window reached the run length is a lower bound (marked ``≥``). ⟨Q²⟩ and the
 plaquette are compared with the exact finite-volume values (character expansion).
-Writes ``scan.json`` and ``tau_q.png`` (τ_int(Q) vs β).
+Writes ``scan.json`` and ``tau_q.png`` (τ_int(Q) vs β). ``--methods`` runs a subset, in the
+order given; ``scan.json`` is rewritten as each method finishes, so a long FT-HMC run placed
+first is kept even if a later one is stopped.
 
     nice -n 10 python benchmarks/lattice_ft_hmc_scan.py --flow runs/u1_flow --betas 2 3 4 5 6
 """
@@ -74,6 +76,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--retrain-batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/ft_hmc_scan"))
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="which to run"
+    )
+    parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     return parser.parse_args()
 
 
@@ -147,7 +153,9 @@ def summarise(samples: WeightedSamples, exact: dict, evals_per_step: int, steps:
     }
 
 
-def run_beta(args: argparse.Namespace, beta: float) -> dict:
+def run_beta(args: argparse.Namespace, beta: float, save) -> dict:
+    """The ``--methods`` at β from the same starts; ``save(row)`` after each method, so a
+    long run leaves its finished methods on disk."""
     system = bg.load_system("u1_2d", L=args.L, beta=beta)
     model = load_model(args, system)
     training = retrain(model, system, args, beta)
@@ -157,24 +165,45 @@ def run_beta(args: argparse.Namespace, beta: float) -> dict:
     z0 = model.prior.sample(args.chains, g)
     with torch.no_grad():
         x0, _ = model.flow(z0)
-    n, lf = args.steps, args.n_leapfrog
-    ft_lf = args.ft_n_leapfrog or lf
-    hmc = HMC(system.energy, 0.2, lf, 0.8).sample(x0.double(), n, g, args.warmup)
-    n_long = n * args.hmc_long
-    long = HMC(system.energy, 0.2, lf, 0.8).sample(x0.double(), n_long, g, args.warmup)
-    ft_hmc = FlowHMC(model, system.energy, 0.2, ft_lf, 0.8)
-    ft = ft_hmc.sample(args.chains, n, g, args.warmup, x0=x0)
-    fm = FlowIndependenceMetropolis(model, system.energy).sample(
-        args.chains, n * lf, g, args.warmup * lf, x0=x0
+    row = {"beta": beta, "retraining": training}
+    for method in args.methods:
+        samples, evals_per_step, n = RUNNERS[method](args, model, system, x0, g)
+        row[method] = summarise(samples, exact, evals_per_step, n)
+        save(row)
+    return row
+
+
+def _hmc(args, model, system, x0, g) -> tuple[WeightedSamples, int, int]:
+    lf = args.n_leapfrog
+    hmc = HMC(system.energy, 0.2, lf, 0.8)
+    return (
+        hmc.sample(x0.double(), args.steps, g, args.warmup, progress=args.progress),
+        lf,
+        args.steps,
     )
-    return {
-        "beta": beta,
-        "retraining": training,
-        "hmc": summarise(hmc, exact, lf, n),
-        "hmc_long": summarise(long, exact, lf, n_long),
-        "ft_hmc": summarise(ft, exact, ft_lf, n),
-        "flow_mcmc": summarise(fm, exact, 1, n * lf),
-    }
+
+
+def _hmc_long(args, model, system, x0, g) -> tuple[WeightedSamples, int, int]:
+    lf, n = args.n_leapfrog, args.steps * args.hmc_long
+    hmc = HMC(system.energy, 0.2, lf, 0.8)
+    return hmc.sample(x0.double(), n, g, args.warmup, progress=args.progress), lf, n
+
+
+def _ft_hmc(args, model, system, x0, g) -> tuple[WeightedSamples, int, int]:
+    lf = args.ft_n_leapfrog or args.n_leapfrog
+    ft_hmc = FlowHMC(model, system.energy, 0.2, lf, 0.8)
+    samples = ft_hmc.sample(args.chains, args.steps, g, args.warmup, x0=x0, progress=args.progress)
+    return samples, lf, args.steps
+
+
+def _flow_mcmc(args, model, system, x0, g) -> tuple[WeightedSamples, int, int]:
+    n, lf = args.steps * args.n_leapfrog, args.n_leapfrog
+    sampler = FlowIndependenceMetropolis(model, system.energy)
+    samples = sampler.sample(args.chains, n, g, args.warmup * lf, x0=x0, progress=args.progress)
+    return samples, 1, n
+
+
+RUNNERS = {"hmc": _hmc, "hmc_long": _hmc_long, "ft_hmc": _ft_hmc, "flow_mcmc": _flow_mcmc}
 
 
 def plot(rows: list[dict], length: int, path: Path) -> None:
@@ -186,6 +215,8 @@ def plot(rows: list[dict], length: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.6))
     betas = [r["beta"] for r in rows]
     for method, marker in zip(METHODS, "o^sd", strict=True):
+        if method not in rows[0]:
+            continue
         cost = [r[method]["evals_per_independent_q"] for r in rows]
         line = ax.plot(betas, cost, marker=marker, label=method)[0]
         for b, c, r in zip(betas, cost, rows, strict=True):
@@ -202,7 +233,7 @@ def plot(rows: list[dict], length: int, path: Path) -> None:
 
 
 def print_row(row: dict) -> None:
-    for method in METHODS:
+    for method in (m for m in METHODS if m in row):
         r = row[method]
         bound = "≥" if r["tau_q_lower_bound"] else " "
         print(
@@ -219,13 +250,17 @@ def main() -> None:
     args = parse()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for beta in args.betas:
-        rows.append(run_beta(args, beta))
-        print_row(rows[-1])
+    rows: list[dict] = []
+
+    def save(row: dict) -> None:
+        done = [*rows, row]
         (args.out / "scan.json").write_text(
-            json.dumps({"args": vars(args), "rows": rows}, default=str, indent=2)
+            json.dumps({"args": vars(args), "rows": done}, default=str, indent=2)
         )
+
+    for beta in args.betas:
+        rows.append(run_beta(args, beta, save))
+        print_row(rows[-1])
         plot(rows, args.L, args.out / "tau_q.png")
 
 

@@ -96,9 +96,12 @@ def conv_net(
     kernel_size: int,
     dtype: torch.dtype,
     generator: torch.Generator,
+    activation: Activation = "leaky_relu",
 ) -> nn.Sequential:
     """The scalar-field conditioner ``[B, 1, L, L] → [B, 2, L, L]`` (scale and shift)."""
-    return conv_net_channels(1, 2, hidden, n_hidden_layers, kernel_size, dtype, generator)
+    return conv_net_channels(
+        1, 2, hidden, n_hidden_layers, kernel_size, dtype, generator, True, activation
+    )
 
 
 class CheckerboardAffineCoupling(Flow):
@@ -184,15 +187,15 @@ def _coupling(
     tail_bound: float,
     dtype: torch.dtype,
     generator: torch.Generator,
+    activation: Activation,
 ) -> Flow:
     hidden, n_hidden_layers, kernel_size = conditioner
     if transform == "affine":
-        return CheckerboardAffineCoupling(
-            length, parity, conv_net(hidden, n_hidden_layers, kernel_size, dtype, generator)
-        )
+        net = conv_net(hidden, n_hidden_layers, kernel_size, dtype, generator, activation)
+        return CheckerboardAffineCoupling(length, parity, net)
     n_out = n_spline_params(n_bins)
     net = conv_net_channels(
-        1, n_out, hidden, n_hidden_layers, kernel_size, dtype, generator, final_tanh=False
+        1, n_out, hidden, n_hidden_layers, kernel_size, dtype, generator, False, activation
     )
     return CheckerboardSplineCoupling(length, parity, net, tail_bound)
 
@@ -208,11 +211,13 @@ def make_lattice_flow(
     transform: ScalarTransform = "affine",
     n_bins: int = 8,
     tail_bound: float = 4.0,
+    activation: Activation = "leaky_relu",
 ) -> Sequential:
     """The tutorial's flow: ``n_layers`` checkerboard couplings, then ``[B, L, L]``.
 
     The tutorial's φ⁴ model has 16 affine layers with two hidden convolutions of 8
     channels; ``transform="spline"`` uses K = ``n_bins`` spline bins on ±``tail_bound``.
+    ``activation``: the conditioners' (``"leaky_relu"``, the tutorial's, or ``"silu"``).
     """
     if length % 2 or n_layers < 1:
         raise ValueError(f"need an even L and n_layers ≥ 1, got L = {length}, {n_layers}")
@@ -221,7 +226,9 @@ def make_lattice_flow(
     generator = torch.Generator().manual_seed(seed)
     conditioner = (hidden, n_hidden_layers, kernel_size)
     layers = [
-        _coupling(length, k % 2, transform, conditioner, n_bins, tail_bound, dtype, generator)
+        _coupling(
+            length, k % 2, transform, conditioner, n_bins, tail_bound, dtype, generator, activation
+        )
         for k in range(n_layers)
     ]
     return Sequential(*layers, Flatten((length, length)))

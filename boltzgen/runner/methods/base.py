@@ -88,14 +88,26 @@ def settings_of(params: Any) -> Any:
     """The settings a user may write, as plain data: the inverse of :func:`parse_dataclass`.
 
     Nested dataclasses become mappings; fields a user cannot set (``init=False``, e.g. a
-    training stage's seed, drawn by the task) are left out.
+    training stage's seed, drawn by the task) are left out, and so is a field declared with
+    :data:`ADDED_SETTING` metadata while it holds its default.
     """
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
         return {
             f.name: settings_of(getattr(params, f.name))
             for f in dataclasses.fields(params)
-            if f.init
+            if f.init and not _silent_default(f, getattr(params, f.name))
         }
     if isinstance(params, list | tuple):
         return [settings_of(value) for value in params]
     return params
+
+
+ADDED_SETTING = {"omit_at_default": True}
+"""Field metadata of a setting added to existing parameters: ``field(default=...,
+metadata=ADDED_SETTING)`` is left out of :func:`settings_of` while it holds its default,
+so the settings hash (and shared-generator key) of every configuration written before the
+field existed stays what it was."""
+
+
+def _silent_default(f: dataclasses.Field, value: Any) -> bool:
+    return bool(f.metadata.get("omit_at_default")) and value == f.default

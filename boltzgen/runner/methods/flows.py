@@ -20,11 +20,15 @@ Three flow families (``flow.kind``):
   mixtures of ``n_bins`` non-compact projections (``coupling: ncp``, the default) or
   circular splines of ``n_bins`` bins (``coupling: spline``) and a uniform (Haar) prior
   (Kanwar et al., arXiv 2003.06413).
+
+Both lattice families take ``activation``, their conditioners' nonlinearity:
+``leaky_relu`` (the default, the tutorial's) or ``silu``, which makes the flow smooth, as
+HMC on the pulled-back action (field-transformation HMC) needs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import mdtraj
@@ -51,13 +55,15 @@ from boltzgen.flows.internal import (
     ZMatrix,
     circular_mask,
 )
-from boltzgen.flows.lattice import make_lattice_flow
+from boltzgen.flows.lattice import ACTIVATIONS, Activation, make_lattice_flow
+from boltzgen.runner.methods.base import ADDED_SETTING
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.systems import System
 
 FlowKind = Literal["spline", "internal", "transformer", "lattice", "u1_gauge"]
 CouplingKind = Literal["default", "affine", "spline", "ncp"]
 LATTICE_COUPLINGS = {"lattice": ("affine", "spline"), "u1_gauge": ("ncp", "spline")}
+DEFAULT_ACTIVATION: Activation = "leaky_relu"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,10 @@ class FlowParams:
     weight zero on D stereoisomers (:class:`~boltzgen.energies.restricted.RestrictedEnergy`).
     ``coupling`` picks the transform of the lattice families (``lattice``: ``affine`` or
     ``spline``; ``u1_gauge``: ``ncp`` or ``spline``; ``default``: the first of each).
+    ``activation`` is the lattice conditioners' nonlinearity: ``leaky_relu`` (piecewise
+    linear, the tutorial's) or ``silu`` (smooth: field-transformation HMC integrates the
+    flow's Jacobian, whose jumps under LeakyReLU make the leapfrog error first order in
+    the step); other flow kinds refuse anything but the default.
     ``dtype`` is the flow's arithmetic (parameters, latents, log-densities): ``float32``
     roughly halves the cost of a training step on a CPU; the target energy keeps its own
     dtype (a float32 configuration is evaluated in the energy's float64), so log-weights
@@ -95,6 +105,18 @@ class FlowParams:
     torsion_rad: float = 0.2
     coupling: CouplingKind = "default"
     dtype: Literal["float64", "float32"] = "float64"
+    activation: Activation = field(default=DEFAULT_ACTIVATION, metadata=ADDED_SETTING)
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"flow activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.activation != DEFAULT_ACTIVATION and self.kind not in LATTICE_COUPLINGS:
+            raise ValueError(
+                f"flow activation applies to the lattice kinds {sorted(LATTICE_COUPLINGS)}; "
+                f"kind {self.kind!r} takes only {DEFAULT_ACTIVATION!r}"
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -219,6 +241,7 @@ def _lattice(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
         transform=p.lattice_coupling(),
         n_bins=p.n_bins,
         tail_bound=p.tail_bound,
+        activation=p.activation,
     )
     return BoltzmannGenerator(GaussianPrior(system.energy.dim), flow, system.energy)
 
@@ -235,6 +258,7 @@ def _u1_gauge(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
         p.n_bins,
         seed=seed,
         transform=p.lattice_coupling(),
+        activation=p.activation,
     )
     return BoltzmannGenerator(UniformAnglePrior(system.energy.dim), flow, system.energy)
 
