@@ -128,7 +128,7 @@ def test_bad_yaml_exits_2_naming_the_field_without_traceback(tmp_path, change, f
     assert not (tmp_path / "r" / "double_well_2d").exists()
 
 
-def test_systems_lists_the_catalog(capsys):
-    assert main(["systems"]) == 0
-    out = capsys.readouterr().out
+def test_systems_lists_the_catalog(systems_listing):
+    code, out = systems_listing
+    assert code == 0
     assert "double_well_2d" in out and "many_well_32d" in out
