@@ -3,6 +3,8 @@
 Statistical checks are within 4 standard errors unless a test's docstring (or its
 module's) states another number; ``tests/test_tolerances.py`` holds every test to it."""
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -34,3 +36,18 @@ def vacuum_card(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def systems_listing() -> tuple[int, str]:
+    """Exit code and standard output of ``boltzgen systems``, run once per session.
+
+    The command builds every card of the catalog (seconds each for the particle boxes and
+    the peptides); the tests that read its table share one run.
+    """
+    from boltzgen.runner.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["systems"])
+    return code, out.getvalue()

@@ -93,9 +93,10 @@ def test_help_has_no_rest_markup(capsys):
     assert "``" not in capsys.readouterr().out
 
 
-def test_systems_are_aligned_with_descriptions(capsys):
-    assert main(["systems"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_systems_are_aligned_with_descriptions(systems_listing):
+    code, out = systems_listing
+    assert code == 0
+    lines = out.splitlines()
     for name in ("shape", "T", "reference", "description"):
         column = lines[0].index(f"  {name}") + 2
         assert all(line[column - 1] == " " and line[column] != " " for line in lines[1:]), name

@@ -12,7 +12,9 @@ method. Each worker deserialises the System (``openmm.XmlSerializer``), owns one
 Context and evaluates one contiguous chunk of the batch; positions, energies and
 forces cross the pipes as numpy arrays. A worker that dies is replaced and its chunk
 retried once. Workers are stopped by :meth:`OpenMMEnergy.close`, when the energy is
-garbage-collected, and at interpreter exit.
+garbage-collected, and at interpreter exit. A worker runs the file of
+:mod:`boltzgen.energies.openmm_worker`, which needs only NumPy and OpenMM, so it starts
+without importing torch or the rest of boltzgen.
 
 A configuration on which OpenMM raises, or whose energy or forces are not finite,
 gets u = +inf and zero force; it never crashes the batch.
@@ -28,9 +30,8 @@ from __future__ import annotations
 import atexit
 import itertools
 import math
-import os
+import runpy
 import signal
-import traceback
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,112 +44,17 @@ import torch
 from openmm import unit
 from torch import Tensor
 
+from boltzgen.energies import openmm_worker
 from boltzgen.energies.base import Energy
+from boltzgen.energies.openmm_worker import KJ_PER_MOL, RUN_NAME, ContextEvaluator, Reply
 
-_KJ_PER_MOL = unit.kilojoule_per_mole
-_KJ_PER_MOL_NM = unit.kilojoule_per_mole / unit.nanometer
 _STARTUP_TIMEOUT_S = 300.0
 _JOIN_TIMEOUT_S = 5.0
-
-# Replies on a worker pipe: ("ready", pid), ("ok", energies, forces | None), ("error", text).
-Reply = tuple
 
 
 def thermal_energy(temperature: float) -> float:
     """kT = R·T in kJ/mol for ``temperature`` in kelvin (R from ``openmm.unit``)."""
-    return (unit.MOLAR_GAS_CONSTANT_R * temperature * unit.kelvin).value_in_unit(_KJ_PER_MOL)
-
-
-class _ContextEvaluator:
-    """One ``openmm.Context`` that evaluates batches of positions row by row.
-
-    Args:
-        system: the System; the Context keeps its own copy.
-        platform: an OpenMM platform name, e.g. ``"CPU"`` or ``"Reference"``.
-        threads: the ``Threads`` property of the CPU platform (ignored by others).
-
-    On the CPU platform ``DeterministicForces`` is on, so that every Context (in this
-    process or in any worker) gives bit-identical forces for the same positions.
-    """
-
-    def __init__(self, system: openmm.System, platform: str, threads: int):
-        properties = {}
-        if platform == "CPU":
-            properties = {"Threads": str(threads), "DeterministicForces": "true"}
-        self.context = openmm.Context(
-            system,
-            openmm.VerletIntegrator(0.001),  # never stepped: only needed to build a Context
-            openmm.Platform.getPlatformByName(platform),
-            properties,
-        )
-        if system.usesPeriodicBoundaryConditions():
-            self.context.setPeriodicBoxVectors(*system.getDefaultPeriodicBoxVectors())
-
-    def evaluate(
-        self, positions: np.ndarray, with_forces: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Energies U ``[b]`` (kJ/mol) and, if ``with_forces``, forces ``[b, N, 3]``
-        (kJ/mol/nm) of ``positions: [b, N, 3]`` (nm). Failed rows: U = +inf, force 0."""
-        energies = np.full(positions.shape[0], np.inf)
-        forces = np.zeros_like(positions) if with_forces else None
-        for i, row in enumerate(positions):
-            try:
-                energy, force = self._evaluate_row(row, with_forces)
-            except openmm.OpenMMException:
-                continue
-            if math.isfinite(energy) and (force is None or np.isfinite(force).all()):
-                energies[i] = energy
-                if forces is not None:
-                    forces[i] = force
-        return energies, forces
-
-    def _evaluate_row(self, row: np.ndarray, with_forces: bool) -> tuple[float, np.ndarray | None]:
-        self.context.setPositions(row)
-        state = self.context.getState(getEnergy=True, getForces=with_forces)
-        energy = state.getPotentialEnergy().value_in_unit(_KJ_PER_MOL)
-        if not with_forces:
-            return energy, None
-        return energy, state.getForces(asNumpy=True).value_in_unit(_KJ_PER_MOL_NM)
-
-
-def _worker_main(conn: connection.Connection, system_xml: str, platform: str, threads: int) -> None:
-    """Body of a worker process: build a Context, then answer evaluation requests.
-
-    Requests are ``(positions [b, N, 3], with_forces)``; ``None`` (or a closed pipe,
-    e.g. because the parent died) ends the worker. The worker then leaves with
-    ``os._exit``: it holds nothing to flush, and skipping the interpreter's teardown
-    (torch, OpenMM) makes :meth:`_WorkerPool.close` fast.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        system = openmm.XmlSerializer.deserialize(system_xml)
-        evaluator = _ContextEvaluator(system, platform, threads)
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-        return
-    conn.send(("ready", os.getpid()))
-    _serve(conn, evaluator)
-    conn.close()
-    os._exit(0)
-
-
-def _serve(conn: connection.Connection, evaluator: _ContextEvaluator) -> None:
-    """Answer requests on ``conn`` until told to stop or the parent goes away."""
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            return
-        if request is None:
-            return
-        try:
-            reply: Reply = ("ok", *evaluator.evaluate(*request))
-        except Exception:
-            reply = ("error", f"OpenMM worker {os.getpid()} failed:\n{traceback.format_exc()}")
-        try:
-            conn.send(reply)
-        except OSError:
-            return
+    return (unit.MOLAR_GAS_CONSTANT_R * temperature * unit.kelvin).value_in_unit(KJ_PER_MOL)
 
 
 @dataclass
@@ -172,7 +78,9 @@ class _WorkerPool:
         platform: OpenMM platform name of every worker's Context.
         threads: CPU-platform threads per worker.
         n_workers: number of worker processes (≥ 1).
-        target: the worker body; :func:`_worker_main` except in tests of the pool itself.
+        target: the worker body, called as ``target(conn, system_xml, platform, threads)``;
+            by default (None) :func:`~boltzgen.energies.openmm_worker.worker_main`, run
+            from its file so that the worker does not import boltzgen and torch.
     """
 
     def __init__(
@@ -181,7 +89,7 @@ class _WorkerPool:
         platform: str,
         threads: int,
         n_workers: int,
-        target: Callable[..., None] = _worker_main,
+        target: Callable[..., None] | None = None,
     ):
         self._args = (system_xml, platform, threads)
         self._target = target
@@ -197,9 +105,16 @@ class _WorkerPool:
 
     def _spawn(self, slot: int) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
+        worker_args = (child_conn, *self._args)
+        if self._target is None:
+            target, args = runpy.run_path, (openmm_worker.__file__,)
+            kwargs = {"init_globals": {"WORKER_ARGS": worker_args}, "run_name": RUN_NAME}
+        else:
+            target, args, kwargs = self._target, worker_args, {}
         process = self._mp.Process(
-            target=self._target,
-            args=(child_conn, *self._args),
+            target=target,
+            args=args,
+            kwargs=kwargs,
             name=f"boltzgen-openmm-worker-{slot}",
             daemon=True,
         )
@@ -384,11 +299,11 @@ class OpenMMEnergy(Energy):
         self.kT = thermal_energy(self.temperature)
         self.n_workers = int(n_workers)
         self.platform = platform
-        self._evaluator: _ContextEvaluator | None = None
+        self._evaluator: ContextEvaluator | None = None
         self._pool: _WorkerPool | None = None
         self._closed = False
         if self.n_workers == 0:
-            self._evaluator = _ContextEvaluator(openmm_system, platform, threads_per_worker)
+            self._evaluator = ContextEvaluator(openmm_system, platform, threads_per_worker)
             return
         xml = openmm.XmlSerializer.serialize(openmm_system)
         self._pool = _WorkerPool(xml, platform, threads_per_worker, self.n_workers)

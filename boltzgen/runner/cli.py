@@ -120,6 +120,12 @@ def _reference_parser(sub: Any) -> None:
         "energy (default: openmm for OpenMM-backed systems, torch for others)",
     )
     ref.add_argument("--ns", type=float, default=1.0, help="md: simulated nanoseconds")
+    ref.add_argument(
+        "--equilibration-ps",
+        type=float,
+        default=MDReferenceSettings.equilibration_ps,
+        help="md: picoseconds simulated from the start before the first kept frame",
+    )
     ref.add_argument("--iterations", type=int, default=2000, help="pt: exchange iterations")
     ref.add_argument(
         "--steps-per-iteration",
@@ -485,9 +491,14 @@ def _md_reference(system: Any, args: argparse.Namespace) -> Path:
         raise ConfigError(
             "boltzgen reference", "--backend", "torch has no md route: use --method pt", "torch"
         )
+    if not args.equilibration_ps >= 0:
+        raise ConfigError(
+            "boltzgen reference", "--equilibration-ps", "must be ≥ 0", args.equilibration_ps
+        )
     settings = MDReferenceSettings(
         ns=args.ns,
         n_frames=args.frames,
+        equilibration_ps=args.equilibration_ps,
         timestep_fs=args.timestep_fs,
         hydrogen_mass=args.hydrogen_mass,
         seed=args.seed,

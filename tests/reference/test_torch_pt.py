@@ -14,6 +14,7 @@ import torch
 
 from boltzgen.records.reference_sets import load_reference, reference_dir
 from boltzgen.reference import TorchPTReferenceSettings, generate_torch_pt_reference
+from boltzgen.runner.cli import main
 from boltzgen.systems import load_system
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,13 +86,23 @@ def test_cli_defaults_to_torch_for_a_system_without_openmm(tmp_path):
     assert load_reference(NAME, "pt", tmp_path).manifest["backend"] == "torch"
 
 
-def test_a_run_that_did_not_cross_is_refused_and_says_why(tmp_path):
-    out = _cli(
+def _main(*args: str, data: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """``boltzgen reference NAME *args`` in this process: exit status and standard error.
+
+    The function the command runs (``boltzgen.runner.cli.main``), without the start-up
+    of a new interpreter; an exception it did not turn into a status fails the test."""
+    monkeypatch.setenv("BOLTZGEN_DATA", str(data))
+    status = main(["reference", NAME, *args])
+    return status, capsys.readouterr().err
+
+
+def test_a_run_that_did_not_cross_is_refused_and_says_why(tmp_path, monkeypatch, capsys):
+    status, err = _main(
         "--method", "pt", "--iterations", "40", "--chains", "2", "--frames", "20",
-        "--min-entries", "1000", data=tmp_path,
+        "--min-entries", "1000", data=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
-    assert out.returncode == 1 and "fewer than the 1000 entries" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert status == 1 and "fewer than the 1000 entries" in err
+    assert "Traceback" not in err
     folder = reference_dir(NAME, "pt", tmp_path)
     assert not (folder / "reference.npz").exists() and (folder / "refused.json").exists()
 
@@ -103,9 +114,12 @@ def test_manifest_counts_crossings(reference):
     assert len(manifest["step_size"]) == SETTINGS.n_temperatures
 
 
-def test_cli_refuses_md_on_the_torch_backend(tmp_path):
-    out = _cli("--method", "md", "--backend", "torch", data=tmp_path)
-    assert out.returncode == 2 and "--backend" in out.stderr and "Traceback" not in out.stderr
+def test_cli_refuses_md_on_the_torch_backend(tmp_path, monkeypatch, capsys):
+    status, err = _main(
+        "--method", "md", "--backend", "torch", data=tmp_path, monkeypatch=monkeypatch,
+        capsys=capsys,
+    )  # fmt: skip
+    assert status == 2 and "--backend" in err and "Traceback" not in err
 
 
 def test_wall_clock_limit_stops_sampling_and_is_recorded():

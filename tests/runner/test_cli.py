@@ -1,8 +1,6 @@
 """The command line: a tiny experiment end to end, resume, and user errors → exit 2."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -105,30 +103,17 @@ def test_report_rebuilds_summary(run_dir, capsys):
         ({"methods": {"x": {"method": "nuts"}}}, "methods.x.method"),
     ],
 )
-def test_bad_yaml_exits_2_naming_the_field_without_traceback(tmp_path, change, field):
+def test_bad_yaml_exits_2_naming_the_field_without_traceback(tmp_path, capsys, change, field):
     experiment = tmp_path / "bad.yaml"
     experiment.write_text(yaml.safe_dump({**TINY, **change}))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "boltzgen.runner.cli",
-            "run",
-            str(experiment),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert f"`{field}`" in done.stderr and str(experiment) in done.stderr
-    assert "Traceback" not in done.stderr
+    assert main(["run", str(experiment), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"`{field}`" in err and str(experiment) in err
+    assert "Traceback" not in err
     assert not (tmp_path / "r" / "double_well_2d").exists()
 
 
-def test_systems_lists_the_catalog(capsys):
-    assert main(["systems"]) == 0
-    out = capsys.readouterr().out
+def test_systems_lists_the_catalog(systems_listing):
+    code, out = systems_listing
+    assert code == 0
     assert "double_well_2d" in out and "many_well_32d" in out

@@ -19,7 +19,7 @@ BG = {
     "train": {"loss": "forward_kl", "steps": 2, "batch_size": 8, "n_data": 16},
     "n_samples": 16,
 }
-TINY_REFERENCE = ["--ns", "0.002", "--frames", "20"]
+TINY_REFERENCE = ["--ns", "0.002", "--frames", "20", "--equilibration-ps", "1"]
 
 
 @pytest.fixture
@@ -80,3 +80,10 @@ def test_minimise_lowers_the_energy_and_counts_its_evaluations():
     spent = system.energy.counter.since(before)
     assert spent.force > 0
     assert float(system.energy.energy(x[None])) < float(system.energy.energy(x0[None]))
+
+
+def test_a_negative_equilibration_is_a_usage_error(tmp_path, capsys):
+    args = ["reference", SYSTEM, "--equilibration-ps", "-1", "--data", str(tmp_path)]
+    assert main(args) == 2
+    assert "--equilibration-ps" in capsys.readouterr().err
+    assert not (tmp_path / SYSTEM / "md").exists()

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from boltzgen.runner.cli import main
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,14 +29,9 @@ def test_short_pt_reference_runs_quietly_and_reports_its_estimates(tmp_path):
     assert (tmp_path / "alanine_dipeptide_vacuum" / "pt" / "reference.npz").exists()
 
 
-def test_discard_at_or_beyond_the_iterations_is_a_usage_error(tmp_path):
+def test_discard_at_or_beyond_the_iterations_is_a_usage_error(tmp_path, monkeypatch, capsys):
     args = ["reference", "alanine_dipeptide_vacuum", "--method", "pt", "--iterations", "20"]
-    out = subprocess.run(
-        [sys.executable, "-m", "boltzgen.runner.cli", *args, "--discard", "20"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "BOLTZGEN_DATA": str(tmp_path)},
-    )
-    assert out.returncode == 2 and "--discard" in out.stderr and "Traceback" not in out.stderr
+    monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
+    status = main([*args, "--discard", "20"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--discard" in err and "Traceback" not in err

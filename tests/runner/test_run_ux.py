@@ -38,28 +38,49 @@ def cli(args, timeout=120, env=None):
     )
 
 
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def two_seed_run(tmp_path_factory):
+    """``boltzgen run`` of two seeds on two workers with OMP_NUM_THREADS=2, once per
+    executor: its output and run folder, shared by the tests that read them."""
+    runs = {}
+
+    def run(executor):
+        if executor not in runs:
+            tmp_path = tmp_path_factory.mktemp(executor)
+            path = write(tmp_path, executor=executor, seeds=list(SEEDS), workers=2)
+            out = cli(["run", path, "--out", tmp_path / "run"], env={"OMP_NUM_THREADS": "2"})
+            runs[executor] = out, tmp_path / "run"
+        return runs[executor]
+
+    return run
+
+
 @pytest.mark.parametrize("executor", ["debug", "local"])
-def test_tasks_run_on_one_thread_and_say_when_they_start_and_finish(tmp_path, executor):
-    path = write(tmp_path, executor=executor, seeds=[0, 1], workers=2)
-    out = cli(["run", path, "--out", tmp_path / "run"], env={"OMP_NUM_THREADS": "2"})
+def test_tasks_run_on_one_thread_and_say_when_they_start_and_finish(two_seed_run, executor):
+    out, run_dir = two_seed_run(executor)
     assert out.returncode == 0, out.stderr
-    for seed in (0, 1):
+    for seed in SEEDS:
         key = f"double_well_2d/hmc/seed{seed}"
         assert f"start  {key}" in out.stdout and f"done   {key}" in out.stdout
-        record = json.loads((tmp_path / "run" / key / "result.json").read_text())
+        record = json.loads((run_dir / key / "result.json").read_text())
         assert record["versions"]["threads"] == "1"
 
 
-def test_progress_becomes_labelled_lines_in_a_log(tmp_path):
-    path = write(tmp_path, executor="debug")
-    out = cli(["run", path, "--out", tmp_path / "run"])
-    lines = [line for line in out.stderr.splitlines() if "HMC sampling" in line]
-    assert lines and all(line.strip().startswith("double_well_2d/hmc/seed0 |") for line in lines)
-    assert "20/20" in lines[-1] and "\r" not in out.stderr
+def test_progress_becomes_labelled_lines_in_a_log(two_seed_run):
+    out, _ = two_seed_run("debug")
+    lines = [line.strip() for line in out.stderr.splitlines() if "HMC sampling" in line]
+    labels = [f"double_well_2d/hmc/seed{seed} |" for seed in SEEDS]
+    assert lines and all(line.startswith(tuple(labels)) for line in lines)
+    for label in labels:
+        assert "20/20" in [line for line in lines if line.startswith(label)][-1]
+    assert "\r" not in out.stderr
 
 
 @pytest.mark.parametrize("executor", ["debug", pytest.param("local", marks=pytest.mark.slow)])
-def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, executor):
+def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, capsys, executor):
     long = {**HMC, "n_steps": 10**7}
     path = write(tmp_path, executor=executor, methods={"hmc": long})
     run_dir = tmp_path / "run"
@@ -82,21 +103,25 @@ def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, executor):
     assert process.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.count("interrupted; rerun the same command to resume") == 1
-    status = cli(["status", run_dir])
-    assert "interrupted double_well_2d/hmc/seed0" in " ".join(status.stdout.split())
+    assert main(["status", str(run_dir)]) == 0
+    assert "interrupted double_well_2d/hmc/seed0" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize("scheduler, command", [("pbs", "qsub"), ("slurm", "sbatch")])
-def test_dask_without_its_batch_command_fails_at_once(tmp_path, scheduler, command):
+def test_dask_without_its_batch_command_fails_at_once(
+    tmp_path, monkeypatch, capsys, scheduler, command
+):
     resources = {**CLUSTER, "scheduler": scheduler}
     path = write(tmp_path, executor="dask", resources=resources)
     empty = tmp_path / "bin"
     empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     start = time.time()
-    out = cli(["run", path, "--out", tmp_path / "run"], timeout=60, env={"PATH": str(empty)})
-    assert out.returncode == 2 and time.time() - start < 60
-    assert f"`{command}`" in out.stderr and "dask" in out.stderr
-    assert "Traceback" not in out.stderr
+    status = main(["run", str(path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 2 and time.time() - start < 60
+    assert f"`{command}`" in err and "dask" in err
+    assert "Traceback" not in err
 
 
 def test_slurm_dry_run_prints_the_array_job_that_is_submitted(tmp_path, capsys):
@@ -144,7 +169,7 @@ def test_threads_can_be_set_per_experiment():
     assert task_threads(experiment, "local") == 3
 
 
-def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path):
+def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path, capsys):
     bg = {
         "method": "boltzmann_generator",
         "flow": {"n_layers": 1, "hidden": 8},
@@ -172,8 +197,8 @@ def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path):
     line = next(x for x in err.splitlines() if x.startswith("interrupted"))
     step = int(line.split("from training step ")[1].split()[0])
     assert step >= 5 and step % 5 == 0
-    status = cli(["status", run_dir]).stdout
-    assert f"resumes from training step {step}" in status
+    assert main(["status", str(run_dir)]) == 0
+    assert f"resumes from training step {step}" in capsys.readouterr().out
 
 
 def test_run_dask_itself_refuses_without_qsub(tmp_path, monkeypatch):

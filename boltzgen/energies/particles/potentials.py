@@ -16,6 +16,7 @@ Powers are even, so v is evaluated on s = x² without a square root.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from torch import Tensor
@@ -43,9 +44,9 @@ class CutInversePowers:
         if any(p % 2 for _, p in self.terms):
             raise ValueError(f"powers must be even, got {[p for _, p in self.terms]}")
 
-    @property
+    @cached_property
     def coefficients(self) -> tuple[float, float, float]:
-        """(c₀, c₂, c₄) of the cutoff correction."""
+        """(c₀, c₂, c₄) of the cutoff correction (solved once per potential)."""
         xc = self.x_cut
         bare = [sum(a * _derivative_of_power(-p, k, xc) for a, p in self.terms) for k in range(3)]
         if self.smoothing == "shift":
