@@ -197,11 +197,19 @@ class ProbeCoupling(Flow):
 
 
 def alternating_particle_masks(species: Tensor) -> tuple[Tensor, Tensor]:
-    """Two complementary ``[N]`` masks: even and odd rank within each species."""
+    """Two complementary ``[N]`` masks: even and odd rank within each species.
+
+    Particles alone in their species (a continuously polydisperse model gives every particle
+    its own) have no permutation partner; they are ranked among themselves instead, so that
+    both masks move particles.
+    """
     rank = torch.zeros_like(species)
-    for s in species.unique():
+    values, counts = species.unique(return_counts=True)
+    for s in values[counts > 1]:
         where = (species == s).nonzero()[:, 0]
         rank[where] = torch.arange(where.numel())
+    alone = torch.isin(species, values[counts == 1])
+    rank[alone] = torch.arange(int(alone.sum()))
     even = rank % 2 == 0
     return even, ~even
 

@@ -115,3 +115,19 @@ def test_probe_flow_is_equivariant_under_permutations_within_species_and_mask():
     x_perm, logdet_perm = flow(z[:, order])
     torch.testing.assert_close(x_perm, x[:, order])
     torch.testing.assert_close(logdet_perm, logdet)
+
+
+def test_particles_alone_in_their_species_are_split_between_both_masks():
+    """A polydisperse box gives each particle its own species: both masks must move some."""
+    species = torch.tensor([0, 1, 2, 3, 4, 5, 6, 6, 6])
+    even, odd = alternating_particle_masks(species)
+    assert (odd == ~even).all()
+    assert even.tolist() == [True, False, True, False, True, False, True, False, True]
+    box = torch.tensor([3.0, 3.0, 3.0], dtype=torch.float64)
+    flow = probe_particle_flow(box, species, n_layers=6, n_bins=4, hidden=8).double()
+    z = torch.rand(2, species.numel(), 3, generator=torch.Generator().manual_seed(0)).double()
+    x, logdet = flow(z * box)
+    back, inverse_logdet = flow.inverse(x)
+    delta = back - z * box
+    torch.testing.assert_close(delta - box * torch.round(delta / box), torch.zeros_like(z))
+    torch.testing.assert_close(inverse_logdet, -logdet)
