@@ -406,7 +406,7 @@ def _compute(task: Task, run_dir: Path, system: Any, digest: str, progress: bool
             "system_overrides": dict(task.system.overrides),
             "method": task.method.method,
             "energy": type(system.energy).__name__,
-            **settings_of(task.method.params),
+            **settings_of(task.method.params, complete=True),
         },
         "started": started,
         "finished": time.time(),

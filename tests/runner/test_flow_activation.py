@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from torch import nn
 
@@ -10,7 +12,7 @@ from boltzgen.errors import ConfigError
 from boltzgen.runner.config import parse_experiment
 from boltzgen.runner.methods.base import settings_of
 from boltzgen.runner.methods.flows import FlowParams, build_generator
-from boltzgen.runner.tasks import plan, settings_hash, task_settings
+from boltzgen.runner.tasks import plan, run_task, settings_hash, task_settings
 
 SMALL = {"n_layers": 2, "hidden": 4, "n_bins": 2}
 
@@ -67,3 +69,14 @@ def test_the_default_activation_leaves_settings_and_their_hash_as_before():
     assert task_settings(smooth)["params"]["generator"]["flow"]["activation"] == "silu"
     assert settings_hash(plain) == settings_hash(explicit) != settings_hash(smooth)
     assert "activation" not in settings_of(FlowParams())
+
+
+def test_the_result_reports_every_setting_including_an_added_one_at_its_default(tmp_path):
+    """The hash leaves a defaulted added setting out; the result's ``config`` does not, so a
+    reader of result.json sees which activation ran."""
+    task = task_of({"kind": "u1_gauge", **SMALL})
+    task = replace(task, system=replace(task.system, overrides={"L": 4}))
+    result = run_task(task, tmp_path)
+    assert result["config"]["generator"]["flow"]["activation"] == "leaky_relu"
+    assert "activation" not in task_settings(task)["params"]["generator"]["flow"]
+    assert settings_of(FlowParams(), complete=True)["activation"] == "leaky_relu"

@@ -84,21 +84,22 @@ def library_config(params: Any, config_type: type[C], **runner_settings: Any) ->
     return config_type(**settings, **runner_settings)
 
 
-def settings_of(params: Any) -> Any:
+def settings_of(params: Any, *, complete: bool = False) -> Any:
     """The settings a user may write, as plain data: the inverse of :func:`parse_dataclass`.
 
     Nested dataclasses become mappings; fields a user cannot set (``init=False``, e.g. a
     training stage's seed, drawn by the task) are left out, and so is a field declared with
-    :data:`ADDED_SETTING` metadata while it holds its default.
+    :data:`ADDED_SETTING` metadata while it holds its default — the form that is hashed.
+    ``complete=True`` keeps those defaults: the form a result reports as its ``config``.
     """
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
         return {
-            f.name: settings_of(getattr(params, f.name))
+            f.name: settings_of(getattr(params, f.name), complete=complete)
             for f in dataclasses.fields(params)
-            if f.init and not _silent_default(f, getattr(params, f.name))
+            if f.init and (complete or not _silent_default(f, getattr(params, f.name)))
         }
     if isinstance(params, list | tuple):
-        return [settings_of(value) for value in params]
+        return [settings_of(value, complete=complete) for value in params]
     return params
 
 
