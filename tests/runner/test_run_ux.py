@@ -19,6 +19,10 @@ HMC = {"method": "hmc", "n_chains": 4, "n_warmup": 5, "n_steps": 20, "n_leapfrog
 RAW = {"name": "u", "systems": ["double_well_2d"], "n_reference": 50, "methods": {"hmc": HMC}}
 CLUSTER = {"cpus": 4, "gpus": 1, "memory_gb": 8, "time_min": 30, "jobs": 2}
 ROOT = Path(__file__).resolve().parents[2]
+STARTUP_S = 300
+SHUTDOWN_S = 180
+"""Waits for a child run to start and to stop after Ctrl-C: generous, since a loaded machine
+slows the child's imports and its checkpoint write (no timing is asserted)."""
 
 
 def write(tmp_path, **changes) -> Path:
@@ -94,12 +98,15 @@ def test_ctrl_c_prints_one_line_and_status_says_interrupted(tmp_path, capsys, ex
         start_new_session=True,
     )
     settings = run_dir / "double_well_2d" / "hmc" / "seed0" / "checkpoint" / "settings.json"
-    deadline = time.time() + 120
+    deadline = time.time() + STARTUP_S
     while not settings.exists() and time.time() < deadline:
         time.sleep(0.2)
+    if not settings.exists():
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the run did not start its task")
     time.sleep(1.0)
     os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=SHUTDOWN_S)
     assert process.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.count("interrupted; rerun the same command to resume") == 1
@@ -188,12 +195,15 @@ def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path, capsys)
         start_new_session=True,
     )
     checkpoint = run_dir / "double_well_2d" / "bg" / "seed0" / "checkpoint" / "train"
-    deadline = time.time() + 120
+    deadline = time.time() + STARTUP_S
     while not (checkpoint / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
+    if not (checkpoint / "checkpoint.pt").exists():
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the run wrote no training checkpoint")
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=SHUTDOWN_S)
     line = next(x for x in err.splitlines() if x.startswith("interrupted"))
     step = int(line.split("from training step ")[1].split()[0])
     assert step >= 5 and step % 5 == 0
