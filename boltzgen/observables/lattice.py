@@ -1,4 +1,4 @@
-"""Observables of lattice configurations, and the kinds a card's ``observables`` names.
+"""Observables of lattice configurations.
 
 Per-configuration series (``[B]``) whose expectation (or variance) is the observable:
 
@@ -14,26 +14,16 @@ Per-configuration series (``[B]``) whose expectation (or variance) is the observ
   E[s_i s_j | x] = tanh x_i tanh x_j, and the law of Σ s_i given x is the Poisson binomial
   computed by recursion over the sites. Conditioning removes the spin noise.
 
-A card names them as ``observables: {result_name: kind}``, e.g.
-``observables: {plaquette: plaquette, q2: q2}``.
+A card names them as ``observables: {result_name: kind}`` (the kinds are listed in
+:mod:`boltzgen.observables.kinds`), e.g. ``observables: {plaquette: plaquette, q2: q2}``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
-
-@dataclass(frozen=True)
-class Observable:
-    """A series ``x: [B, ...] -> [B]`` and whether its mean or its variance is reported."""
-
-    series: Callable[[Tensor], Tensor]
-    statistic: str = "mean"
 
 
 def plaquette_angles(theta: Tensor) -> Tensor:
@@ -93,14 +83,3 @@ def spin_abs_magnetization(x: Tensor) -> Tensor:
         law = law * (1 - up) + torch.nn.functional.pad(law[:, :-1], (1, 0)) * up
     ups = torch.arange(n + 1, dtype=p.dtype)
     return (law * (2 * ups - n).abs()).sum(1) / n
-
-
-OBSERVABLE_KINDS: dict[str, Observable] = {
-    "plaquette": Observable(plaquette),
-    "q2": Observable(q2),
-    "two_point_susceptibility": Observable(scaled_magnetization, "variance"),
-    "field_abs_magnetization": Observable(field_abs_magnetization),
-    "spin_energy_density": Observable(spin_energy_density),
-    "spin_abs_magnetization": Observable(spin_abs_magnetization),
-}
-"""Observable kinds a card's ``observables: {name: kind}`` may name."""

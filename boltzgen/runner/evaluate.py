@@ -163,7 +163,7 @@ def _observables(system: System, samples: WeightedSamples, calibrated: bool) -> 
     references = system.reference_observable_estimates()
     out = {}
     for name, observable in system.observables.items():
-        values = observable.series(samples.x).detach()
+        values = observable.values(samples.x, samples.energies, system.energy.temperature).detach()
         est = metrics.observable_estimate(samples, values, observable.statistic)
         convergence = chain_convergence([samples.chains(values)]) if samples.is_chain else None
         ref = references[name]

@@ -29,7 +29,7 @@ from boltzgen.energies.particles.openmm_system import to_openmm
 from boltzgen.energies.registry import ENERGY_KINDS
 from boltzgen.errors import ConfigError, read_yaml
 from boltzgen.molecules.card import build_molecule
-from boltzgen.observables.lattice import OBSERVABLE_KINDS, Observable
+from boltzgen.observables.kinds import OBSERVABLE_KINDS, Observable
 from boltzgen.observables.states import State, StateContext, build_state
 from boltzgen.systems.system import System
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactLogZ, ExactObservables, ExactReference
 from boltzgen.metrics import block_free_energy_difference
-from boltzgen.observables.lattice import Observable
+from boltzgen.observables.kinds import Observable
 from boltzgen.observables.states import State
 from boltzgen.records.reference_sets import (
     ReferenceSet,
@@ -200,8 +200,9 @@ class SystemReferences:
         if stored.data is None:
             return {name: ReferenceValue(None, None, stored.note) for name in self.observables}
         x, out = stored.data.x.to(torch.float64), {}
+        u, temperature = stored.data.energies.to(torch.float64), self.energy.temperature
         for name, observable in self.observables.items():
-            values = observable.series(x)
+            values = observable.values(x, u, temperature)
             variance = observable.statistic == "variance"
             value = float(values.var(unbiased=False) if variance else values.mean())
             out[name] = ReferenceValue(value, None, f"{stored.note}: {len(x)} evaluation frames")

@@ -12,7 +12,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.particles import ParticleEnergy
-from boltzgen.observables.lattice import Observable
+from boltzgen.observables.kinds import Observable
 from boltzgen.observables.states import State
 from boltzgen.systems.references import SystemReferences
 
