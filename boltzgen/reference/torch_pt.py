@@ -21,14 +21,17 @@ along the T_0 chains, the entries into each state and the ladder round trips.
 fewer than ``min_entries`` times (default 10) has not crossed the barrier often enough
 for its ΔF to mean anything: :class:`ReferenceRefused` is raised, nothing is written but
 ``refused.json`` (the manifest, with the reason), and the set already in place is kept.
-A run is not resumable: an interrupted one starts over.
+**Resuming.** The run checkpoints its chains every few minutes and when it stops
+(:mod:`boltzgen.reference.pt_checkpoint`); ``resume=True`` (``--resume``) continues them
+up to the new ``n_iterations`` and rewrites the set from everything sampled so far, so a
+reference can be made precise over several invocations (or queue jobs).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,11 +42,19 @@ from tqdm.auto import tqdm
 from boltzgen.energies.base import Energy
 from boltzgen.energies.forcefield import TorchForceField
 from boltzgen.flows.internal import ChiralCentres
-from boltzgen.records import CostMeter, WeightedSamples
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.records.files import write_json
 from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import reference_dir, split_manifest, write_manifest
 from boltzgen.reference.frames import chain_transitions, ladder_free_energies, save_frames
+from boltzgen.reference.pt_checkpoint import (
+    EVERY_S,
+    PTProgress,
+    checkpoint_path,
+    grow,
+    load_progress,
+    save_progress,
+)
 from boltzgen.samplers.parallel_tempering import ParallelTempering, geometric_ladder
 from boltzgen.systems import System
 
@@ -126,19 +137,21 @@ def generate_torch_pt_reference(
     settings: TorchPTReferenceSettings,
     root: Path | None = None,
     progress: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Parallel tempering of the system's energy in torch; frames at T_0 and ΔF by MBAR.
 
     The reference ΔF of each named pair is MBAR over every temperature of the ladder,
     from the iterations whose T_0 samples all lie in the evaluation half (disjoint from
-    the training frames).
+    the training frames). ``resume`` continues the run checkpointed in the output folder.
 
     Raises:
         ReferenceRefused: some named state was entered fewer than ``min_entries`` times.
     """
     out = reference_dir(system.name, "pt", root)
     out.mkdir(parents=True, exist_ok=True)
-    samples, ladder = run_parallel_tempering(system, settings, progress)
+    checkpoint = checkpoint_path(out)
+    samples, ladder = run_parallel_tempering(system, settings, progress, checkpoint, resume)
     keep = torch.linspace(0, len(samples) - 1, min(settings.n_frames, len(samples))).long()
     split = split_manifest(len(keep))
     steps_per_row = settings.n_chains
@@ -159,9 +172,15 @@ def generate_torch_pt_reference(
 
 
 def run_parallel_tempering(
-    system: System, settings: TorchPTReferenceSettings, progress: bool = False
+    system: System,
+    settings: TorchPTReferenceSettings,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> tuple[WeightedSamples, list[float]]:
-    """Warm-up, then up to ``n_iterations`` PT steps (fewer if ``max_wall_s`` runs out)."""
+    """Warm-up, then up to ``n_iterations`` PT steps (fewer if ``max_wall_s`` runs out),
+    checkpointed to ``checkpoint`` when given; ``resume`` continues from it instead of
+    warming up afresh."""
     energy = sampling_energy(system, settings)
     t_max = settings.t_max if settings.t_max is not None else T_MAX_FACTOR * system.temperature
     ladder = geometric_ladder(system.temperature, t_max, settings.n_temperatures)
@@ -175,23 +194,80 @@ def run_parallel_tempering(
     )
     device = getattr(energy, "device", system.initial_positions.device)
     dtype = getattr(energy, "dtype", system.initial_positions.dtype)
-    start = system.initial_positions.to(device=device, dtype=dtype)
-    x0 = start.expand(settings.n_chains, *energy.event_shape).clone()
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    meter = CostMeter(energy)
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume needs the checkpoint path")
+        before = load_progress(checkpoint, system.name, settings, sampler.trace_type, device)
+        generator.set_state(before.generator_state)
     limit = math.inf if settings.max_wall_s is None else settings.max_wall_s
-    deadline = time.monotonic() + limit
-    with meter.measure():
-        state = sampler.warmup(sampler.init(x0), settings.n_discard, generator, progress)
-        trace, n_steps = _sample_until(
-            sampler, state, settings, generator, system, deadline, progress
+    run = _Segment(energy, time.monotonic() + limit, checkpoint, system.name, settings)
+    with run.meter.measure():
+        if resume:
+            state, trace, kept, prior = before.state, before.trace, before.kept, before.cost
+        else:
+            start = system.initial_positions.to(device=device, dtype=dtype)
+            x0 = start.expand(settings.n_chains, *energy.event_shape).clone()
+            state = sampler.warmup(sampler.init(x0), settings.n_discard, generator, progress)
+            trace, kept, prior = None, 0, Cost()
+        run.prior = prior
+        state, trace, n_steps = _sample_until(
+            sampler, state, settings, generator, system, run, progress, trace, kept
         )
     x = trace.x.reshape((-1, *trace.x.shape[2:]))
     u = trace.energies[:, 0].reshape(-1)
     info = sampler._info(state, trace, settings.n_discard, n_steps, settings.thin)
     info["stopped_by_wall_clock"] = n_steps < settings.n_iterations
-    samples = WeightedSamples(x, torch.zeros_like(u), u, meter.cost, info, settings.n_chains)
+    cost = prior + run.meter.cost
+    samples = WeightedSamples(x, torch.zeros_like(u), u, cost, info, settings.n_chains)
     return samples, ladder
+
+
+class _Segment:
+    """One invocation's sampling: its deadline, its cost meter and its checkpoints."""
+
+    def __init__(
+        self,
+        energy: Energy,
+        deadline: float,
+        checkpoint: Path | None,
+        system: str,
+        settings: TorchPTReferenceSettings,
+    ):
+        self.energy, self.deadline, self.checkpoint = energy, deadline, checkpoint
+        self.system, self.settings = system, settings
+        self.meter = CostMeter(energy)
+        self.prior = Cost()
+        self.start = time.perf_counter()
+        self.counter = energy.counter.snapshot()
+        self.last_save = time.monotonic()
+
+    def cost_so_far(self) -> Cost:
+        spent = self.energy.counter.since(self.counter)
+        wall = time.perf_counter() - self.start
+        return self.prior + Cost(spent.energy, spent.force, wall)
+
+    def save(self, state: Any, trace: Any, kept: int, generator: torch.Generator) -> None:
+        """Checkpoint the chains and the first ``kept`` rows of ``trace``."""
+        if self.checkpoint is None:
+            return
+        cut = _cut(trace, kept)
+        progress = PTProgress(state, cut, kept, generator.get_state(), self.cost_so_far())
+        save_progress(self.checkpoint, self.system, self.settings, progress)
+        self.last_save = time.monotonic()
+
+    def due(self) -> bool:
+        return self.checkpoint is not None and time.monotonic() - self.last_save > EVERY_S
+
+
+def _cut(trace: Any, kept: int) -> Any:
+    """A shallow copy of ``trace`` holding its first ``kept`` rows."""
+    return replace(
+        trace,
+        x=trace.x[:kept],
+        energies=trace.energies[:kept],
+        states={name: v[:kept] for name, v in trace.states.items()},
+    )
 
 
 def _sample_until(
@@ -200,34 +276,44 @@ def _sample_until(
     settings: TorchPTReferenceSettings,
     generator: torch.Generator,
     system: System,
-    deadline: float,
+    run: _Segment,
     progress: bool,
-) -> tuple[Any, int]:
-    """The sampling loop of :meth:`ParallelTempering.sample`, stopping at ``deadline``
-    (``time.monotonic``; the wall-clock limit counts from before the warm-up).
+    trace: Any = None,
+    kept: int = 0,
+) -> tuple[Any, Any, int]:
+    """The sampling loop of :meth:`ParallelTempering.sample` from row ``kept`` of
+    ``trace`` (``None``: a fresh one), stopping at ``run.deadline`` (``time.monotonic``;
+    the wall-clock limit counts from before the warm-up) and checkpointing on the way.
 
-    Returns the trace cut to the kept rows and the number of steps taken.
+    Returns the final state, the trace cut to the kept rows and the steps taken in all.
     """
     states = dict(system.states)
     n_keep = settings.n_iterations // settings.thin
-    trace = sampler.trace_type.empty(state, n_keep, list(states))
-    kept = 0
+    if trace is None:
+        trace = sampler.trace_type.empty(state, n_keep, list(states))
+    else:
+        trace = grow(trace, n_keep)
     bar = tqdm(
-        total=settings.n_iterations, desc="PT sampling", disable=not progress, mininterval=30
+        total=settings.n_iterations,
+        initial=kept * settings.thin,
+        desc="PT sampling",
+        disable=not progress,
+        mininterval=30,
     )
-    for i in range(settings.n_iterations):
+    for i in range(kept * settings.thin, settings.n_iterations):
         state, info = sampler.step(state, generator)
         trace.add(info)
         bar.update()
         if (i + 1) % settings.thin == 0:
             trace.keep(kept, state, states)
             kept += 1
-            if time.monotonic() > deadline:
+            if time.monotonic() > run.deadline:
                 break
+            if run.due():
+                run.save(state, trace, kept, generator)
     bar.close()
-    trace.x, trace.energies = trace.x[:kept], trace.energies[:kept]
-    trace.states = {name: v[:kept] for name, v in trace.states.items()}
-    return trace, kept * settings.thin
+    run.save(state, trace, kept, generator)
+    return state, _cut(trace, kept), kept * settings.thin
 
 
 def state_entries(system: System, samples: WeightedSamples) -> dict[str, int]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from boltzgen.errors import ConfigError
 from boltzgen.records.files import WriteError
+from boltzgen.records.reference_sets import reference_dir
 from boltzgen.reference import (
     MIN_ENTRIES,
     MDReferenceSettings,
@@ -42,6 +43,7 @@ from boltzgen.reference import (
     generate_umbrella_reference,
     load_reference,
 )
+from boltzgen.reference.pt_checkpoint import checkpoint_path, checkpointed_settings
 from boltzgen.runner import report
 from boltzgen.runner.config import load_experiment
 from boltzgen.runner.executors import EXECUTORS, check_executor, describe_executor
@@ -161,6 +163,12 @@ def _reference_parser(sub: Any) -> None:
     ref.add_argument("--thin", type=int, default=1, help="pt, torch: keep every n-th step")
     ref.add_argument(
         "--max-minutes", type=float, default=None, help="pt, torch: stop sampling after this"
+    )
+    ref.add_argument(
+        "--resume",
+        action="store_true",
+        help="pt, torch: continue the checkpointed run (same settings; --iterations is the "
+        "new total, --max-minutes this invocation's limit)",
     )
     ref.add_argument(
         "--min-entries",
@@ -376,6 +384,8 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     quiet_imports()
     if args.data is not None:
         os.environ["BOLTZGEN_DATA"] = str(args.data)
+    if args.resume and args.method != "pt":
+        raise ConfigError("boltzgen reference", "--resume", "applies to --method pt", True)
     system = load_system(args.system)
     try:
         out = ROUTES[args.method](system, args)
@@ -406,7 +416,10 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 
 def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
-    discard = args.discard if args.discard is not None else min(100, args.iterations // 10)
+    backend = args.backend or ("openmm" if system.openmm_system is not None else "torch")
+    if args.resume and backend != "torch":
+        raise ConfigError("boltzgen reference", "--resume", "applies to --backend torch", True)
+    discard = args.discard if args.discard is not None else _default_discard(system, args)
     if not 0 <= discard < args.iterations:
         raise ConfigError(
             "boltzgen reference",
@@ -414,7 +427,6 @@ def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
             f"must be ≥ 0 and below --iterations ({args.iterations})",
             discard,
         )
-    backend = args.backend or ("openmm" if system.openmm_system is not None else "torch")
     if backend == "torch":
         return _torch_pt_reference(system, args, discard)
 
@@ -429,6 +441,15 @@ def _pt_reference(system: Any, args: argparse.Namespace) -> Path:
         seed=args.seed,
     )
     return generate_pt_reference(system, pt)
+
+
+def _default_discard(system: Any, args: argparse.Namespace) -> int:
+    """A tenth of the iterations, at most 100; a resumed run keeps its checkpoint's."""
+    if args.resume:
+        saved = checkpointed_settings(checkpoint_path(reference_dir(system.name, "pt")))
+        if saved is not None:
+            return int(saved["n_discard"])
+    return min(100, args.iterations // 10)
 
 
 def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> Path:
@@ -451,7 +472,10 @@ def _torch_pt_reference(system: Any, args: argparse.Namespace, discard: int) -> 
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     return generate_torch_pt_reference(
-        system, settings, progress=sys.stderr.isatty() or args.max_minutes is not None
+        system,
+        settings,
+        progress=sys.stderr.isatty() or args.max_minutes is not None,
+        resume=args.resume,
     )
 
 
