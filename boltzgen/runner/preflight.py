@@ -72,16 +72,27 @@ def training_stages(params: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield from training_stages(getattr(params, f.name), f"{path}.{f.name}" if path else f.name)
 
 
-def has_training_data(system: System) -> bool:
-    """Exact samples (toy systems) or an MD or PT reference set (the card's kind) made for
-    this system's energy and temperature."""
+def has_training_data(system: System, data: str = "auto") -> bool:
+    """Exact samples (toy systems) or an MD or PT reference set (the card's kind, or the
+    one ``data`` names) made for this system's energy and temperature."""
+    if data != "auto":
+        return system.stored_reference("all", kind=data).data is not None
     return system.has_exact_reference or system.stored_reference("all").data is not None
 
 
 def _check_training_data(system: System, spec: SystemSpec, method: MethodSpec, source: str) -> None:
     for path, stage in training_stages(method.params):
-        if stage.loss not in DATA_LOSSES or has_training_data(system):
+        data = getattr(stage, "data", "auto")
+        if stage.loss not in DATA_LOSSES or has_training_data(system, data):
             continue
+        if data != "auto":
+            raise ConfigError(
+                source,
+                f"methods.{method.label}.{path}.data",
+                f"is {data}, and {spec.label} has no {data} reference set made for it "
+                f"({system.stored_reference('all', kind=data).note}): generate it with "
+                f"`boltzgen reference {system.name} --method {data}`",
+            )
         field = f"methods.{method.label}.{path}.loss"
         if spec.overrides:
             raise ConfigError(

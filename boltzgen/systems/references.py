@@ -150,15 +150,18 @@ class SystemReferences:
         stored = manifest.get("free_energies", {})
         return {name: _stored_value(stored.get(name, {}), source) for name in names}
 
-    def stored_reference(self, part: str = "evaluation") -> StoredReference:
-        """The ``part`` of the card's MD or PT reference set, only if made for this system.
+    def stored_reference(
+        self, part: str = "evaluation", kind: str | None = None
+    ) -> StoredReference:
+        """The ``part`` of the card's MD or PT reference set (or of the ``kind`` one, ``md``
+        or ``pt``), only if made for this system.
 
         A set counts only when its manifest records this card's energy entry and this
         system's temperature (:func:`~boltzgen.records.reference_sets.settings_mismatch`): a
         card overridden to another L, β, m², λ, K or temperature never borrows the set made
         at the card's own settings; ``note`` then says why.
         """
-        kind = self.reference_kind
+        kind = self.reference_kind if kind is None else kind
         if kind not in ("md", "pt"):
             return StoredReference(None, "no reference data")
         data = load_reference(self.name, kind, part=part)

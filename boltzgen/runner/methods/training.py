@@ -17,9 +17,12 @@ from torch import Tensor
 
 from boltzgen.records import Cost
 from boltzgen.reference import ReferenceSet
-from boltzgen.runner.methods.base import library_config
+from boltzgen.runner.methods.base import ADDED_SETTING, library_config
 from boltzgen.systems import System
 from boltzgen.training.generator import TrainConfig, training_evaluations
+
+DATA_SOURCES = ("auto", "md", "pt")
+"""Where forward-KL data come from (``TrainParams.data``)."""
 
 
 @dataclass
@@ -32,16 +35,22 @@ class TrainParams(TrainConfig):
     than its Boltzmann share. Importance weights correct the proposal; a basin the flow
     under-covers is what ruins them (a few draws there carry most of the weight), and
     reverse KL sees a basin only through the draws that land in it. Only distinct frames
-    are charged. ``seed`` is not a setting:
-    every stage is seeded from the task's generator.
+    are charged. ``data`` says where the draws come from: ``auto`` (exact draws on a toy
+    system, else the card's reference set), or ``md`` / ``pt`` (that reference set of the
+    system, also for a toy system: a head-to-head where the generator pays for its data as
+    a real user would). ``seed`` is not a setting: every stage is seeded from the task's
+    generator.
     """
 
     seed: int = field(default=0, init=False)
     n_data: int = 20_000
     oversample: dict[str, int] = field(default_factory=dict)
+    data: str = field(default="auto", metadata=ADDED_SETTING)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"data must be one of {DATA_SOURCES}, got {self.data!r}")
         bad = {k: v for k, v in self.oversample.items() if not (isinstance(v, int) and v >= 1)}
         if bad:
             raise ValueError(f"oversample factors must be integers ≥ 1, got {bad}")
@@ -107,16 +116,24 @@ def oversampling(system: System, x: Tensor, factors: dict[str, int]) -> Tensor |
     return counts
 
 
-def training_reference(system: System) -> ReferenceSet:
+def training_reference(system: System, data: str = "auto") -> ReferenceSet:
     """The training part of the system's MD/PT reference set (never its evaluation part),
-    only if made for this system (:meth:`~boltzgen.systems.System.stored_reference`)."""
-    stored = system.stored_reference("training")
+    only if made for this system (:meth:`~boltzgen.systems.System.stored_reference`):
+    the card's set, or the ``md`` / ``pt`` set that ``data`` names."""
+    kind = None if data == "auto" else data
+    stored = system.stored_reference("training", kind=kind)
     if stored.data is None:
+        method = kind or "md --ns N"
         raise ValueError(
             f"{system.name} has no reference data for forward-KL training ({stored.note}): run "
-            f"`boltzgen reference {system.name} --method md --ns N` or use train.loss: reverse_kl"
+            f"`boltzgen reference {system.name} --method {method}` or use train.loss: reverse_kl"
         )
     return stored.data
+
+
+def uses_exact_draws(system: System, params: TrainParams) -> bool:
+    """Whether a stage trains on exact draws (a toy system, ``data: auto``)."""
+    return params.data == "auto" and system.has_exact_reference
 
 
 def frame_cost(reference: ReferenceSet, n: int) -> Cost:
@@ -143,9 +160,9 @@ def data_charge(system: System, params: TrainParams, before: TrainParams | None 
     """
     if not params.needs_data:
         return 0
-    if system.has_exact_reference:
+    if uses_exact_draws(system, params):
         return params.n_data * EXACT_DRAW_EVALS
-    reference = training_reference(system)
+    reference = training_reference(system, params.data)
     drawn = before.n_data if before is not None and before.needs_data else 0
     cost = extra_frames_cost(reference, drawn, params.n_data)
     return cost.energy_evals + cost.force_evals
@@ -159,15 +176,16 @@ def training_data(system: System, params: TrainParams, generator: torch.Generato
     """
     if not params.needs_data:
         return TrainingData(None, Cost(), "none")
-    data = system.sample_reference(params.n_data, generator)
-    if data is not None:
+    if uses_exact_draws(system, params):
+        data = system.sample_reference(params.n_data, generator)
         return TrainingData(data, Cost(params.n_data * EXACT_DRAW_EVALS), "exact")
-    reference = training_reference(system)
+    reference = training_reference(system, params.data)
     order = torch.randperm(len(reference.x), generator=generator)
     index = order[: params.n_data]
     x = reference.x[index]
     repeats = oversampling(system, x, params.oversample)
-    return TrainingData(x, frame_cost(reference, len(index)), system.reference_kind, order, repeats)
+    source = system.reference_kind if params.data == "auto" else params.data
+    return TrainingData(x, frame_cost(reference, len(index)), source, order, repeats)
 
 
 def later_stage_data(
@@ -181,7 +199,7 @@ def later_stage_data(
     """
     if first.order is None or not params.needs_data:
         return training_data(system, params, generator)
-    reference = training_reference(system)
+    reference = training_reference(system, params.data)
     index = first.order[: params.n_data]
     cost = extra_frames_cost(reference, len(first.x), len(index))
     x = reference.x[index]
