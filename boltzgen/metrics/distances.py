@@ -27,9 +27,11 @@ from boltzgen.metrics.weights import normalized_weights
 def _finite_weighted(
     name: str, values: Tensor, log_weights: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """Values ``[n]`` and their normalised weights, with ``+inf`` values dropped.
+    """Values ``[n]`` and their normalised weights, with ``+inf`` values and values of
+    zero weight dropped.
 
-    Dropping a value whose weight is already zero is exact; if the dropped values
+    Dropping a value whose weight is zero is exact (and keeps the rounding of a cumulative
+    sum from lending a level near 1 to a zero-weight outlier); if dropped ``+inf`` values
     carried weight (unweighted samples that hit an overlap) a warning gives the count.
     """
     v = torch.as_tensor(values).detach().to(torch.float64)
@@ -52,13 +54,16 @@ def _finite_weighted(
         )
     if bool(infinite.all()):
         raise ValueError(f"{name}: every energy is +inf, there is no distribution to compare")
-    return v[~infinite], normalized_weights(lw[~infinite])
+    w = normalized_weights(lw[~infinite])
+    massive = w > 0
+    return v[~infinite][massive], w[massive]
 
 
 def _cumulative(values: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """Sorted ``values`` and the cumulative distribution F at each of them."""
     order = torch.argsort(values)
-    return values[order], torch.cumsum(weights[order], dim=0)
+    cdf = torch.cumsum(weights[order], dim=0)
+    return values[order], cdf / cdf[-1]
 
 
 def _quantiles(sorted_values: Tensor, cumulative: Tensor, levels: Tensor) -> Tensor:

@@ -77,6 +77,18 @@ def test_zero_weight_infinite_energies_are_dropped_silently(recwarn):
     assert len(recwarn) == 0
 
 
+@pytest.mark.parametrize("n", [1000, 100_000])
+def test_a_zero_weight_outlier_does_not_move_the_distance(n):
+    """A draw whose weight underflows to zero carries no mass, however large its energy:
+    the rounding of the cumulative weights must not hand it the last quantile level."""
+    reference, samples = randn(500, seed=1), randn(n, seed=2)
+    lw = 0.1 * randn(n, seed=3)
+    with_outlier = torch.cat([samples, torch.tensor([7.8e10], dtype=torch.float64)])
+    lw_outlier = torch.cat([lw, torch.tensor([-7.8e10], dtype=torch.float64)])
+    expected = energy_w2(reference, samples, lw)
+    assert energy_w2(reference, with_outlier, lw_outlier) == pytest.approx(expected, rel=1e-12)
+
+
 def test_weighted_infinite_energies_are_dropped_with_a_warning():
     reference = randn(50, seed=10)
     samples = torch.tensor([0.5, math.inf, -0.2, math.inf], dtype=torch.float64)
