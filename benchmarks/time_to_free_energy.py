@@ -546,13 +546,14 @@ def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, plan: Plan) -> list[Row]:
-    """Collect the results into ``time_to_df.csv``, ``report.md`` and ``error_vs_evals.png``."""
+def write_report(out: Path, plan: Plan, figure: bool = True) -> list[Row]:
+    """Collect the results into ``time_to_df.csv``, ``report.md`` and (``figure``)
+    ``error_vs_evals.png``."""
     rows = [r for r in collect(out) if r.budget in plan.budgets]
     write_csv(rows, out / "time_to_df.csv")
     skipped = {k: v for k, v in left_out(out).items() if k[1] in plan.budgets}
     (out / "report.md").write_text(report_text(rows, plan, skipped))
-    if rows:
+    if rows and figure:
         plot(rows, out / "error_vs_evals.png")
     return rows
 
@@ -671,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = run_budget(raw, entry, budget, args.out)
             if status not in (0, 1):
                 return status
-            write_report(args.out, plan)
+            write_report(args.out, plan, figure=False)
     write_report(args.out, plan)
     print((args.out / "report.md").read_text())
     return 0
