@@ -176,23 +176,21 @@ def reference_problems(estimates: Mapping[str, Any], max_stderr: float) -> list[
 
 
 def better_reference_command(system: Any, max_stderr: float) -> str:
-    """The command that would make a reference strong enough (a PT run (stderr/target)²
-    times longer than the stored one, when one is stored)."""
+    """The command that would make a reference strong enough: the stored run made
+    (stderr / target)² times longer (stderr ∝ 1/√length), or a long first run."""
     kind = system.free_energies_from or system.reference_kind
-    base = f"boltzgen reference {system.name} --method {'pt' if kind == 'exact' else kind}"
+    base = f"boltzgen reference {system.name} --method {kind}"
     stored = system.stored_reference().data if kind in ("md", "pt") else None
     worst = max(
         (r.stderr for r in system.reference_estimates().values() if r.stderr is not None),
         default=None,
     )
-    if stored is None or worst is None:
-        return base + " --backend torch --max-minutes 600"
-    factor = (worst / max_stderr) ** 2
-    wall = float(stored.manifest.get("cost", {}).get("wall_s", 0.0))
+    factor = None if stored is None or worst is None else (worst / max_stderr) ** 2
     if kind == "md":
-        ns = float(stored.manifest.get("settings", {}).get("ns", 1.0))
-        return f"{base} --ns {math.ceil(factor * ns)}"
-    return f"{base} --backend torch --max-minutes {math.ceil(factor * wall / 60)}"
+        ns = 100.0 if factor is None else factor * float(stored.manifest["settings"]["ns"])
+        return f"{base} --ns {math.ceil(ns)}"
+    wall = 36_000.0 if factor is None else factor * float(stored.manifest["cost"]["wall_s"])
+    return f"{base} --backend torch --max-minutes {math.ceil(wall / 60)}"
 
 
 def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[str]:
@@ -536,8 +534,11 @@ def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
         lines += [f"## {system}: {name}", ""]
         mine = [s for s in summaries if s.system == system and s.free_energy == name]
         lines += [*summary_table(mine, TOLERANCES), ""]
-        lines += ["Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose "]
-        lines += ["estimate is flagged converged, median wall seconds (training included):", ""]
+        lines += [
+            "Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose estimate "
+            "is flagged converged, median wall seconds (training included):",
+            "",
+        ]
         chosen = [r for r in rows if r.system == system and r.free_energy == name]
         lines += [*detail_table(system, chosen, plan.budgets, skipped), ""]
     left = _left_out_lines(skipped)
