@@ -10,7 +10,8 @@ system cannot run (``md`` and OpenMM replica exchange need an OpenMM system) is 
 and listed as such. Then every ``result.json`` becomes one row of ``OUT/time_to_df.csv``
 per free energy, and ``OUT/report.md`` gives, per method, the smallest budget from which
 it *stays* within each tolerance — every seed's |ΔF − reference| within it at that budget
-and at every larger budget of the ladder — with its ratio to MD's and parallel tempering's,
+and at every larger budget of the ladder — with its ratio to MD's and parallel tempering's
+(an upper bound, "< r", where the baseline is not reached on the ladder),
 and ``OUT/error_vs_evals.png`` plots |ΔF − reference| against energy evaluations and wall
 seconds (median over seeds, band from the smallest to the largest).
 
@@ -44,6 +45,8 @@ EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "time_to_df.y
 TOLERANCES = (0.2, 0.1)
 MAX_REFERENCE_STDERR = 0.05
 EXIT_WEAK_REFERENCE = 3
+Ratio = tuple[float, bool] | None
+"""A budget over a baseline's, and whether it is only an upper bound (baseline not reached)."""
 OPENMM_ONLY = "needs an OpenMM system, which this system does not have"
 
 
@@ -96,9 +99,15 @@ def stays_within_from(
     return found
 
 
-def ratio(budget: int | None, baseline: int | None) -> float | None:
-    """``budget / baseline``, ``None`` when either is not reached (or absent)."""
-    return None if budget is None or baseline is None else budget / baseline
+def ratio(budget: int | None, baseline: int | None, top: int | None = None) -> Ratio:
+    """``(budget / baseline, False)``; ``(budget / top, True)``, an upper bound, when the
+    baseline is not reached on a ladder whose largest budget is ``top`` (it would need more);
+    ``None`` when the method is not reached, or the baseline is absent (``top`` None)."""
+    if budget is None:
+        return None
+    if baseline is not None:
+        return budget / baseline, False
+    return None if top is None else (budget / top, True)
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,8 @@ class Summary:
     free_energy: str
     method: str
     reached: dict[float, int | None]
-    vs_md: dict[float, float | None]
-    vs_pt: dict[float, float | None]
+    vs_md: dict[float, Ratio]
+    vs_pt: dict[float, Ratio]
 
 
 def summarise(
@@ -133,19 +142,16 @@ def summarise(
             }
             for method in dict.fromkeys(r.method for r in mine)
         }
-        none = dict.fromkeys(tolerances)
+        top = max(budgets)
         for method, found in reached.items():
-            base_md, base_pt = reached.get(md, none), reached.get(pt, none)
-            out.append(
-                Summary(
-                    system,
-                    name,
-                    method,
-                    found,
-                    {t: ratio(found[t], base_md[t]) for t in tolerances},
-                    {t: ratio(found[t], base_pt[t]) for t in tolerances},
-                )
-            )
+            vs = {
+                base: {
+                    t: ratio(found[t], reached[base][t], top) if base in reached else None
+                    for t in tolerances
+                }
+                for base in (md, pt)
+            }
+            out.append(Summary(system, name, method, found, vs[md], vs[pt]))
     return out
 
 
@@ -422,8 +428,8 @@ def _budget(b: int | None) -> str:
     return "not reached" if b is None else f"{b:.0e}"
 
 
-def _ratio(r: float | None) -> str:
-    return "–" if r is None else f"{r:.3g}"
+def _ratio(r: Ratio) -> str:
+    return "–" if r is None else ("< " if r[1] else "") + f"{r[0]:.3g}"
 
 
 def summary_table(summaries: Sequence[Summary], tolerances: Sequence[float]) -> list[str]:

@@ -69,18 +69,24 @@ def test_a_missing_seed_or_a_never_sampled_state_is_not_within() -> None:
 def test_ratios_to_md_and_pt_and_not_reached() -> None:
     rows = (
         _rows("md", {b: [0.01] for b in BUDGETS[2:]})
-        + _rows("parallel_tempering", {b: [0.05] for b in BUDGETS[1:]})
-        + _rows("bg", {b: [0.15] for b in BUDGETS})
+        + _rows("parallel_tempering", {b: [0.15] for b in BUDGETS[1:]})
+        + _rows("bg", {b: [0.05] for b in BUDGETS})
+        + _rows("hmc", {b: [0.5] for b in BUDGETS})
     )
     found = {s.method: s for s in ttdf.summarise(rows, BUDGETS, (0.2, 0.1))}
     assert found["md"].reached == {0.2: 10**5, 0.1: 10**5}
-    assert found["bg"].reached == {0.2: 10**3, 0.1: None}
-    assert found["bg"].vs_md[0.2] == pytest.approx(1e-2)
-    assert found["bg"].vs_pt[0.2] == pytest.approx(1e-1)
-    assert found["bg"].vs_pt[0.1] is None
-    assert found["parallel_tempering"].vs_md[0.1] == pytest.approx(0.1)
+    assert found["parallel_tempering"].reached == {0.2: 10**4, 0.1: None}
+    assert found["bg"].vs_md[0.2] == (pytest.approx(1e-2), False)
+    assert found["bg"].vs_pt[0.2] == (pytest.approx(1e-1), False)
+    # PT is not reached by the top budget 10⁶: bg's 10³ is at most 10⁻³ of what PT needs
+    assert found["bg"].vs_pt[0.1] == (pytest.approx(1e-3), True)
+    assert found["hmc"].reached == {0.2: None, 0.1: None}
+    assert found["hmc"].vs_pt == {0.2: None, 0.1: None}
+    assert found["parallel_tempering"].vs_md[0.2] == (pytest.approx(0.1), False)
     text = "\n".join(ttdf.summary_table(list(found.values()), (0.2, 0.1)))
-    assert "not reached" in text
+    assert "not reached" in text and "< 0.001" in text
+    no_md = [r for r in rows if r.method != "md"]
+    assert all(s.vs_md == {0.2: None, 0.1: None} for s in ttdf.summarise(no_md, BUDGETS))
 
 
 def test_the_gate_refuses_a_weak_or_missing_reference_and_accepts_an_exact_one() -> None:
