@@ -481,7 +481,8 @@ def detail_table(
         for b in budgets:
             at = [r for r in rows if r.method == method and r.budget == b]
             why = _skipped_for(system, b, skipped).get(method)
-            cells.append(_cell(at) if at else ("does not fit" if why else "–"))
+            left = "–" if why is None else "not run" if why == OPENMM_ONLY else "does not fit"
+            cells.append(_cell(at) if at else left)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
