@@ -1,0 +1,690 @@
+"""Head-to-head: energy evaluations and wall seconds to a free energy within 0.2 and 0.1 kT.
+
+    OMP_NUM_THREADS=1 python benchmarks/time_to_free_energy.py --out runs/time_to_df
+
+Runs ``experiments/time_to_df.yaml`` once per budget of its ``budgets`` list, through the
+runner (``boltzgen run`` with ``budget.energy_evals`` set, into ``OUT/budget_<N>/<system>/``;
+finished tasks are skipped, so a rerun resumes). At each budget a method whose fixed costs
+(training, the charge of its data) do not fit (its ``fit_budget`` refuses) or that the
+system cannot run (``md`` and OpenMM replica exchange need an OpenMM system) is left out
+and listed as such. Then every ``result.json`` becomes one row of ``OUT/time_to_df.csv``
+per free energy, and ``OUT/report.md`` gives, per method, the smallest budget from which
+it *stays* within each tolerance — every seed's |ΔF − reference| within it at that budget
+and at every larger budget of the ladder — with its ratio to MD's and parallel tempering's
+(an upper bound, "< r", where the baseline is not reached on the ladder),
+and ``OUT/error_vs_evals.png`` plots |ΔF − reference| against energy evaluations and wall
+seconds (median over seeds, band from the smallest to the largest).
+
+Reference gate: before anything runs, each system's reference ΔF must have a standard
+error ≤ ``--max-reference-stderr`` (0.05 kT); a weaker or missing reference is refused
+(exit status 3) with the command that would make a better one, unless
+``--allow-weak-reference`` is given, which marks the report.
+
+    python benchmarks/time_to_free_energy.py --out runs/t --budgets 1e4 1e5 --seeds 2 \\
+        --methods hmc parallel_tempering --set methods.hmc.n_chains=8
+    python benchmarks/time_to_free_energy.py --out runs/time_to_df --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import statistics
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "time_to_df.yaml"
+TOLERANCES = (0.2, 0.1)
+MAX_REFERENCE_STDERR = 0.05
+EXIT_WEAK_REFERENCE = 3
+Ratio = tuple[float, bool] | None
+"""A budget over a baseline's, and whether it is only an upper bound (baseline not reached)."""
+OPENMM_ONLY = "needs an OpenMM system, which this system does not have"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One free energy of one task (``value`` NaN where the run never sampled a state)."""
+
+    system: str
+    method: str
+    budget: int
+    seed: int
+    free_energy: str
+    energy_evals: int
+    wall_s: float
+    value: float
+    stderr: float
+    reference: float
+    abs_error: float
+    converged: bool
+    ess_fraction: float
+    e_w2: float
+    t_w2: float
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def within(rows: Sequence[Row], tolerance: float, n_seeds: int | None = None) -> bool:
+    """Whether every seed's |ΔF − reference| is ≤ ``tolerance`` (and, given ``n_seeds``,
+    every seed has a result): rows of one method at one budget."""
+    if not rows or (n_seeds is not None and len({r.seed for r in rows}) < n_seeds):
+        return False
+    return all(math.isfinite(r.abs_error) and r.abs_error <= tolerance for r in rows)
+
+
+def stays_within_from(
+    rows: Sequence[Row], budgets: Sequence[int], tolerance: float, n_seeds: int | None = None
+) -> int | None:
+    """The smallest budget b of the ladder such that :func:`within` holds at b and at every
+    larger budget (rows of one method and free energy); ``None``: not reached.
+
+    A method that enters the band and leaves it again at a larger budget has not reached it
+    at the entry budget, only (if at all) from where it stays.
+    """
+    found = None
+    for budget in sorted(budgets, reverse=True):
+        if not within([r for r in rows if r.budget == budget], tolerance, n_seeds):
+            break
+        found = budget
+    return found
+
+
+def ratio(budget: int | None, baseline: int | None, top: int | None = None) -> Ratio:
+    """``(budget / baseline, False)``; ``(budget / top, True)``, an upper bound, when the
+    baseline is not reached on a ladder whose largest budget is ``top`` (it would need more);
+    ``None`` when the method is not reached, or the baseline is absent (``top`` None)."""
+    if budget is None:
+        return None
+    if baseline is not None:
+        return budget / baseline, False
+    return None if top is None else (budget / top, True)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One method's entry of the report for one system and free energy."""
+
+    system: str
+    free_energy: str
+    method: str
+    reached: dict[float, int | None]
+    vs_md: dict[float, Ratio]
+    vs_pt: dict[float, Ratio]
+
+
+def summarise(
+    rows: Sequence[Row],
+    budgets: Sequence[int],
+    tolerances: Sequence[float] = TOLERANCES,
+    md: str = "md",
+    pt: str = "parallel_tempering",
+    n_seeds: int | None = None,
+) -> list[Summary]:
+    """Per (system, free energy, method): the budget from which it stays within each
+    tolerance, and its ratio to ``md``'s and ``pt``'s (methods named by label)."""
+    out = []
+    for system, name in dict.fromkeys((r.system, r.free_energy) for r in rows):
+        mine = [r for r in rows if r.system == system and r.free_energy == name]
+        reached = {
+            method: {
+                t: stays_within_from([r for r in mine if r.method == method], budgets, t, n_seeds)
+                for t in tolerances
+            }
+            for method in dict.fromkeys(r.method for r in mine)
+        }
+        top = max(budgets)
+        for method, found in reached.items():
+            vs = {
+                base: {
+                    t: ratio(found[t], reached[base][t], top) if base in reached else None
+                    for t in tolerances
+                }
+                for base in (md, pt)
+            }
+            out.append(Summary(system, name, method, found, vs[md], vs[pt]))
+    return out
+
+
+def median_band(values: Iterable[float]) -> tuple[float, float, float]:
+    """(median, smallest, largest) of the finite values; NaNs when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan, math.nan
+    return statistics.median(finite), min(finite), max(finite)
+
+
+# --------------------------------------------------------------------------- reference gate
+
+
+def reference_problems(estimates: Mapping[str, Any], max_stderr: float) -> list[str]:
+    """Why each reference ΔF (a :class:`~boltzgen.systems.references.ReferenceValue`) is
+    too weak to score against: missing, without a stderr, or a stderr above ``max_stderr``."""
+    problems = []
+    for name, ref in estimates.items():
+        if ref.value is None or ref.stderr is None:
+            problems.append(f"{name}: no reference value ({ref.note})")
+        elif not ref.stderr <= max_stderr:
+            problems.append(
+                f"{name}: {ref.value:.3f} ± {ref.stderr:.3f} kT ({ref.note}); "
+                f"its stderr is above {max_stderr} kT"
+            )
+    return problems
+
+
+def better_reference_command(system: Any, max_stderr: float) -> str:
+    """The command that would make a reference strong enough: the stored run made
+    (stderr / target)² times longer (stderr ∝ 1/√length), or a long first run."""
+    kind = system.free_energies_from or system.reference_kind
+    base = f"boltzgen reference {system.name} --method {kind}"
+    stored = system.stored_reference().data if kind in ("md", "pt") else None
+    worst = max(
+        (r.stderr for r in system.reference_estimates().values() if r.stderr is not None),
+        default=None,
+    )
+    factor = None if stored is None or worst is None else (worst / max_stderr) ** 2
+    if kind == "md":
+        ns = 100.0 if factor is None else factor * float(stored.manifest["settings"]["ns"])
+        return f"{base} --ns {math.ceil(ns)}"
+    wall = 36_000.0 if factor is None else factor * float(stored.manifest["cost"]["wall_s"])
+    return f"{base} --backend torch --max-minutes {math.ceil(wall / 60)}"
+
+
+def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[str]:
+    """One line per system whose reference is refused (empty: every reference passes)."""
+    from boltzgen.runner.system_specs import load_task_system
+
+    lines = []
+    for spec in specs:
+        system = load_task_system(spec, backend=backend)
+        try:
+            problems = reference_problems(system.reference_estimates(), max_stderr)
+            if problems:
+                lines.append(
+                    f"{spec.label}: reference refused: {'; '.join(problems)}. "
+                    f"A stronger one: {better_reference_command(system, max_stderr)}"
+                )
+        finally:
+            system.energy.close()
+    return lines
+
+
+# --------------------------------------------------------------------------- running
+
+
+def needs_openmm(kind: str, params: Any) -> bool:
+    """Whether a method needs the system's OpenMM system (MD, OpenMM replica exchange)."""
+    return kind == "md" or (kind == "parallel_tempering" and params.backend == "openmm")
+
+
+def unfit_methods(experiment: Any, budget: int) -> dict[str, str]:
+    """{method label: why it is left out at ``budget``} over every system of ``experiment``."""
+    from boltzgen.runner.methods import METHODS
+    from boltzgen.runner.system_specs import load_task_system
+
+    out: dict[str, str] = {}
+    for spec in experiment.systems:
+        system = load_task_system(spec, backend=experiment.energy_backend)
+        try:
+            for m in experiment.methods:
+                if m.label in out:
+                    continue
+                if needs_openmm(m.method, m.params) and system.openmm_system is None:
+                    out[m.label] = OPENMM_ONLY
+                    continue
+                try:
+                    METHODS[m.method].fit_budget(m.params, budget, system)
+                except ValueError as error:
+                    out[m.label] = f"does not fit at this budget: {error}"
+        finally:
+            system.energy.close()
+    return out
+
+
+def entry_label(entry: Any) -> str:
+    """The folder name of one ``systems`` entry (its label or the card's stem)."""
+    if isinstance(entry, Mapping):
+        return str(entry.get("label") or Path(str(entry["name"])).stem)
+    return Path(str(entry)).stem
+
+
+def budget_experiment(raw: Mapping[str, Any], entry: Any, budget: int) -> dict[str, Any]:
+    """The runner's experiment for one system entry at one budget (no ``budgets`` key)."""
+    out = {k: copy.deepcopy(v) for k, v in raw.items() if k != "budgets"}
+    out["systems"] = [copy.deepcopy(entry)]
+    out["budget"] = {"energy_evals": int(budget)}
+    out["name"] = f"{raw.get('name', 'time_to_df')}_{entry_label(entry)}_{budget}"
+    return out
+
+
+def share_generators(experiment: Any, run_dir: Path, out: Path) -> None:
+    """Point each system's ``_generators`` folder of this budget's run at ``OUT/_generators``.
+
+    The generator that SMC and flow MCMC share depends on its settings and the seed, not on
+    the budget (the budget sizes only the sampling), so it is trained once per system and
+    seed and loaded at every budget. Each task is still charged its full training cost:
+    the training checkpoint records the evaluations and wall seconds it took.
+    """
+    for spec in experiment.systems:
+        common = out / "_generators" / spec.label
+        common.mkdir(parents=True, exist_ok=True)
+        link = run_dir / spec.label / "_generators"
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(common.resolve(), target_is_directory=True)
+
+
+def run_budget(raw: Mapping[str, Any], entry: Any, budget: int, out: Path) -> int:
+    """Run one system entry at one budget through ``boltzgen run``; its exit status.
+
+    The methods left out are written to ``left_out.json`` beside the experiment file the
+    run used (``experiment.yaml``).
+    """
+    from boltzgen.runner.cli import main as boltzgen
+    from boltzgen.runner.config import parse_experiment
+
+    run_dir = out / f"budget_{budget}" / entry_label(entry)
+    derived = budget_experiment(raw, entry, budget)
+    left_out = unfit_methods(parse_experiment(derived, str(run_dir)), budget)
+    for label, why in left_out.items():
+        print(f"  {entry_label(entry)} @ {budget:.0e}: {label} left out ({why})", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    share_generators(parse_experiment(derived, str(run_dir)), run_dir, out)
+    (run_dir / "left_out.json").write_text(json.dumps(left_out, indent=1) + "\n")
+    derived["methods"] = {k: v for k, v in derived["methods"].items() if k not in left_out}
+    if not derived["methods"]:
+        return 0
+    path = run_dir / "experiment.yaml"
+    path.write_text(yaml.safe_dump(derived, sort_keys=False))
+    return boltzgen(["run", str(path), "--out", str(run_dir)])
+
+
+# --------------------------------------------------------------------------- collecting
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def rows_of(result: Mapping[str, Any], budget: int) -> list[Row]:
+    """One :class:`Row` per free energy of a ``result.json`` record."""
+    cost, metrics = result["cost"], result.get("metrics", {})
+    evals = sum(
+        int(cost.get(k, 0))
+        for k in ("energy_evals", "force_evals", "train_energy_evals", "train_force_evals")
+    )
+    wall = float(cost.get("wall_s", 0.0)) + float(cost.get("train_wall_s", 0.0))
+    out = []
+    for name, fe in result["free_energies"].items():
+        value, reference = _number(fe.get("value")), _number(fe.get("reference"))
+        out.append(
+            Row(
+                system=result["system"],
+                method=result["method"],
+                budget=budget,
+                seed=int(result["seed"]),
+                free_energy=name,
+                energy_evals=evals,
+                wall_s=wall,
+                value=value,
+                stderr=_number(fe.get("stderr")),
+                reference=reference,
+                abs_error=abs(value - reference),
+                converged=bool(fe.get("converged")),
+                ess_fraction=_number(result.get("ess_fraction")),
+                e_w2=_number(metrics.get("e_w2")),
+                t_w2=_number(metrics.get("t_w2")),
+            )
+        )
+    return out
+
+
+def collect(out: Path) -> list[Row]:
+    """Every ``result.json`` under ``OUT/budget_<N>/``, as rows (budget from the folder)."""
+    rows = []
+    for folder in sorted(out.glob("budget_*"), key=lambda p: int(p.name.split("_")[1])):
+        budget = int(folder.name.split("_")[1])
+        for path in sorted(folder.glob("*/*/*/seed*/result.json")):
+            rows += rows_of(json.loads(path.read_text()), budget)
+    return rows
+
+
+def left_out(out: Path) -> dict[tuple[str, int], dict[str, str]]:
+    """{(system entry, budget): {method: why}} from every ``left_out.json``."""
+    found = {}
+    for path in sorted(out.glob("budget_*/*/left_out.json")):
+        budget = int(path.parent.parent.name.split("_")[1])
+        found[(path.parent.name, budget)] = json.loads(path.read_text())
+    return found
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f.name for f in fields(Row)])
+        writer.writerows([list(asdict(r).values()) for r in rows])
+
+
+# --------------------------------------------------------------------------- report
+
+
+def curve(rows: Sequence[Row], x: str) -> list[tuple[float, float, float, float]]:
+    """(median x, median |error|, smallest, largest) per budget of one method's rows."""
+    points = []
+    for budget in sorted({r.budget for r in rows}):
+        at = [r for r in rows if r.budget == budget]
+        err = median_band(r.abs_error for r in at)
+        if math.isfinite(err[0]):
+            points.append((median_band(getattr(r, x) for r in at)[0], *err))
+    return points
+
+
+def plot(rows: Sequence[Row], path: Path, tolerances: Sequence[float] = TOLERANCES) -> None:
+    """|ΔF − reference| against evaluations and wall seconds, log-log, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(dict.fromkeys((r.system, r.free_energy) for r in rows))
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 4.2 * len(pairs)), squeeze=False)
+    floor = 1e-3
+    for (system, name), row_axes in zip(pairs, axes, strict=True):
+        mine = [r for r in rows if r.system == system and r.free_energy == name]
+        for ax, x, label in zip(
+            row_axes,
+            ("energy_evals", "wall_s"),
+            ("target evaluations", "wall seconds"),
+            strict=True,
+        ):
+            for method in dict.fromkeys(r.method for r in mine):
+                pts = curve([r for r in mine if r.method == method], x)
+                if not pts:
+                    continue
+                xs, med, low, high = (list(v) for v in zip(*pts, strict=True))
+                (line,) = ax.plot(xs, [max(v, floor) for v in med], "o-", label=method)
+                lows, highs = [max(v, floor) for v in low], [max(v, floor) for v in high]
+                ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15)
+            for t in tolerances:
+                ax.axhline(t, color="grey", lw=0.8, ls="--")
+            ax.set(xscale="log", yscale="log", xlabel=label, ylabel="|ΔF − reference| (kT)")
+            ax.set_title(f"{system}: {name}", fontsize=10)
+        row_axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _budget(b: int | None) -> str:
+    return "not reached" if b is None else f"{b:.0e}"
+
+
+def _ratio(r: Ratio) -> str:
+    return "–" if r is None else ("< " if r[1] else "") + f"{r[0]:.3g}"
+
+
+def summary_table(summaries: Sequence[Summary], tolerances: Sequence[float]) -> list[str]:
+    head = "| method | " + " | ".join(f"stays within {t} kT from | ÷ MD | ÷ PT" for t in tolerances)
+    lines = [head + " |", "|---" * (1 + 3 * len(tolerances)) + "|"]
+    for s in summaries:
+        cells = [
+            f"{_budget(s.reached[t])} | {_ratio(s.vs_md[t])} | {_ratio(s.vs_pt[t])}"
+            for t in tolerances
+        ]
+        lines.append(f"| {s.method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cell(at: Sequence[Row]) -> str:
+    med, low, high = median_band(r.abs_error for r in at)
+    if not at:
+        return ""
+    conv = sum(r.converged for r in at)
+    wall = median_band(r.wall_s for r in at)[0]
+    if not math.isfinite(med):
+        return f"never sampled a state, {wall:.0f} s"
+    return f"{med:.3f} ({low:.3f}–{high:.3f}), {conv}/{len(at)} conv., {wall:.0f} s"
+
+
+def _skipped_for(system: str, budget: int, skipped: Mapping) -> dict[str, str]:
+    """{method: why} left out for ``system`` (a run label) at ``budget``."""
+    return next(
+        (
+            why
+            for (entry, b), why in skipped.items()
+            if b == budget and (entry == system or system.startswith(entry + "-"))
+        ),
+        {},
+    )
+
+
+def detail_table(
+    system: str, rows: Sequence[Row], budgets: Sequence[int], skipped: Mapping
+) -> list[str]:
+    """Median |error| (smallest–largest), converged seeds and median wall s per budget."""
+    methods = dict.fromkeys(r.method for r in rows)
+    for b in budgets:
+        methods.update(dict.fromkeys(_skipped_for(system, b, skipped)))
+    lines = ["| method | " + " | ".join(f"{b:.0e}" for b in budgets) + " |"]
+    lines.append("|---" * (1 + len(budgets)) + "|")
+    for method in methods:
+        cells = []
+        for b in budgets:
+            at = [r for r in rows if r.method == method and r.budget == b]
+            why = _skipped_for(system, b, skipped).get(method)
+            left = "–" if why is None else "not run" if why == OPENMM_ONLY else "does not fit"
+            cells.append(_cell(at) if at else left)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run of the benchmark covered (kept in ``OUT/plan.json`` for ``--report-only``)."""
+
+    budgets: list[int]
+    n_seeds: int
+    md: str
+    pt: str
+    command: str
+    references: dict[str, dict[str, list[Any]]]
+    weak_reference: bool
+
+
+def _left_out_lines(skipped: Mapping) -> list[str]:
+    reasons: dict[tuple[str, str], list[int]] = {}
+    for (entry, budget), methods in sorted(skipped.items(), key=lambda kv: kv[0][1]):
+        for method, why in methods.items():
+            reasons.setdefault((f"{entry}: {method}", why), []).append(budget)
+    return [
+        f"- {what} at {', '.join(f'{b:.0e}' for b in budgets)}: {why}"
+        for (what, why), budgets in reasons.items()
+    ]
+
+
+def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
+    """``report.md``: the stays-within table, the per-budget details and what was left out."""
+    lines = ["# Energy evaluations and wall time to a free energy", ""]
+    lines += [f"Command: `{plan.command}`", ""]
+    if plan.weak_reference:
+        lines += [
+            "**WEAK REFERENCE**: a reference below failed the gate (stderr above "
+            f"{MAX_REFERENCE_STDERR} kT) and was allowed by `--allow-weak-reference`; "
+            "errors below that reference's stderr mean nothing.",
+            "",
+        ]
+    for system, refs in plan.references.items():
+        for name, (value, stderr, note) in refs.items():
+            shown = "none" if value is None else f"{value:.4f} ± {stderr or 0:.4f} kT"
+            lines.append(f"Reference {system} {name}: {shown} ({note})")
+    lines += [
+        "",
+        f"A method *stays within* t kT from budget b when all {plan.n_seeds} seeds' "
+        "|ΔF − reference| ≤ t at b and at every larger budget of the ladder "
+        f"({', '.join(f'{b:.0e}' for b in plan.budgets)} target evaluations, training and "
+        f"its data included). ÷ MD and ÷ PT: that budget over `{plan.md}`'s and `{plan.pt}`'s.",
+        "",
+        "![error against cost](error_vs_evals.png)",
+        "",
+    ]
+    summaries = summarise(rows, plan.budgets, TOLERANCES, plan.md, plan.pt, plan.n_seeds)
+    for system, name in dict.fromkeys((r.system, r.free_energy) for r in rows):
+        lines += [f"## {system}: {name}", ""]
+        mine = [s for s in summaries if s.system == system and s.free_energy == name]
+        lines += [*summary_table(mine, TOLERANCES), ""]
+        lines += [
+            "Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose estimate "
+            "is flagged converged, median wall seconds (training included):",
+            "",
+        ]
+        chosen = [r for r in rows if r.system == system and r.free_energy == name]
+        lines += [*detail_table(system, chosen, plan.budgets, skipped), ""]
+    left = _left_out_lines(skipped)
+    if left:
+        lines += ["## Left out", "", *left, ""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, plan: Plan, figure: bool = True) -> list[Row]:
+    """Collect the results into ``time_to_df.csv``, ``report.md`` and (``figure``)
+    ``error_vs_evals.png``."""
+    rows = [r for r in collect(out) if r.budget in plan.budgets]
+    write_csv(rows, out / "time_to_df.csv")
+    skipped = {k: v for k, v in left_out(out).items() if k[1] in plan.budgets}
+    (out / "report.md").write_text(report_text(rows, plan, skipped))
+    if rows and figure:
+        plot(rows, out / "error_vs_evals.png")
+    return rows
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", type=Path, default=EXPERIMENT)
+    parser.add_argument("--out", type=Path, default=Path("runs/time_to_df"))
+    parser.add_argument("--budgets", type=float, nargs="+", help="default: the file's `budgets`")
+    parser.add_argument("--seeds", type=int, help="seeds 0 … N−1 (default: the file's)")
+    parser.add_argument("--methods", nargs="+", help="method labels (default: all)")
+    parser.add_argument("--systems", nargs="+", help="system names (default: the file's)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the experiment",
+    )
+    parser.add_argument("--max-reference-stderr", type=float, default=MAX_REFERENCE_STDERR)
+    parser.add_argument(
+        "--allow-weak-reference",
+        action="store_true",
+        help="run against a reference the gate refuses (the report says so)",
+    )
+    parser.add_argument("--md", default="md", help="label of the MD baseline")
+    parser.add_argument("--pt", default="parallel_tempering", help="label of the PT baseline")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the CSV, report and plot from OUT"
+    )
+    return parser
+
+
+def experiment_mapping(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment file with the command line's choices applied."""
+    from boltzgen.runner.config import apply_overrides
+
+    raw = yaml.safe_load(args.experiment.read_text())
+    raw = apply_overrides(raw, args.overrides, str(args.experiment))
+    if args.seeds is not None:
+        raw["seeds"] = list(range(args.seeds))
+    if args.systems:
+        raw["systems"] = list(args.systems)
+    if args.methods:
+        unknown = set(args.methods) - set(raw["methods"])
+        if unknown:
+            raise SystemExit(
+                f"unknown methods {sorted(unknown)}; the file has {list(raw['methods'])}"
+            )
+        raw["methods"] = {k: v for k, v in raw["methods"].items() if k in args.methods}
+    if args.budgets:
+        raw["budgets"] = [int(b) for b in args.budgets]
+    return raw
+
+
+def _references(specs: Sequence[Any], backend: str | None) -> dict[str, dict[str, list[Any]]]:
+    from boltzgen.runner.system_specs import load_task_system
+
+    out = {}
+    for spec in specs:
+        system = load_task_system(spec, backend=backend)
+        try:
+            estimates = system.reference_estimates().items()
+            out[spec.label] = {n: [r.value, r.stderr, r.note] for n, r in estimates}
+        finally:
+            system.energy.close()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run (or resume) the ladder and write the report; the exit status."""
+    import torch
+
+    from boltzgen.runner.config import parse_experiment
+
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        plan = Plan(**json.loads((args.out / "plan.json").read_text()))
+        write_report(args.out, plan)
+        print((args.out / "report.md").read_text())
+        return 0
+    raw = experiment_mapping(args)
+    budgets = sorted(int(b) for b in raw["budgets"])
+    probe = parse_experiment(
+        budget_experiment(raw, raw["systems"][0], budgets[0]) | {"systems": raw["systems"]},
+        str(args.experiment),
+    )
+    refused = gate(probe.systems, args.max_reference_stderr, probe.energy_backend)
+    for line in refused:
+        print(line, file=sys.stderr)
+    if refused and not args.allow_weak_reference:
+        print(
+            "refused: the reference gate failed (--allow-weak-reference overrides it)",
+            file=sys.stderr,
+        )
+        return EXIT_WEAK_REFERENCE
+    command = " ".join(["python benchmarks/time_to_free_energy.py", *(argv or sys.argv[1:])])
+    plan = Plan(
+        budgets,
+        len(probe.seeds),
+        args.md,
+        args.pt,
+        command,
+        _references(probe.systems, probe.energy_backend),
+        bool(refused),
+    )
+    (args.out / "plan.json").write_text(json.dumps(asdict(plan), indent=1) + "\n")
+    for budget in budgets:
+        for entry in raw["systems"]:
+            status = run_budget(raw, entry, budget, args.out)
+            if status not in (0, 1):
+                return status
+            write_report(args.out, plan, figure=False)
+    write_report(args.out, plan)
+    print((args.out / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
