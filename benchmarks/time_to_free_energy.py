@@ -32,6 +32,7 @@ import copy
 import csv
 import json
 import math
+import os
 import statistics
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,9 +46,12 @@ EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "time_to_df.y
 TOLERANCES = (0.2, 0.1)
 MAX_REFERENCE_STDERR = 0.05
 EXIT_WEAK_REFERENCE = 3
+EXIT_MISSING_DATA = 4
 Ratio = tuple[float, bool] | None
 """A budget over a baseline's, and whether it is only an upper bound (baseline not reached)."""
 OPENMM_ONLY = "needs an OpenMM system, which this system does not have"
+BENCHMARK_KEYS = ("budgets", "pt_data")
+"""Keys of the experiment file that the benchmark reads and the runner does not."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,62 @@ def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[s
     return lines
 
 
+# --------------------------------------------------------------------------- PT data
+
+
+def _train_data(params: Mapping[str, Any]) -> str | None:
+    """``train.data`` of one method's settings (or of its ``generator``)."""
+    train = params.get("train") or (params.get("generator") or {}).get("train") or {}
+    return train.get("data")
+
+
+def needs_pt_data(raw: Mapping[str, Any]) -> bool:
+    """Whether a method of the experiment trains on the system's PT set (``data: pt``)."""
+    return any(_train_data(params) == "pt" for params in raw["methods"].values())
+
+
+def system_name(entry: Any) -> str:
+    """The system name of one ``systems`` entry (its card's stem)."""
+    return Path(str(entry["name"] if isinstance(entry, Mapping) else entry)).stem
+
+
+def pt_data_command(name: str, settings: Mapping[str, Any], data: Path) -> list[str]:
+    """The ``boltzgen reference`` arguments that make system ``name``'s torch PT set in
+    ``data`` (``settings``: the file's ``pt_data``, option names with ``_`` for ``-``)."""
+    args = ["reference", name, "--method", "pt", "--backend", "torch"]
+    for key, value in settings.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return [*args, "--data", str(data)]
+
+
+def ensure_pt_data(raw: Mapping[str, Any], data: Path) -> list[str]:
+    """Make each system's PT set in ``data`` where a method needs it and it is missing.
+
+    ``BOLTZGEN_DATA`` is pointed at ``data`` so that the runner trains on (and charges)
+    these sets. Without a ``pt_data`` entry nothing is made: one line per missing set,
+    with the command that makes it, is returned (empty: every set is there).
+    """
+    from boltzgen.runner.cli import main as boltzgen
+
+    os.environ["BOLTZGEN_DATA"] = str(data.resolve())
+    if not needs_pt_data(raw):
+        return []
+    missing = []
+    for name in dict.fromkeys(system_name(e) for e in raw["systems"]):
+        if (data / name / "pt" / "manifest.json").exists():
+            continue
+        command = pt_data_command(name, raw.get("pt_data") or {}, data)
+        if "pt_data" not in raw:
+            missing.append(
+                f"{name}: no PT set in {data}; make it with: boltzgen {' '.join(command)}"
+            )
+            continue
+        print(f"making the PT set: boltzgen {' '.join(command)}", flush=True)
+        if boltzgen(command) != 0:
+            missing.append(f"{name}: `boltzgen {' '.join(command)}` failed")
+    return missing
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -259,7 +319,7 @@ def entry_label(entry: Any) -> str:
 
 def budget_experiment(raw: Mapping[str, Any], entry: Any, budget: int) -> dict[str, Any]:
     """The runner's experiment for one system entry at one budget (no ``budgets`` key)."""
-    out = {k: copy.deepcopy(v) for k, v in raw.items() if k != "budgets"}
+    out = {k: copy.deepcopy(v) for k, v in raw.items() if k not in BENCHMARK_KEYS}
     out["systems"] = [copy.deepcopy(entry)]
     out["budget"] = {"energy_evals": int(budget)}
     out["name"] = f"{raw.get('name', 'time_to_df')}_{entry_label(entry)}_{budget}"
@@ -664,6 +724,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_WEAK_REFERENCE
+    missing = ensure_pt_data(raw, args.out / "data")
+    if missing:
+        print("\n".join(["refused: training data missing", *missing]), file=sys.stderr)
+        return EXIT_MISSING_DATA
     command = " ".join(["python benchmarks/time_to_free_energy.py", *(argv or sys.argv[1:])])
     plan = Plan(
         budgets,
