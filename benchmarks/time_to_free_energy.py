@@ -54,12 +54,11 @@ from boltzgen.runner.time_to_df import (
     Ratio,
     Row,
     Summary,
-    better_reference_command,
     curve,
+    gate,
     median_band,
     needs_pt_data,
     pt_data_command,
-    reference_problems,
     rows_of,
     summarise,
     system_name,
@@ -73,28 +72,6 @@ EXIT_MISSING_DATA = 4
 OPENMM_ONLY = "needs an OpenMM system, which this system does not have"
 BENCHMARK_KEYS = ("budgets", "pt_data")
 """Keys of the experiment file that the benchmark reads and the runner does not."""
-
-
-# --------------------------------------------------------------------------- reference gate
-
-
-def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[str]:
-    """One line per system whose reference is refused (empty: every reference passes)."""
-    from boltzgen.runner.system_specs import load_task_system
-
-    lines = []
-    for spec in specs:
-        system = load_task_system(spec, backend=backend)
-        try:
-            problems = reference_problems(system.reference_estimates(), max_stderr)
-            if problems:
-                lines.append(
-                    f"{spec.label}: reference refused: {'; '.join(problems)}. "
-                    f"A stronger one: {better_reference_command(system, max_stderr)}"
-                )
-        finally:
-            system.energy.close()
-    return lines
 
 
 # --------------------------------------------------------------------------- PT data
@@ -406,6 +383,28 @@ def _left_out_lines(skipped: Mapping) -> list[str]:
     ]
 
 
+def _summary_lines(summaries: Sequence[Summary]) -> list[str]:
+    """The stays-within table, the amortised table (methods that train) and the caption of
+    the per-budget table, for one system and free energy."""
+    lines = [*summary_table(summaries, TOLERANCES), ""]
+    if any(s.trains for s in summaries):
+        lines += [
+            "Amortised (training already paid): a trained generator reused for a second "
+            "ΔF costs only its sampling. The largest number of sampling evaluations over "
+            "the seeds at the budget from which the method stays within the tolerance, "
+            "and that over PT's full budget (dashed curves in the figure):",
+            "",
+            *amortised_table(summaries, TOLERANCES),
+            "",
+        ]
+    return [
+        *lines,
+        "Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose estimate "
+        "is flagged converged, median wall seconds (training included):",
+        "",
+    ]
+
+
 def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
     """``report.md``: the stays-within table, the per-budget details and what was left out."""
     lines = ["# Energy evaluations and wall time to a free energy", ""]
@@ -435,22 +434,7 @@ def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
     for system, name in dict.fromkeys((r.system, r.free_energy) for r in rows):
         lines += [f"## {system}: {name}", ""]
         mine = [s for s in summaries if s.system == system and s.free_energy == name]
-        lines += [*summary_table(mine, TOLERANCES), ""]
-        if any(s.trains for s in mine):
-            lines += [
-                "Amortised (training already paid): a trained generator reused for a second "
-                "ΔF costs only its sampling. The largest number of sampling evaluations over "
-                "the seeds at the budget from which the method stays within the tolerance, "
-                "and that over PT's full budget (dashed curves in the figure):",
-                "",
-                *amortised_table(mine, TOLERANCES),
-                "",
-            ]
-        lines += [
-            "Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose estimate "
-            "is flagged converged, median wall seconds (training included):",
-            "",
-        ]
+        lines += _summary_lines(mine)
         chosen = [r for r in rows if r.system == system and r.free_energy == name]
         lines += [*detail_table(system, chosen, plan.budgets, skipped), ""]
     left = _left_out_lines(skipped)
@@ -584,14 +568,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         bool(refused),
     )
     (args.out / "plan.json").write_text(json.dumps(asdict(plan), indent=1) + "\n")
-    for budget in budgets:
+    return run_ladder(raw, plan, args.out)
+
+
+def run_ladder(raw: Mapping[str, Any], plan: Plan, out: Path) -> int:
+    """Every budget of ``plan`` for every system entry, the report rewritten after each; the
+    exit status (the runner's, where it is neither 0 nor 1)."""
+    for budget in plan.budgets:
         for entry in raw["systems"]:
-            status = run_budget(raw, entry, budget, args.out)
+            status = run_budget(raw, entry, budget, out)
             if status not in (0, 1):
                 return status
-            write_report(args.out, plan, figure=False)
-    write_report(args.out, plan)
-    print((args.out / "report.md").read_text())
+            write_report(out, plan, figure=False)
+    write_report(out, plan)
+    print((out / "report.md").read_text())
     return 0
 
 

@@ -180,29 +180,17 @@ def _method_summaries(
         for m, mine in by_method.items()
     }
     top, out = max(budgets), []
+
+    def vs(found: Mapping[float, int | None], base: str) -> dict[float, Ratio]:
+        known = base in reached
+        return {t: ratio(found[t], reached[base][t], top) if known else None for t in tolerances}
+
     for m, found in reached.items():
-        vs = {
-            base: {
-                t: ratio(found[t], reached[base][t], top) if base in reached else None
-                for t in tolerances
-            }
-            for base in (md, pt)
-        }
         cheap = {t: amortised(by_method[m], budgets, t, n_seeds) for t in tolerances}
-        cheap_vs = {
-            t: ratio(cheap[t], reached[pt][t], top) if pt in reached else None for t in tolerances
-        }
+        system, name, trained = rows[0].system, rows[0].free_energy, trains(by_method[m])
         out.append(
             Summary(
-                rows[0].system,
-                rows[0].free_energy,
-                m,
-                found,
-                vs[md],
-                vs[pt],
-                cheap,
-                cheap_vs,
-                trains(by_method[m]),
+                system, name, m, found, vs(found, md), vs(found, pt), cheap, vs(cheap, pt), trained
             )
         )
     return out
@@ -260,6 +248,25 @@ def better_reference_command(system: Any, max_stderr: float) -> str:
         return f"{base} --ns {math.ceil(ns)}"
     wall = 36_000.0 if factor is None else factor * float(stored.manifest["cost"]["wall_s"])
     return f"{base} --backend torch --max-minutes {math.ceil(wall / 60)}"
+
+
+def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[str]:
+    """One line per system whose reference is refused (empty: every reference passes)."""
+    from boltzgen.runner.system_specs import load_task_system
+
+    lines = []
+    for spec in specs:
+        system = load_task_system(spec, backend=backend)
+        try:
+            problems = reference_problems(system.reference_estimates(), max_stderr)
+            if problems:
+                lines.append(
+                    f"{spec.label}: reference refused: {'; '.join(problems)}. "
+                    f"A stronger one: {better_reference_command(system, max_stderr)}"
+                )
+        finally:
+            system.energy.close()
+    return lines
 
 
 # --------------------------------------------------------------------------- training data
