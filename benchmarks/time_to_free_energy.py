@@ -273,8 +273,9 @@ def plot(rows: Sequence[Row], path: Path, tolerances: Sequence[float] = TOLERANC
                 ax.axhline(t, color="grey", lw=0.8, ls="--")
             ax.set(xscale="log", yscale="log", xlabel=label, ylabel="|ΔF − reference| (kT)")
             ax.set_title(f"{system}: {name}", fontsize=10)
-        row_axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    legend = dict(zip(*reversed(axes[0][0].get_legend_handles_labels()), strict=True))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 0.17 / len(pairs), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
