@@ -13,7 +13,15 @@ it *stays* within each tolerance — every seed's |ΔF − reference| within it 
 and at every larger budget of the ladder — with its ratio to MD's and parallel tempering's
 (an upper bound, "< r", where the baseline is not reached on the ladder),
 and ``OUT/error_vs_evals.png`` plots |ΔF − reference| against energy evaluations and wall
-seconds (median over seeds, band from the smallest to the largest).
+seconds (median over seeds, band from the smallest to the largest). For the methods that
+train, the report adds the amortised budget (sampling evaluations only, training already
+paid) and the figure a dashed curve against it. The analysis lives in
+:mod:`boltzgen.runner.time_to_df`.
+
+Training data: where a method trains with ``data: pt``, each system's torch PT reference
+set must be in ``OUT/data`` (``BOLTZGEN_DATA`` is pointed there); a missing one is made
+first with the file's ``pt_data`` settings (``boltzgen reference NAME --method pt
+--backend torch ...``), or, without ``pt_data``, refused (exit status 4) with that command.
 
 Reference gate: before anything runs, each system's reference ΔF must have a standard
 error ≤ ``--max-reference-stderr`` (0.05 kT); a weaker or missing reference is refused
@@ -32,190 +40,69 @@ import copy
 import csv
 import json
 import math
-import statistics
+import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from boltzgen.runner.time_to_df import (
+    TOLERANCES,
+    Ratio,
+    Row,
+    Summary,
+    curve,
+    gate,
+    median_band,
+    needs_pt_data,
+    pt_data_command,
+    rows_of,
+    summarise,
+    system_name,
+    trains,
+)
+
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "time_to_df.yaml"
-TOLERANCES = (0.2, 0.1)
 MAX_REFERENCE_STDERR = 0.05
 EXIT_WEAK_REFERENCE = 3
-Ratio = tuple[float, bool] | None
-"""A budget over a baseline's, and whether it is only an upper bound (baseline not reached)."""
+EXIT_MISSING_DATA = 4
 OPENMM_ONLY = "needs an OpenMM system, which this system does not have"
+BENCHMARK_KEYS = ("budgets", "pt_data")
+"""Keys of the experiment file that the benchmark reads and the runner does not."""
 
 
-@dataclass(frozen=True)
-class Row:
-    """One free energy of one task (``value`` NaN where the run never sampled a state)."""
-
-    system: str
-    method: str
-    budget: int
-    seed: int
-    free_energy: str
-    energy_evals: int
-    wall_s: float
-    value: float
-    stderr: float
-    reference: float
-    abs_error: float
-    converged: bool
-    ess_fraction: float
-    e_w2: float
-    t_w2: float
+# --------------------------------------------------------------------------- PT data
 
 
-# --------------------------------------------------------------------------- analysis
+def ensure_pt_data(raw: Mapping[str, Any], data: Path) -> list[str]:
+    """Make each system's PT set in ``data`` where a method needs it and it is missing.
 
-
-def within(rows: Sequence[Row], tolerance: float, n_seeds: int | None = None) -> bool:
-    """Whether every seed's |ΔF − reference| is ≤ ``tolerance`` (and, given ``n_seeds``,
-    every seed has a result): rows of one method at one budget."""
-    if not rows or (n_seeds is not None and len({r.seed for r in rows}) < n_seeds):
-        return False
-    return all(math.isfinite(r.abs_error) and r.abs_error <= tolerance for r in rows)
-
-
-def stays_within_from(
-    rows: Sequence[Row], budgets: Sequence[int], tolerance: float, n_seeds: int | None = None
-) -> int | None:
-    """The smallest budget b of the ladder such that :func:`within` holds at b and at every
-    larger budget (rows of one method and free energy); ``None``: not reached.
-
-    A method that enters the band and leaves it again at a larger budget has not reached it
-    at the entry budget, only (if at all) from where it stays.
+    ``BOLTZGEN_DATA`` is pointed at ``data`` so that the runner trains on (and charges)
+    these sets. Without a ``pt_data`` entry nothing is made: one line per missing set,
+    with the command that makes it, is returned (empty: every set is there).
     """
-    found = None
-    for budget in sorted(budgets, reverse=True):
-        if not within([r for r in rows if r.budget == budget], tolerance, n_seeds):
-            break
-        found = budget
-    return found
+    from boltzgen.runner.cli import main as boltzgen
 
-
-def ratio(budget: int | None, baseline: int | None, top: int | None = None) -> Ratio:
-    """``(budget / baseline, False)``; ``(budget / top, True)``, an upper bound, when the
-    baseline is not reached on a ladder whose largest budget is ``top`` (it would need more);
-    ``None`` when the method is not reached, or the baseline is absent (``top`` None)."""
-    if budget is None:
-        return None
-    if baseline is not None:
-        return budget / baseline, False
-    return None if top is None else (budget / top, True)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """One method's entry of the report for one system and free energy."""
-
-    system: str
-    free_energy: str
-    method: str
-    reached: dict[float, int | None]
-    vs_md: dict[float, Ratio]
-    vs_pt: dict[float, Ratio]
-
-
-def summarise(
-    rows: Sequence[Row],
-    budgets: Sequence[int],
-    tolerances: Sequence[float] = TOLERANCES,
-    md: str = "md",
-    pt: str = "parallel_tempering",
-    n_seeds: int | None = None,
-) -> list[Summary]:
-    """Per (system, free energy, method): the budget from which it stays within each
-    tolerance, and its ratio to ``md``'s and ``pt``'s (methods named by label)."""
-    out = []
-    for system, name in dict.fromkeys((r.system, r.free_energy) for r in rows):
-        mine = [r for r in rows if r.system == system and r.free_energy == name]
-        reached = {
-            method: {
-                t: stays_within_from([r for r in mine if r.method == method], budgets, t, n_seeds)
-                for t in tolerances
-            }
-            for method in dict.fromkeys(r.method for r in mine)
-        }
-        top = max(budgets)
-        for method, found in reached.items():
-            vs = {
-                base: {
-                    t: ratio(found[t], reached[base][t], top) if base in reached else None
-                    for t in tolerances
-                }
-                for base in (md, pt)
-            }
-            out.append(Summary(system, name, method, found, vs[md], vs[pt]))
-    return out
-
-
-def median_band(values: Iterable[float]) -> tuple[float, float, float]:
-    """(median, smallest, largest) of the finite values; NaNs when there are none."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, math.nan
-    return statistics.median(finite), min(finite), max(finite)
-
-
-# --------------------------------------------------------------------------- reference gate
-
-
-def reference_problems(estimates: Mapping[str, Any], max_stderr: float) -> list[str]:
-    """Why each reference ΔF (a :class:`~boltzgen.systems.references.ReferenceValue`) is
-    too weak to score against: missing, without a stderr, or a stderr above ``max_stderr``."""
-    problems = []
-    for name, ref in estimates.items():
-        if ref.value is None or ref.stderr is None:
-            problems.append(f"{name}: no reference value ({ref.note})")
-        elif not ref.stderr <= max_stderr:
-            problems.append(
-                f"{name}: {ref.value:.3f} ± {ref.stderr:.3f} kT ({ref.note}); "
-                f"its stderr is above {max_stderr} kT"
+    if not needs_pt_data(raw):
+        return []
+    os.environ["BOLTZGEN_DATA"] = str(data.resolve())
+    missing = []
+    for name in dict.fromkeys(system_name(e) for e in raw["systems"]):
+        if (data / name / "pt" / "manifest.json").exists():
+            continue
+        command = pt_data_command(name, raw.get("pt_data") or {}, data)
+        if "pt_data" not in raw:
+            missing.append(
+                f"{name}: no PT set in {data}; make it with: boltzgen {' '.join(command)}"
             )
-    return problems
-
-
-def better_reference_command(system: Any, max_stderr: float) -> str:
-    """The command that would make a reference strong enough: the stored run made
-    (stderr / target)² times longer (stderr ∝ 1/√length), or a long first run."""
-    kind = system.free_energies_from or system.reference_kind
-    base = f"boltzgen reference {system.name} --method {kind}"
-    stored = system.stored_reference().data if kind in ("md", "pt") else None
-    worst = max(
-        (r.stderr for r in system.reference_estimates().values() if r.stderr is not None),
-        default=None,
-    )
-    factor = None if stored is None or worst is None else (worst / max_stderr) ** 2
-    if kind == "md":
-        ns = 100.0 if factor is None else factor * float(stored.manifest["settings"]["ns"])
-        return f"{base} --ns {math.ceil(ns)}"
-    wall = 36_000.0 if factor is None else factor * float(stored.manifest["cost"]["wall_s"])
-    return f"{base} --backend torch --max-minutes {math.ceil(wall / 60)}"
-
-
-def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[str]:
-    """One line per system whose reference is refused (empty: every reference passes)."""
-    from boltzgen.runner.system_specs import load_task_system
-
-    lines = []
-    for spec in specs:
-        system = load_task_system(spec, backend=backend)
-        try:
-            problems = reference_problems(system.reference_estimates(), max_stderr)
-            if problems:
-                lines.append(
-                    f"{spec.label}: reference refused: {'; '.join(problems)}. "
-                    f"A stronger one: {better_reference_command(system, max_stderr)}"
-                )
-        finally:
-            system.energy.close()
-    return lines
+            continue
+        print(f"making the PT set: boltzgen {' '.join(command)}", flush=True)
+        if boltzgen(command) != 0:
+            missing.append(f"{name}: `boltzgen {' '.join(command)}` failed")
+    return missing
 
 
 # --------------------------------------------------------------------------- running
@@ -259,7 +146,7 @@ def entry_label(entry: Any) -> str:
 
 def budget_experiment(raw: Mapping[str, Any], entry: Any, budget: int) -> dict[str, Any]:
     """The runner's experiment for one system entry at one budget (no ``budgets`` key)."""
-    out = {k: copy.deepcopy(v) for k, v in raw.items() if k != "budgets"}
+    out = {k: copy.deepcopy(v) for k, v in raw.items() if k not in BENCHMARK_KEYS}
     out["systems"] = [copy.deepcopy(entry)]
     out["budget"] = {"energy_evals": int(budget)}
     out["name"] = f"{raw.get('name', 'time_to_df')}_{entry_label(entry)}_{budget}"
@@ -311,43 +198,6 @@ def run_budget(raw: Mapping[str, Any], entry: Any, budget: int, out: Path) -> in
 # --------------------------------------------------------------------------- collecting
 
 
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def rows_of(result: Mapping[str, Any], budget: int) -> list[Row]:
-    """One :class:`Row` per free energy of a ``result.json`` record."""
-    cost, metrics = result["cost"], result.get("metrics", {})
-    evals = sum(
-        int(cost.get(k, 0))
-        for k in ("energy_evals", "force_evals", "train_energy_evals", "train_force_evals")
-    )
-    wall = float(cost.get("wall_s", 0.0)) + float(cost.get("train_wall_s", 0.0))
-    out = []
-    for name, fe in result["free_energies"].items():
-        value, reference = _number(fe.get("value")), _number(fe.get("reference"))
-        out.append(
-            Row(
-                system=result["system"],
-                method=result["method"],
-                budget=budget,
-                seed=int(result["seed"]),
-                free_energy=name,
-                energy_evals=evals,
-                wall_s=wall,
-                value=value,
-                stderr=_number(fe.get("stderr")),
-                reference=reference,
-                abs_error=abs(value - reference),
-                converged=bool(fe.get("converged")),
-                ess_fraction=_number(result.get("ess_fraction")),
-                e_w2=_number(metrics.get("e_w2")),
-                t_w2=_number(metrics.get("t_w2")),
-            )
-        )
-    return out
-
-
 def collect(out: Path) -> list[Row]:
     """Every ``result.json`` under ``OUT/budget_<N>/``, as rows (budget from the folder)."""
     rows = []
@@ -377,15 +227,26 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def curve(rows: Sequence[Row], x: str) -> list[tuple[float, float, float, float]]:
-    """(median x, median |error|, smallest, largest) per budget of one method's rows."""
-    points = []
-    for budget in sorted({r.budget for r in rows}):
-        at = [r for r in rows if r.budget == budget]
-        err = median_band(r.abs_error for r in at)
-        if math.isfinite(err[0]):
-            points.append((median_band(getattr(r, x) for r in at)[0], *err))
-    return points
+def _plot_method(ax: Any, rows: Sequence[Row], x: str, method: str, floor: float) -> None:
+    """One method's median |error| and its seeds' band; on the evaluations panel, a method
+    that trains adds a dashed curve against its sampling evaluations only (amortised)."""
+    pts = curve(rows, x)
+    if not pts:
+        return
+    xs, med, low, high = (list(v) for v in zip(*pts, strict=True))
+    (line,) = ax.plot(xs, [max(v, floor) for v in med], "o-", label=method)
+    lows, highs = [max(v, floor) for v in low], [max(v, floor) for v in high]
+    ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15)
+    if x == "energy_evals" and trains(rows):
+        xs, med = (list(v) for v in zip(*[p[:2] for p in curve(rows, "sample_evals")], strict=True))
+        ax.plot(
+            xs,
+            [max(v, floor) for v in med],
+            "x--",
+            color=line.get_color(),
+            lw=1,
+            label=f"{method}, amortised (training already paid)",
+        )
 
 
 def plot(rows: Sequence[Row], path: Path, tolerances: Sequence[float] = TOLERANCES) -> None:
@@ -407,25 +268,24 @@ def plot(rows: Sequence[Row], path: Path, tolerances: Sequence[float] = TOLERANC
             strict=True,
         ):
             for method in dict.fromkeys(r.method for r in mine):
-                pts = curve([r for r in mine if r.method == method], x)
-                if not pts:
-                    continue
-                xs, med, low, high = (list(v) for v in zip(*pts, strict=True))
-                (line,) = ax.plot(xs, [max(v, floor) for v in med], "o-", label=method)
-                lows, highs = [max(v, floor) for v in low], [max(v, floor) for v in high]
-                ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15)
+                _plot_method(ax, [r for r in mine if r.method == method], x, method, floor)
             for t in tolerances:
                 ax.axhline(t, color="grey", lw=0.8, ls="--")
             ax.set(xscale="log", yscale="log", xlabel=label, ylabel="|ΔF − reference| (kT)")
             ax.set_title(f"{system}: {name}", fontsize=10)
-        row_axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    legend = dict(zip(*reversed(axes[0][0].get_legend_handles_labels()), strict=True))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 0.17 / len(pairs), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _budget(b: int | None) -> str:
     return "not reached" if b is None else f"{b:.0e}"
+
+
+def _evals(n: int | None) -> str:
+    return "not reached" if n is None else f"{n:.2g}"
 
 
 def _ratio(r: Ratio) -> str:
@@ -440,6 +300,19 @@ def summary_table(summaries: Sequence[Summary], tolerances: Sequence[float]) -> 
             f"{_budget(s.reached[t])} | {_ratio(s.vs_md[t])} | {_ratio(s.vs_pt[t])}"
             for t in tolerances
         ]
+        lines.append(f"| {s.method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def amortised_table(summaries: Sequence[Summary], tolerances: Sequence[float]) -> list[str]:
+    """The methods that train: sampling evaluations (training and its data already paid)
+    from which they stay within each tolerance, and that over PT's full budget."""
+    head = "| method | " + " | ".join(
+        f"amortised (training already paid): within {t} kT from | ÷ PT" for t in tolerances
+    )
+    lines = [head + " |", "|---" * (1 + 2 * len(tolerances)) + "|"]
+    for s in (s for s in summaries if s.trains):
+        cells = [f"{_evals(s.amortised[t])} | {_ratio(s.amortised_vs_pt[t])}" for t in tolerances]
         lines.append(f"| {s.method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -511,6 +384,28 @@ def _left_out_lines(skipped: Mapping) -> list[str]:
     ]
 
 
+def _summary_lines(summaries: Sequence[Summary]) -> list[str]:
+    """The stays-within table, the amortised table (methods that train) and the caption of
+    the per-budget table, for one system and free energy."""
+    lines = [*summary_table(summaries, TOLERANCES), ""]
+    if any(s.trains for s in summaries):
+        lines += [
+            "Amortised (training already paid): a trained generator reused for a second "
+            "ΔF costs only its sampling. The largest number of sampling evaluations over "
+            "the seeds at the budget from which the method stays within the tolerance, "
+            "and that over PT's full budget (dashed curves in the figure):",
+            "",
+            *amortised_table(summaries, TOLERANCES),
+            "",
+        ]
+    return [
+        *lines,
+        "Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose estimate "
+        "is flagged converged, median wall seconds (training included):",
+        "",
+    ]
+
+
 def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
     """``report.md``: the stays-within table, the per-budget details and what was left out."""
     lines = ["# Energy evaluations and wall time to a free energy", ""]
@@ -540,12 +435,7 @@ def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
     for system, name in dict.fromkeys((r.system, r.free_energy) for r in rows):
         lines += [f"## {system}: {name}", ""]
         mine = [s for s in summaries if s.system == system and s.free_energy == name]
-        lines += [*summary_table(mine, TOLERANCES), ""]
-        lines += [
-            "Median |ΔF − reference| in kT (smallest–largest over seeds), seeds whose estimate "
-            "is flagged converged, median wall seconds (training included):",
-            "",
-        ]
+        lines += _summary_lines(mine)
         chosen = [r for r in rows if r.system == system and r.free_energy == name]
         lines += [*detail_table(system, chosen, plan.budgets, skipped), ""]
     left = _left_out_lines(skipped)
@@ -664,6 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_WEAK_REFERENCE
+    missing = ensure_pt_data(raw, args.out / "data")
+    if missing:
+        print("\n".join(["refused: training data missing", *missing]), file=sys.stderr)
+        return EXIT_MISSING_DATA
     command = " ".join(["python benchmarks/time_to_free_energy.py", *(argv or sys.argv[1:])])
     plan = Plan(
         budgets,
@@ -675,14 +569,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         bool(refused),
     )
     (args.out / "plan.json").write_text(json.dumps(asdict(plan), indent=1) + "\n")
-    for budget in budgets:
+    return run_ladder(raw, plan, args.out)
+
+
+def run_ladder(raw: Mapping[str, Any], plan: Plan, out: Path) -> int:
+    """Every budget of ``plan`` for every system entry, the report rewritten after each; the
+    exit status (the runner's, where it is neither 0 nor 1)."""
+    for budget in plan.budgets:
         for entry in raw["systems"]:
-            status = run_budget(raw, entry, budget, args.out)
+            status = run_budget(raw, entry, budget, out)
             if status not in (0, 1):
                 return status
-            write_report(args.out, plan, figure=False)
-    write_report(args.out, plan)
-    print((args.out / "report.md").read_text())
+            write_report(out, plan, figure=False)
+    write_report(out, plan)
+    print((out / "report.md").read_text())
     return 0
 
 

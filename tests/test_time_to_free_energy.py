@@ -6,11 +6,13 @@ import csv
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from boltzgen.runner import time_to_df as lib
 from boltzgen.systems import load_system
 from boltzgen.systems.references import ReferenceValue
 
@@ -32,8 +34,23 @@ BUDGETS = [10**3, 10**4, 10**5, 10**6]
 def _rows(method: str, errors: dict[int, list[float]]) -> list:
     """Rows of one method: ``errors[budget]`` lists each seed's |ΔF − reference|."""
     return [
-        ttdf.Row(
-            "toy", method, b, seed, "B_vs_A", b, 1.0, 1.0 + e, e, 1.0, abs(e), True, 0.5, 0.0, 0.0
+        lib.Row(
+            "toy",
+            method,
+            b,
+            seed,
+            "B_vs_A",
+            b,
+            1.0,
+            1.0 + e,
+            e,
+            1.0,
+            abs(e),
+            True,
+            0.5,
+            0.0,
+            0.0,
+            b,
         )
         for b, errs in errors.items()
         for seed, e in enumerate(errs)
@@ -45,25 +62,25 @@ def test_a_method_that_enters_and_leaves_the_band_has_not_reached_it_at_the_entr
     rows = _rows(
         "m", {10**3: [0.05, 0.02], 10**4: [0.05, 0.3], 10**5: [0.09, 0.01], 10**6: [0.01, -0.02]}
     )
-    assert ttdf.stays_within_from(rows, BUDGETS, 0.1) == 10**5
-    assert ttdf.stays_within_from(rows, BUDGETS, 0.5) == 10**3
+    assert lib.stays_within_from(rows, BUDGETS, 0.1) == 10**5
+    assert lib.stays_within_from(rows, BUDGETS, 0.5) == 10**3
 
 
 def test_leaving_the_band_at_the_top_budget_is_not_reached() -> None:
     rows = _rows("m", {10**3: [0.01], 10**4: [0.01], 10**5: [0.01], 10**6: [0.15]})
-    assert ttdf.stays_within_from(rows, BUDGETS, 0.1) is None
-    assert ttdf.stays_within_from(rows, BUDGETS, 0.2) == 10**3
+    assert lib.stays_within_from(rows, BUDGETS, 0.1) is None
+    assert lib.stays_within_from(rows, BUDGETS, 0.2) == 10**3
 
 
 def test_a_missing_seed_or_a_never_sampled_state_is_not_within() -> None:
     rows = _rows("m", {b: [0.0, 0.0] for b in BUDGETS})
-    assert ttdf.stays_within_from(rows, BUDGETS, 0.1, n_seeds=2) == 10**3
-    assert ttdf.stays_within_from(rows, BUDGETS, 0.1, n_seeds=3) is None
+    assert lib.stays_within_from(rows, BUDGETS, 0.1, n_seeds=2) == 10**3
+    assert lib.stays_within_from(rows, BUDGETS, 0.1, n_seeds=3) is None
     nan = _rows("m", {10**3: [0.0, math.nan], 10**4: [0.0, 0.0], 10**5: [0.0], 10**6: [0.0]})
-    assert ttdf.stays_within_from(nan, BUDGETS, 0.1) == 10**4
+    assert lib.stays_within_from(nan, BUDGETS, 0.1) == 10**4
     # a method that does not fit the small budgets has no rows there: reached from its first
     late = _rows("m", {10**5: [0.0], 10**6: [0.0]})
-    assert ttdf.stays_within_from(late, BUDGETS, 0.1) == 10**5
+    assert lib.stays_within_from(late, BUDGETS, 0.1) == 10**5
 
 
 def test_ratios_to_md_and_pt_and_not_reached() -> None:
@@ -73,7 +90,7 @@ def test_ratios_to_md_and_pt_and_not_reached() -> None:
         + _rows("bg", {b: [0.05] for b in BUDGETS})
         + _rows("hmc", {b: [0.5] for b in BUDGETS})
     )
-    found = {s.method: s for s in ttdf.summarise(rows, BUDGETS, (0.2, 0.1))}
+    found = {s.method: s for s in lib.summarise(rows, BUDGETS, (0.2, 0.1))}
     assert found["md"].reached == {0.2: 10**5, 0.1: 10**5}
     assert found["parallel_tempering"].reached == {0.2: 10**4, 0.1: None}
     assert found["bg"].vs_md[0.2] == (pytest.approx(1e-2), False)
@@ -86,17 +103,17 @@ def test_ratios_to_md_and_pt_and_not_reached() -> None:
     text = "\n".join(ttdf.summary_table(list(found.values()), (0.2, 0.1)))
     assert "not reached" in text and "< 0.001" in text
     no_md = [r for r in rows if r.method != "md"]
-    assert all(s.vs_md == {0.2: None, 0.1: None} for s in ttdf.summarise(no_md, BUDGETS))
+    assert all(s.vs_md == {0.2: None, 0.1: None} for s in lib.summarise(no_md, BUDGETS))
 
 
 def test_the_gate_refuses_a_weak_or_missing_reference_and_accepts_an_exact_one() -> None:
     weak = {"phi_pos_vs_phi_neg": ReferenceValue(3.88, 0.30, "pt: MBAR")}
-    (problem,) = ttdf.reference_problems(weak, 0.05)
+    (problem,) = lib.reference_problems(weak, 0.05)
     assert "0.300" in problem and "above 0.05" in problem
-    assert ttdf.reference_problems({"x": ReferenceValue(None, None, "no pt set")}, 0.05)
-    assert not ttdf.reference_problems({"x": ReferenceValue(1.0, 0.04, "pt: MBAR")}, 0.05)
+    assert lib.reference_problems({"x": ReferenceValue(None, None, "no pt set")}, 0.05)
+    assert not lib.reference_problems({"x": ReferenceValue(1.0, 0.04, "pt: MBAR")}, 0.05)
     system = load_system("double_well_2d")
-    assert not ttdf.reference_problems(system.reference_estimates(), 0.05)
+    assert not lib.reference_problems(system.reference_estimates(), 0.05)
 
 
 def test_the_benchmark_refuses_a_system_without_a_reference(tmp_path, monkeypatch, capsys):
@@ -156,3 +173,103 @@ def test_end_to_end_on_the_double_well(tmp_path) -> None:
     assert (out / "error_vs_evals.png").stat().st_size > 0
     left = json.loads((out / "budget_3000" / "double_well_2d" / "left_out.json").read_text())
     assert "snf" in left
+
+
+def _trained(method: str, errors: dict[int, list[float]], training: list[int]) -> list:
+    """Rows of a method that paid ``training[seed]`` evaluations before sampling."""
+    return [
+        lib.Row(
+            "toy",
+            method,
+            b,
+            s,
+            "B_vs_A",
+            b,
+            1.0,
+            1.0 + e,
+            e,
+            1.0,
+            abs(e),
+            True,
+            0.5,
+            0.0,
+            0.0,
+            b - training[s],
+        )
+        for b, errs in errors.items()
+        for s, e in enumerate(errs)
+    ]
+
+
+def test_the_amortised_budget_is_the_sampling_spent_where_the_method_stays_within() -> None:
+    """A generator trained for 5·10⁴ and 6·10⁴ evaluations (two seeds) that stays within
+    0.1 kT from 10⁵: amortised, 5·10⁴ sampling evaluations (the larger of 10⁵ − 5·10⁴ and
+    10⁵ − 6·10⁴), 1/20 of PT's 10⁶; within 0.2 kT from 10⁴? No: it cannot run there."""
+    budgets = [10**4, 10**5, 10**6]
+    bg = _trained("bg", {10**5: [0.05, 0.08], 10**6: [0.01, 0.02]}, [50_000, 60_000])
+    late = _trained("late", {10**5: [0.5, 0.5], 10**6: [0.15, 0.05]}, [10**4, 10**4])
+    pt = _rows("parallel_tempering", {10**4: [0.3], 10**5: [0.15], 10**6: [0.05]})
+    found = {s.method: s for s in lib.summarise(bg + late + pt, budgets, (0.2, 0.1))}
+    assert found["bg"].reached == {0.2: 10**5, 0.1: 10**5}
+    assert found["bg"].amortised == {0.2: 50_000, 0.1: 50_000}
+    assert found["bg"].amortised_vs_pt[0.1] == (pytest.approx(0.05), False)
+    assert found["bg"].amortised_vs_pt[0.2] == (pytest.approx(0.5), False)
+    assert found["late"].trains and found["late"].amortised == {0.2: 990_000, 0.1: None}
+    # PT pays nothing up front: no amortised view, and it is not in the amortised table
+    assert not found["parallel_tempering"].trains
+    assert found["parallel_tempering"].amortised == {0.2: None, 0.1: None}
+    text = "\n".join(ttdf.amortised_table(list(found.values()), (0.2, 0.1)))
+    assert "| bg | 5e+04 | 0.5 | 5e+04 | 0.05 |" in text and "| late | 9.9e+05" in text
+    assert "parallel_tempering" not in text
+
+
+def test_rows_of_a_result_split_sampling_from_training_and_data() -> None:
+    cost = {"energy_evals": 100, "force_evals": 900, "train_energy_evals": 7}
+    cost |= {"train_force_evals": 93, "wall_s": 2.0, "train_wall_s": 1.0}
+    result = {"system": "toy", "method": "bg", "seed": 3, "cost": cost}
+    result["free_energies"] = {"B_vs_A": {"value": 1.5, "reference": 1.0, "converged": True}}
+    (row,) = lib.rows_of(result, 2000)
+    assert (row.energy_evals, row.sample_evals, row.wall_s) == (1100, 1000, 3.0)
+    assert row.abs_error == pytest.approx(0.5) and math.isnan(row.stderr)
+
+
+def test_the_experiment_trains_every_flow_method_on_the_charged_pt_set() -> None:
+    """No exact draws in the head-to-head: every method that trains on data uses `data: pt`
+    (the FAB generator trains without data)."""
+    import yaml
+
+    raw = yaml.safe_load(ttdf.EXPERIMENT.read_text())
+    assert lib.needs_pt_data(raw) and "pt_data" in raw
+    for label, params in raw["methods"].items():
+        train = params.get("train") or (params.get("generator") or {}).get("train")
+        if train is not None:
+            assert train.get("data") == "pt" or train["loss"] in ("fab", "reverse_kl"), label
+
+
+def test_a_missing_pt_set_is_refused_with_its_command_or_made(tmp_path, monkeypatch) -> None:
+    """Without `pt_data`: refused, naming the exact command; with it: the set is made in
+    OUT/data (tiny settings here) and BOLTZGEN_DATA points there."""
+    monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path / "elsewhere"))
+    data = tmp_path / "data"
+    raw = {"systems": ["double_well_2d"], "methods": {"bg": {"train": {"data": "pt"}}}}
+    (line,) = ttdf.ensure_pt_data(raw, data)
+    command = f"boltzgen reference double_well_2d --method pt --backend torch --data {data}"
+    assert command in line and not data.exists()
+    raw["pt_data"] = {
+        "temperatures": 3,
+        "iterations": 60,
+        "chains": 2,
+        "frames": 100,
+        "min_entries": 0,
+    }
+    assert lib.pt_data_command("double_well_2d", raw["pt_data"], data)[6:10] == [
+        "--temperatures",
+        "3",
+        "--iterations",
+        "60",
+    ]
+    assert ttdf.ensure_pt_data(raw, data) == []
+    assert (data / "double_well_2d" / "pt" / "manifest.json").exists()
+    assert Path(os.environ["BOLTZGEN_DATA"]) == data.resolve()
+    no_data = {"systems": ["double_well_2d"], "methods": {"hmc": {"n_chains": 8}}}
+    assert ttdf.ensure_pt_data(no_data, tmp_path / "none") == []
