@@ -74,7 +74,7 @@ def save_progress(path: Path, system: str, settings: Any, progress: PTProgress) 
             "trips_phase": state.trips.phase,
             "trips_start": state.trips.start,
         },
-        "trace": {f.name: getattr(trace, f.name) for f in fields(trace)},
+        "trace": {f.name: _own(getattr(trace, f.name)) for f in fields(trace)},
         "kept": progress.kept,
         "generator_state": progress.generator_state,
         "cost": progress.cost.to_dict(),
@@ -83,6 +83,16 @@ def save_progress(path: Path, system: str, settings: Any, progress: PTProgress) 
     partial = path.with_suffix(".partial")
     torch.save(data, partial)
     os.replace(partial, path)
+
+
+def _own(value: Any) -> Any:
+    """A tensor (or a mapping of them) copied out of any larger storage it views, so that
+    saving a trace cut to its kept rows writes those rows only."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _own(v) for k, v in value.items()}
+    return value
 
 
 def load_progress(

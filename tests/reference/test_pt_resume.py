@@ -49,6 +49,19 @@ def test_a_run_resumed_twice_equals_the_uninterrupted_one(whole, tmp_path, monke
     assert a["cost"]["energy_evals"] == b["cost"]["energy_evals"]
 
 
+def test_the_checkpoint_holds_the_kept_rows_only(tmp_path):
+    """The trace is preallocated for every iteration asked for; a run stopped after one
+    kept row stores that row, whatever the allocation (40 000 rows here)."""
+    sizes = []
+    for n in (2, 40_000):
+        path = tmp_path / str(n) / "pt_state.pt"
+        settings = replace(WHOLE, n_iterations=n, max_wall_s=0.0)
+        samples, _ = torch_pt.run_parallel_tempering(load_system(NAME), settings, False, path)
+        assert len(samples) == WHOLE.n_chains
+        sizes.append(path.stat().st_size)
+    assert sizes[1] < 1.1 * sizes[0]
+
+
 def test_a_resume_with_other_sampling_settings_is_refused(whole, tmp_path):
     run(replace(WHOLE, n_iterations=100), tmp_path)
     with pytest.raises(ConfigError, match=r"t_max: 8\.0 → 9\.0"):
