@@ -33,28 +33,8 @@ BUDGETS = [10**3, 10**4, 10**5, 10**6]
 
 def _rows(method: str, errors: dict[int, list[float]]) -> list:
     """Rows of one method: ``errors[budget]`` lists each seed's |ΔF − reference|."""
-    return [
-        lib.Row(
-            "toy",
-            method,
-            b,
-            seed,
-            "B_vs_A",
-            b,
-            1.0,
-            1.0 + e,
-            e,
-            1.0,
-            abs(e),
-            True,
-            0.5,
-            0.0,
-            0.0,
-            b,
-        )
-        for b, errs in errors.items()
-        for seed, e in enumerate(errs)
-    ]
+    n_seeds = max(len(errs) for errs in errors.values())
+    return _trained(method, errors, [0] * n_seeds)
 
 
 def test_a_method_that_enters_and_leaves_the_band_has_not_reached_it_at_the_entry() -> None:
