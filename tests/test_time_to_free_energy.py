@@ -253,3 +253,31 @@ def test_a_missing_pt_set_is_refused_with_its_command_or_made(tmp_path, monkeypa
     assert Path(os.environ["BOLTZGEN_DATA"]) == data.resolve()
     no_data = {"systems": ["double_well_2d"], "methods": {"hmc": {"n_chains": 8}}}
     assert ttdf.ensure_pt_data(no_data, tmp_path / "none") == []
+
+
+def test_a_checkpointed_pt_reference_is_told_to_resume_with_its_own_settings() -> None:
+    """The suggested command repeats the stored run's settings (read back by the CLI's own
+    parser), asks for ``factor`` times its iterations in all and resumes."""
+    import shlex
+    from dataclasses import asdict
+
+    from boltzgen.reference import TorchPTReferenceSettings
+    from boltzgen.runner.cli import _parser
+
+    settings = TorchPTReferenceSettings(
+        n_temperatures=8, t_max=1500.0, n_chains=60, n_leapfrog=20, step_size=0.002,
+        n_discard=30, n_frames=40_000, dtype="float32",
+    )  # fmt: skip
+    manifest = {"settings": asdict(settings), "iterations_run": 9764}
+    base = "boltzgen reference alanine_dipeptide_implicit --method pt"
+    command = lib.resume_command(base, manifest, factor=5.3, wall=6000.0)
+    args = _parser().parse_args(shlex.split(command)[1:])
+    assert args.resume and args.iterations == math.ceil(5.3 * 9764)
+    assert args.max_minutes == math.ceil(6000.0 * (1 - 1 / 5.3) / 60)
+    read = {
+        "n_temperatures": args.temperatures, "t_max": args.t_max, "n_chains": args.chains,
+        "n_leapfrog": args.steps_per_iteration, "step_size": args.step_size,
+        "n_discard": args.discard, "n_frames": args.frames, "seed": args.seed,
+        "move": args.move, "thin": args.thin, "dtype": args.dtype, "device": args.device,
+    }  # fmt: skip
+    assert read == {key: asdict(settings)[key] for key in read}

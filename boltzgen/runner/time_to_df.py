@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boltzgen.records.reference_sets import reference_dir
+from boltzgen.reference.pt_checkpoint import checkpoint_path
+
 TOLERANCES = (0.2, 0.1)
 Ratio = tuple[float, bool] | None
 """A budget over a baseline's, and whether it is only an upper bound (baseline not reached)."""
@@ -247,7 +250,46 @@ def better_reference_command(system: Any, max_stderr: float) -> str:
         ns = 100.0 if factor is None else factor * float(stored.manifest["settings"]["ns"])
         return f"{base} --ns {math.ceil(ns)}"
     wall = 36_000.0 if factor is None else factor * float(stored.manifest["cost"]["wall_s"])
+    if factor is not None and kind == "pt" and checkpoint_path(stored_dir(system)).exists():
+        return resume_command(base, stored.manifest, factor, wall)
     return f"{base} --backend torch --max-minutes {math.ceil(wall / 60)}"
+
+
+PT_FLAGS = {
+    "n_temperatures": "--temperatures",
+    "t_max": "--t-max",
+    "n_chains": "--chains",
+    "n_leapfrog": "--steps-per-iteration",
+    "step_size": "--step-size",
+    "n_discard": "--discard",
+    "n_frames": "--frames",
+    "seed": "--seed",
+    "move": "--move",
+    "thin": "--thin",
+    "dtype": "--dtype",
+    "device": "--device",
+}
+"""The torch PT settings a resumed run must repeat, and their command-line flags."""
+
+
+def resume_command(base: str, manifest: Mapping[str, Any], factor: float, wall: float) -> str:
+    """The command that continues a checkpointed torch PT reference ``factor`` times as
+    long in all: its own settings, ``--resume`` and the new total of iterations."""
+    settings = manifest["settings"]
+    flags = [
+        f"{flag} {settings[key]}" for key, flag in PT_FLAGS.items() if settings.get(key) is not None
+    ]
+    total = math.ceil(factor * int(manifest["iterations_run"]))
+    remaining = math.ceil(wall * (1 - 1 / factor) / 60)
+    return (
+        f"{base} --backend torch {' '.join(flags)} --iterations {total} "
+        f"--max-minutes {remaining} --resume"
+    )
+
+
+def stored_dir(system: Any) -> Path:
+    """The folder of the system's PT reference set."""
+    return reference_dir(system.name, "pt")
 
 
 def gate(specs: Sequence[Any], max_stderr: float, backend: str | None) -> list[str]:
