@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from boltzgen.energies.base import Energy
 from boltzgen.energies.forcefield import TorchForceField
 from boltzgen.flows.internal import ChiralCentres
-from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.records import Cost, WeightedSamples
 from boltzgen.records.files import write_json
 from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import reference_dir, split_manifest, write_manifest
@@ -195,36 +195,36 @@ def run_parallel_tempering(
     device = getattr(energy, "device", system.initial_positions.device)
     dtype = getattr(energy, "dtype", system.initial_positions.dtype)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
+    before = None
     if resume:
         if checkpoint is None:
             raise ValueError("resume needs the checkpoint path")
         before = load_progress(checkpoint, system.name, settings, sampler.trace_type, device)
         generator.set_state(before.generator_state)
     limit = math.inf if settings.max_wall_s is None else settings.max_wall_s
-    run = _Segment(energy, time.monotonic() + limit, checkpoint, system.name, settings)
-    with run.meter.measure():
-        if resume:
-            state, trace, kept, prior = before.state, before.trace, before.kept, before.cost
-        else:
-            start = system.initial_positions.to(device=device, dtype=dtype)
-            x0 = start.expand(settings.n_chains, *energy.event_shape).clone()
-            state = sampler.warmup(sampler.init(x0), settings.n_discard, generator, progress)
-            trace, kept, prior = None, 0, Cost()
-        run.prior = prior
-        state, trace, n_steps = _sample_until(
-            sampler, state, settings, generator, system, run, progress, trace, kept
-        )
+    prior = Cost() if before is None else before.cost
+    run = _Segment(energy, time.monotonic() + limit, checkpoint, system.name, settings, prior)
+    if before is None:
+        start = system.initial_positions.to(device=device, dtype=dtype)
+        x0 = start.expand(settings.n_chains, *energy.event_shape).clone()
+        state = sampler.warmup(sampler.init(x0), settings.n_discard, generator, progress)
+        trace, kept = None, 0
+    else:
+        state, trace, kept = before.state, before.trace, before.kept
+    state, trace, n_steps = _sample_until(
+        sampler, state, settings, generator, system, run, progress, trace, kept
+    )
     x = trace.x.reshape((-1, *trace.x.shape[2:]))
     u = trace.energies[:, 0].reshape(-1)
     info = sampler._info(state, trace, settings.n_discard, n_steps, settings.thin)
     info["stopped_by_wall_clock"] = n_steps < settings.n_iterations
-    cost = prior + run.meter.cost
-    samples = WeightedSamples(x, torch.zeros_like(u), u, cost, info, settings.n_chains)
+    samples = WeightedSamples(x, torch.zeros_like(u), u, run.cost(), info, settings.n_chains)
     return samples, ladder
 
 
 class _Segment:
-    """One invocation's sampling: its deadline, its cost meter and its checkpoints."""
+    """One invocation's sampling: its deadline, its checkpoints, and the cost of the run so
+    far — ``prior`` (what earlier invocations paid) plus what this one has spent."""
 
     def __init__(
         self,
@@ -233,16 +233,15 @@ class _Segment:
         checkpoint: Path | None,
         system: str,
         settings: TorchPTReferenceSettings,
+        prior: Cost,
     ):
         self.energy, self.deadline, self.checkpoint = energy, deadline, checkpoint
-        self.system, self.settings = system, settings
-        self.meter = CostMeter(energy)
-        self.prior = Cost()
+        self.system, self.settings, self.prior = system, settings, prior
         self.start = time.perf_counter()
         self.counter = energy.counter.snapshot()
         self.last_save = time.monotonic()
 
-    def cost_so_far(self) -> Cost:
+    def cost(self) -> Cost:
         spent = self.energy.counter.since(self.counter)
         wall = time.perf_counter() - self.start
         return self.prior + Cost(spent.energy, spent.force, wall)
@@ -252,7 +251,7 @@ class _Segment:
         if self.checkpoint is None:
             return
         cut = _cut(trace, kept)
-        progress = PTProgress(state, cut, kept, generator.get_state(), self.cost_so_far())
+        progress = PTProgress(state, cut, kept, generator.get_state(), self.cost())
         save_progress(self.checkpoint, self.system, self.settings, progress)
         self.last_save = time.monotonic()
 
