@@ -58,8 +58,12 @@ def wrap(angle: Tensor) -> Tensor:
 
 
 def _onto_circle(angle: Tensor) -> Tensor:
-    """``angle`` clamped to [−π, π] with the gradient of the identity: it only undoes rounding."""
-    return angle + (angle.clamp(-math.pi, math.pi) - angle).detach()
+    """``angle`` clamped to [−π, π] with the gradient of the identity: it only undoes rounding.
+
+    Written as clamp(a) + (a − a) with all but the middle a detached: the clamp exactly; the
+    form a + (clamp − a) rounds to one ulp past π when a is far from the circle.
+    """
+    return angle.detach().clamp(-math.pi, math.pi) + (angle - angle.detach())
 
 
 def circular_rq_spline(x: Tensor, params: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
