@@ -60,6 +60,7 @@ from boltzgen.reference.umbrella_mbar import (
     umbrella_free_energy,
     window_strides,
 )
+from boltzgen.reference.umbrella_start import nearest_frames, start_distances
 from boltzgen.reference.window_exchange import ExchangeRecord, bias_and_grad, exchange
 from boltzgen.systems import System
 
@@ -90,6 +91,10 @@ class UmbrellaSettings:
         max_wall_s: stop sampling this many seconds after the start, warm-up included.
         max_samples: at most this many (subsampled) samples enter MBAR, whose cost grows
             with K·N: the strides are raised beyond ⌈g_k⌉ when needed.
+        start: ``"structure"``: every walker starts from the card's structure;
+            ``"reference"``: window k's walkers start from evaluation frames of the card's
+            MD or PT reference set whose s is nearest to s_k
+            (:mod:`boltzgen.reference.umbrella_start`).
     """
 
     n_windows: int = 36
@@ -108,6 +113,7 @@ class UmbrellaSettings:
     device: str = "cpu"
     max_wall_s: float | None = None
     max_samples: int = 100_000
+    start: Literal["structure", "reference"] = "structure"
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ def biased_potential(
 @dataclass
 class UmbrellaRun:
     """What sampling recorded: s ``[T, K, C]``, tuned ε ``[K]``, acceptance ``[K]``,
-    the window exchanges' statistics."""
+    the window exchanges' statistics and where the walkers started."""
 
     s: Tensor
     step_size: Tensor
@@ -190,6 +196,7 @@ class UmbrellaRun:
     n_steps: int
     cost: dict[str, float]
     exchanges: ExchangeRecord
+    start: dict[str, Any]
 
 
 def run_umbrella(
@@ -211,8 +218,9 @@ def run_umbrella(
         return biased_potential(base, cv, replace(windows, spring=factor * windows.spring), centres)
 
     potential = potential_at(1.0)
-    x0 = system.initial_positions.to(device=device, dtype=dtype).expand(k * c, *energy.event_shape)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
+    x0, start = _starts(system, cv, windows, settings, generator)
+    x0 = x0.to(device=device, dtype=dtype)
     limit = math.inf if settings.max_wall_s is None else settings.max_wall_s
     deadline = time.monotonic() + limit
     meter = CostMeter(energy)
@@ -225,7 +233,43 @@ def run_umbrella(
     acceptance = accepted.reshape(k, c).mean(dim=1) / max(n_steps, 1)
     d_frames = mirror_frames(system, state.x.detach())
     cost = meter.cost.to_dict()
-    return UmbrellaRun(s.reshape(-1, k, c), step, acceptance.cpu(), d_frames, n_steps, cost, record)
+    s = s.reshape(-1, k, c)
+    return UmbrellaRun(s, step, acceptance.cpu(), d_frames, n_steps, cost, record, start)
+
+
+def _starts(
+    system: System,
+    cv: CollectiveVariable,
+    windows: Windows,
+    settings: UmbrellaSettings,
+    generator: torch.Generator,
+) -> tuple[Tensor, dict[str, Any]]:
+    """The walkers' first configurations ``[K·C, *event]`` and a note for the manifest."""
+    k, c = settings.n_windows, settings.n_chains
+    if settings.start == "structure":
+        x0 = system.initial_positions.expand(k * c, *system.initial_positions.shape).clone()
+        return x0, {"from": "structure", **_distances(cv(x0).cpu(), windows, c)}
+    kind = system.reference_kind if system.reference_kind in ("md", "pt") else "pt"
+    stored = system.stored_reference("evaluation", kind=kind)
+    if stored.data is None:
+        raise ValueError(
+            f"umbrella walkers cannot start from reference frames: {stored.note} "
+            f"(make it first: boltzgen reference {system.name} --method {kind})"
+        )
+    frames = stored.data.x
+    s = cv(frames.to(system.initial_positions.dtype)).cpu()
+    index = nearest_frames(s, windows, c, torch.Generator().manual_seed(settings.seed))
+    note = {"from": "reference", "kind": kind, "frames": int(frames.shape[0])}
+    return frames[index].to(system.initial_positions.dtype), {
+        **note,
+        **_distances(s[index], windows, c),
+    }
+
+
+def _distances(s: Tensor, windows: Windows, n_chains: int) -> dict[str, float]:
+    """The mean and largest distance of the walkers' starts from their windows' centres."""
+    d = start_distances(s, windows, n_chains)
+    return {"mean_distance": float(d.mean()), "max_distance": float(d.max())}
 
 
 @dataclass(frozen=True)
@@ -442,6 +486,7 @@ def _manifest(
         "acceptance": run.acceptance.tolist(),
         "exchange_acceptance": run.exchanges.acceptance(),
         "exchange_visited_fraction": run.exchanges.visited_fraction(),
+        "start": run.start,
         "iterations_run": run.n_steps,
         "stopped_by_wall_clock": run.n_steps < settings.n_iterations,
         "cost": run.cost,

@@ -185,6 +185,13 @@ def _reference_parser(sub: Any) -> None:
         "N-th HMC step (0: never)",
     )
     ref.add_argument(
+        "--start-from",
+        choices=("structure", "reference"),
+        default="structure",
+        help="umbrella: walkers start from the card's structure, or from the card's MD/PT "
+        "reference frames nearest to each window's centre",
+    )
+    ref.add_argument(
         "--spring",
         type=float,
         default=None,
@@ -503,6 +510,7 @@ def _umbrella_reference(system: Any, args: argparse.Namespace) -> Path:
         dtype=args.dtype,
         device=args.device,
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
+        start=args.start_from,
     )
     return generate_umbrella_reference(
         system, settings, progress=sys.stderr.isatty() or args.max_minutes is not None
