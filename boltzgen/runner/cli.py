@@ -185,6 +185,13 @@ def _reference_parser(sub: Any) -> None:
         "N-th HMC step (0: never)",
     )
     ref.add_argument(
+        "--max-samples",
+        type=int,
+        default=100_000,
+        help="umbrella: at most this many subsampled samples enter MBAR (strides are raised "
+        "beyond each window's statistical inefficiency when more would)",
+    )
+    ref.add_argument(
         "--start-from",
         choices=("structure", "reference"),
         default="structure",
@@ -511,6 +518,7 @@ def _umbrella_reference(system: Any, args: argparse.Namespace) -> Path:
         device=args.device,
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
         start=args.start_from,
+        max_samples=args.max_samples,
     )
     return generate_umbrella_reference(
         system, settings, progress=sys.stderr.isatty() or args.max_minutes is not None
