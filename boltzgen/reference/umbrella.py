@@ -252,7 +252,7 @@ def _starts(
     kind = system.reference_kind if system.reference_kind in ("md", "pt") else "pt"
     stored = system.stored_reference("evaluation", kind=kind)
     if stored.data is None:
-        raise ValueError(
+        raise FileNotFoundError(
             f"umbrella walkers cannot start from reference frames: {stored.note} "
             f"(make it first: boltzgen reference {system.name} --method {kind})"
         )

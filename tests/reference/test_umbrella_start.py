@@ -14,6 +14,7 @@ from boltzgen.reference.torch_pt import TorchPTReferenceSettings, generate_torch
 from boltzgen.reference.umbrella import UmbrellaSettings, generate_umbrella_reference
 from boltzgen.reference.umbrella_mbar import Windows
 from boltzgen.reference.umbrella_start import distance_to_centres, nearest_frames, start_distances
+from boltzgen.runner.cli import EXIT_USAGE, main
 from boltzgen.systems import load_system
 
 NAME = "double_well_2d"
@@ -102,7 +103,20 @@ def test_walkers_start_near_their_windows_and_the_free_energy_stays_right(data_r
 
 def test_starting_from_a_missing_reference_set_says_how_to_make_it(tmp_path, monkeypatch):
     monkeypatch.setenv("BOLTZGEN_DATA", str(tmp_path))
-    with pytest.raises(ValueError, match="boltzgen reference double_well_2d --method pt"):
+    with pytest.raises(FileNotFoundError, match="boltzgen reference double_well_2d --method pt"):
         generate_umbrella_reference(
             load_system(NAME), replace(UMBRELLA, start="reference"), root=tmp_path
         )
+
+
+def test_the_cli_starts_from_reference_frames_or_says_what_is_missing(
+    data_root, tmp_path, monkeypatch, capsys
+):
+    args = ["reference", NAME, "--method", "umbrella", "--windows", "5", "--cv-range", "-2", "2"]
+    args += ["--chains", "4", "--iterations", "30", "--steps-per-iteration", "2"]
+    args += ["--start-from", "reference"]
+    monkeypatch.delenv("BOLTZGEN_DATA", raising=False)
+    assert main([*args, "--data", str(tmp_path)]) == EXIT_USAGE
+    assert "cannot start from reference frames" in capsys.readouterr().err
+    assert main([*args, "--data", str(data_root)]) == 0
+    assert load_manifest(NAME, "umbrella", data_root)["start"]["from"] == "reference"
