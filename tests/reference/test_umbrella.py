@@ -27,19 +27,11 @@ from boltzgen.reference.umbrella import (
 )
 from boltzgen.reference.umbrella_mbar import UmbrellaEstimate, Windows, in_interval
 from boltzgen.systems import load_system
+from tests.reference.umbrella_settings import DOUBLE_WELL
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "double_well_2d"
-SETTINGS = UmbrellaSettings(
-    n_windows=9,
-    spring=24.0,
-    cv_range=(-2.5, 2.5),
-    n_chains=8,
-    n_iterations=240,
-    n_discard=100,
-    n_leapfrog=5,
-    step_size=0.1,
-)
+SETTINGS = DOUBLE_WELL
 
 
 def test_periodic_bias_has_curvature_k_at_its_centre_and_period_two_pi():

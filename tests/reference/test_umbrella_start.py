@@ -11,26 +11,18 @@ import torch
 
 from boltzgen.records.reference_sets import load_manifest
 from boltzgen.reference.torch_pt import TorchPTReferenceSettings, generate_torch_pt_reference
-from boltzgen.reference.umbrella import UmbrellaSettings, generate_umbrella_reference
+from boltzgen.reference.umbrella import generate_umbrella_reference
 from boltzgen.reference.umbrella_mbar import Windows
 from boltzgen.reference.umbrella_start import distance_to_centres, nearest_frames, start_distances
 from boltzgen.runner.cli import EXIT_USAGE, main
 from boltzgen.systems import load_system
+from tests.reference.umbrella_settings import DOUBLE_WELL
 
 NAME = "double_well_2d"
 CIRCLE = Windows(
     -math.pi + 2 * math.pi * torch.arange(12, dtype=torch.float64) / 12, 4.0, 2 * math.pi
 )
-UMBRELLA = UmbrellaSettings(
-    n_windows=9,
-    spring=24.0,
-    cv_range=(-2.5, 2.5),
-    n_chains=8,
-    n_iterations=240,
-    n_discard=100,
-    n_leapfrog=5,
-    step_size=0.1,
-)
+UMBRELLA = DOUBLE_WELL
 
 
 def test_distances_wrap_around_the_circle():
