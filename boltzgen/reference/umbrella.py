@@ -219,7 +219,7 @@ def run_umbrella(
 
     potential = potential_at(1.0)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    x0, start = _starts(system, cv, windows, settings, generator)
+    x0, start = _starts(system, cv, windows, settings)
     x0 = x0.to(device=device, dtype=dtype)
     limit = math.inf if settings.max_wall_s is None else settings.max_wall_s
     deadline = time.monotonic() + limit
@@ -242,9 +242,10 @@ def _starts(
     cv: CollectiveVariable,
     windows: Windows,
     settings: UmbrellaSettings,
-    generator: torch.Generator,
 ) -> tuple[Tensor, dict[str, Any]]:
-    """The walkers' first configurations ``[K·C, *event]`` and a note for the manifest."""
+    """The walkers' first configurations ``[K·C, *event]`` and a note for the manifest; the
+    frames are drawn with a generator of their own, so the sampling stream is the same for
+    either start."""
     k, c = settings.n_windows, settings.n_chains
     if settings.start == "structure":
         x0 = system.initial_positions.expand(k * c, *system.initial_positions.shape).clone()
