@@ -22,10 +22,8 @@ from boltzgen.reference.umbrella_mbar import Windows
 
 def distance_to_centres(s: Tensor, windows: Windows) -> Tensor:
     """``[K, N]``: |s_n − s_k|, on the circle (≤ period/2) for a periodic s."""
-    d = s.to(torch.float64)[None, :] - windows.centres.to(torch.float64)[:, None]
-    if windows.period is not None:
-        d = torch.remainder(d + windows.period / 2, windows.period) - windows.period / 2
-    return d.abs()
+    centres = windows.centres.to(torch.float64)[:, None]
+    return windows.deviation(s.to(torch.float64)[None, :], centres).abs()
 
 
 def nearest_frames(
