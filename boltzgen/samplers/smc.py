@@ -228,15 +228,19 @@ Evaluate = Callable[[Tensor], Particles]
 def flow_score(model: BoltzmannGenerator, x: Tensor) -> tuple[Tensor, Tensor]:
     """log q(x) ``[B]`` and ∇_x log q(x) ``[B, *event]`` by autograd through the flow inverse.
 
+    The flow runs in its parameters' dtype (a float32 flow on a float64 target, whose
+    forces turn the particles into float64); both results come back in ``x``'s dtype.
     Rows where either is not finite get log q = −inf and gradient 0.
     """
+    flow_dtype = next(model.parameters(), x).dtype
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        log_q = model.log_prob(x)
-        (grad,) = torch.autograd.grad(log_q.sum(), x)
+        inside = x.detach().to(flow_dtype).requires_grad_(True)
+        log_q = model.log_prob(inside)
+        (grad,) = torch.autograd.grad(log_q.sum(), inside)
+    log_q, grad = log_q.detach().to(x.dtype), grad.to(x.dtype)
     ok = torch.isfinite(log_q) & torch.isfinite(grad.reshape(grad.shape[0], -1)).all(dim=1)
     rows = ok.reshape((-1,) + (1,) * (x.dim() - 1))
-    return log_q.detach().where(ok, -math.inf), grad.where(rows, 0.0)
+    return log_q.where(ok, -math.inf), grad.where(rows, 0.0)
 
 
 @dataclass(frozen=True)
