@@ -73,21 +73,37 @@ def _spline(
             f"spline params must have shape {[*x.shape, '(P)']}, got {list(params.shape)}"
         )
     w, h, d = _split(params, linear_tails)
+    try:
+        y, ld = _nflows_spline(x, w, h, d, bound, inverse, linear_tails)
+    except AssertionError:
+        # The inverse is the root of a x² + b x + c and nflows asserts b² − 4ac ≥ 0; in
+        # float32 it can round below zero for a steep bin at the interval's edge. float64
+        # recovers the root; the results come back in the input's dtype.
+        if not inverse or x.dtype == torch.float64:
+            raise
+        wide = (t.to(torch.float64) for t in (x, w, h, d))
+        y, ld = _nflows_spline(*wide, bound, inverse, linear_tails)
+        y, ld = y.to(x.dtype), ld.to(x.dtype)
+    return y, ld.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def _nflows_spline(
+    x: Tensor, w: Tensor, h: Tensor, d: Tensor, bound: float, inverse: bool, linear_tails: bool
+) -> tuple[Tensor, Tensor]:
+    """nflows' spline with linear tails outside [−B, B], or bounded to it."""
     if linear_tails:
-        y, ld = unconstrained_rational_quadratic_spline(
+        return unconstrained_rational_quadratic_spline(
             x, w, h, d, inverse=inverse, tails="linear", tail_bound=bound
         )
-    else:
-        try:
-            y, ld = rational_quadratic_spline(
-                x, w, h, d, inverse=inverse, left=-bound, right=bound, bottom=-bound, top=bound
-            )
-        except InputOutsideDomain:
-            raise ValueError(
-                f"bounded spline input outside [-{bound}, {bound}]: use linear_tails=True "
-                "or a larger bound"
-            ) from None
-    return y, ld.reshape(x.shape[0], -1).sum(dim=1)
+    try:
+        return rational_quadratic_spline(
+            x, w, h, d, inverse=inverse, left=-bound, right=bound, bottom=-bound, top=bound
+        )
+    except InputOutsideDomain:
+        raise ValueError(
+            f"bounded spline input outside [-{bound}, {bound}]: use linear_tails=True "
+            "or a larger bound"
+        ) from None
 
 
 def rq_spline_forward(

@@ -144,6 +144,31 @@ def test_bounded_spline_rejects_inputs_outside():
     torch.testing.assert_close(y, x)
 
 
+# A bin of the FAB flow (float32) at which nflows' inverse rounds b² − 4ac below zero
+# when the input sits on the interval's upper edge (a configuration clamped there).
+# fmt: off
+STEEP_EDGE_BIN = [
+    0.84005904, 1.09135759, 1.29393315, -0.50373757, -1.51627326, 0.35673639, -0.50258368,
+    -1.14593315, -0.49095073, -0.73966873, -1.08869922, 0.36303213, 1.17735434, -0.32888702,
+    0.27828830, 0.93446463, 0.0, -1.78470588, -2.68774104, -2.45578837, 0.87074387,
+    -0.02587237, -0.71479928, 4.02148867, -6.00351810,
+]
+# fmt: on
+
+
+def test_float32_bounded_inverse_at_the_edge_matches_float64():
+    params = torch.tensor([[STEEP_EDGE_BIN]])
+    x = torch.tensor([[5.0]])
+    y, ld = bounded_rq_spline(x, params, 5.0, inverse=True)
+    y64, ld64 = bounded_rq_spline(x.double(), params.double(), 5.0, inverse=True)
+    assert y.dtype == ld.dtype == torch.float32
+    torch.testing.assert_close(y, y64.float())
+    torch.testing.assert_close(ld, ld64.float())
+    back, ld_forward = bounded_rq_spline(y64, params.double(), 5.0)
+    torch.testing.assert_close(back, x.double())
+    torch.testing.assert_close(ld_forward, -ld64)
+
+
 def test_truncated_prior_is_normalised_and_bounded():
     prior = MixedPrior(torch.tensor([False, True]), bound=1.0)
     z = prior.sample(20000, torch.Generator().manual_seed(0))
