@@ -96,11 +96,24 @@ def circular_rq_spline_elementwise(
     Returns ``(y, log|dy/dx|)`` (``log|dx/dy|`` of g⁻¹ with ``inverse``), both shaped as x.
     The spline maps [−π, π] onto itself; y is clamped to it (its gradient kept), so that
     rounding (a few ulp in float32) never puts an angle outside the next circular layer's domain.
+    An element whose angle or parameters are not finite (a diverged configuration) is outside
+    the support: its output is its input and its log-derivative −∞.
     """
     if params.shape[:-1] != x.shape or params.shape[-1] % 3 != 0:
         raise ValueError(
             f"circular spline params must have shape {[*x.shape, '3K']}, got {list(params.shape)}"
         )
+    usable = torch.isfinite(x) & torch.isfinite(params).all(dim=-1)
+    y, ld = _circular_spline(
+        torch.where(usable, x, torch.zeros_like(x)),
+        torch.where(usable[..., None], params, torch.zeros_like(params)),
+        inverse,
+    )
+    return torch.where(usable, y, x), torch.where(usable, ld, torch.full_like(ld, -math.inf))
+
+
+def _circular_spline(x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    """nflows' spline on [−π, π] with periodic boundary derivatives, y clamped onto it."""
     k = params.shape[-1] // 3
     widths, heights = params[..., :k], params[..., k : 2 * k]
     boundary = params[..., 2 * k : 2 * k + 1]

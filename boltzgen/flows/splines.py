@@ -135,18 +135,22 @@ def bounded_rq_spline(
 ) -> tuple[Tensor, Tensor]:
     """The bounded spline (no linear tails) on [−B, B], rejecting inputs outside it.
 
-    A sample whose input lies outside [−B, B] is outside the flow's support: its log-det
-    is −∞ (zero density; its output is the input), so it weighs nothing instead of
-    stopping the batch. ``params: [B, ..., 3K + 1]``.
+    A sample with an input outside [−B, B] (or not finite), or with spline parameters that
+    are not finite (a conditioner fed such an input), is outside the flow's support: its
+    log-det is −∞ (zero density; its output is the input), so it weighs nothing instead of
+    stopping the batch. Such elements enter the spline as the interior point 0 with
+    identity parameters, so they cannot disturb the others. ``params: [B, ..., 3K + 1]``.
 
     Returns:
         ``(y: [B, ...], logdet: [B])`` with logdet = −∞ on rows with an input outside.
     """
-    inside = x.abs() <= bound
-    y, ld = _spline(x.clamp(-bound, bound), params, bound, inverse, linear_tails=False)
-    rows_inside = inside.reshape(x.shape[0], -1).all(dim=1)
-    y = torch.where(inside, y, x)
-    return y, torch.where(rows_inside, ld, torch.full_like(ld, -math.inf))
+    usable = (x.abs() <= bound) & torch.isfinite(params).all(dim=-1)
+    safe_x = torch.where(usable, x, torch.zeros_like(x))
+    safe_params = torch.where(usable[..., None], params, torch.zeros_like(params))
+    y, ld = _spline(safe_x, safe_params, bound, inverse, linear_tails=False)
+    rows_usable = usable.reshape(x.shape[0], -1).all(dim=1)
+    y = torch.where(usable, y, x)
+    return y, torch.where(rows_usable, ld, torch.full_like(ld, -math.inf))
 
 
 def rq_spline_inverse(

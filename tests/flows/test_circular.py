@@ -115,6 +115,19 @@ def test_spline_rejects_bad_input() -> None:
         circular_rq_spline(torch.zeros(2, 1, dtype=F64), torch.zeros(2, 1, 11, dtype=F64))
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_spline_gives_non_finite_rows_zero_density_and_leaves_the_others(inverse: bool) -> None:
+    x = angles(4, 3, seed=8)
+    params = torch.randn(4, 3, 12, generator=torch.Generator().manual_seed(9), dtype=F64)
+    x[1, 0], x[2, 2] = math.nan, -math.inf
+    params[3, 1, 2] = math.nan
+    y, ld = circular_rq_spline(x, params, inverse)
+    y0, ld0 = circular_rq_spline(x[:1], params[:1], inverse)
+    assert ld[1:].tolist() == [-math.inf] * 3
+    torch.testing.assert_close(ld[:1], ld0)
+    torch.testing.assert_close(y[:1], y0)
+
+
 def test_float32_wrap_never_leaves_the_circle() -> None:
     """a − 2πk rounds one ulp past ±π for some float32 a; the clamp keeps it inside, slope 1.
 

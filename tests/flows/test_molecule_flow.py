@@ -144,6 +144,23 @@ def test_bounded_spline_rejects_inputs_outside():
     torch.testing.assert_close(y, x)
 
 
+def test_bounded_spline_rejects_rows_with_non_finite_inputs_or_parameters():
+    """A diverged configuration (NaN, ±inf) or a conditioner fed one (NaN parameters)
+    gets zero density in its own row and leaves the other rows as they were."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, generator=g, dtype=F64) * 8 - 4
+    params = torch.randn(4, 3, 25, generator=g, dtype=F64)
+    x[1, 0], x[2, 2] = math.nan, math.inf
+    params[3, 1, 4] = math.nan
+    for inverse in (False, True):
+        y, ld = bounded_rq_spline(x, params, 5.0, inverse)
+        y0, ld0 = bounded_rq_spline(x[:1], params[:1], 5.0, inverse)
+        assert ld[1:].tolist() == [-math.inf] * 3
+        torch.testing.assert_close(ld[:1], ld0)
+        torch.testing.assert_close(y[:1], y0)
+        assert bool(torch.isfinite(y[3]).all())
+
+
 # A bin of the FAB flow (float32) at which nflows' inverse rounds b² − 4ac below zero
 # when the input sits on the interval's upper edge (a configuration clamped there).
 # fmt: off
