@@ -23,7 +23,7 @@ from boltzgen.records.files import DamagedFile, damage, read_verified, write_ato
 from boltzgen.records.provenance import git_commit, versions
 from boltzgen.runner.config import Experiment
 from boltzgen.runner.lock import is_alive, read_holder
-from boltzgen.runner.tasks import RESULT_FILES, Task, is_finished, settings_hash
+from boltzgen.runner.tasks import RESULT_FILES, Task, is_finished, settings_hash, training_folders
 from boltzgen.training.checkpoint import load_good_checkpoint
 
 
@@ -78,13 +78,15 @@ _STAGE_NAMES = (("polish", "polishing"), ("finetune", "fine-tuning"), ("train", 
 
 
 def resume_point(folder: Path) -> str:
-    """Where a started task continues: the last good checkpointed training or MD step."""
+    """Where a started task continues: the last good checkpointed training step (in its own
+    checkpoint folder or its shared generator's) or MD step."""
     checkpoint = folder / "checkpoint"
     for stage, name in _STAGE_NAMES:
-        state, damaged = load_good_checkpoint(checkpoint / stage / "checkpoint.pt")
-        if state is not None:
-            note = " (its newest copy is damaged)" if damaged else ""
-            return f"{name} step {state.get('step', 0)}{note}"
+        for training in training_folders(folder):
+            state, damaged = load_good_checkpoint(training / stage / "checkpoint.pt")
+            if state is not None:
+                note = " (its newest copy is damaged)" if damaged else ""
+                return f"{name} step {state.get('step', 0)}{note}"
     md = checkpoint / "md.npz"
     if md.exists():
         try:

@@ -51,6 +51,7 @@ from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.runner.methods.base import settings_of
+from boltzgen.runner.methods.boltzmann_generator import shared_folder_name
 from boltzgen.runner.system_specs import SystemSpec, load_task_system
 from boltzgen.systems import CATALOG
 from boltzgen.version import __version__
@@ -265,6 +266,20 @@ def _changes(task: Task, directory: Path) -> list[str]:
     stored = record.get("settings", {})
     current = json.loads(json.dumps(task_settings(task), default=str))
     return _differences(stored, current)
+
+
+def training_folders(directory: Path) -> list[Path]:
+    """Where a task's training checkpoints are: its ``checkpoint/`` folder and, for a method
+    that shares its generator, that generator's folder under ``<system>/_generators/``."""
+    folders = [directory / "checkpoint"]
+    record = _readable_json(directory / "checkpoint" / "settings.json")
+    settings = {} if record is None else record.get("settings", {})
+    name = shared_folder_name(
+        str(settings.get("method")), settings.get("params") or {}, int(settings.get("seed", 0))
+    )
+    if name is not None:
+        folders.append(directory.parent.parent / "_generators" / name)
+    return folders
 
 
 def _stamp(task: Task, directory: Path) -> str:

@@ -127,7 +127,8 @@ def test_a_cut_checkpoint_resumes_from_the_previous_one_to_the_same_result(
     folder = t.directory(tmp_path)
     for name in ("result.json", "samples.npz"):
         (folder / name).unlink()
-    cut(folder / "checkpoint" / "train" / "checkpoint.pt", seed)
+    (training,) = (folder.parent.parent / "_generators").glob("*/train")
+    cut(training / "checkpoint.pt", seed)
     run_task(t, tmp_path)
     err = capfd.readouterr().err
     assert "resuming from the previous checkpoint (step 30)" in err or "(step 25)" in err

@@ -36,6 +36,7 @@ methods:
 )
 for label in ("smc", "fmcmc", "fhmc"):
     RAW["methods"][label]["generator"] = GENERATOR
+RAW["methods"]["bg"] = {"method": "boltzmann_generator", "n_samples": 300, **GENERATOR}
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,13 @@ def result(run_dir, label):
 
 
 def test_flow_methods_share_one_trained_generator_and_each_pays_for_it(run_dir):
+    """The generator method itself (other ``n_samples``) and the samplers built on a flow."""
     generators = list((run_dir / "double_well_2d" / "_generators").iterdir())
     assert len(generators) == 1
+    assert not (run_dir / "double_well_2d" / "bg" / "seed0" / "checkpoint" / "train").exists()
     costs = {
         label: result(run_dir, label)["cost"]["train_energy_evals"]
-        for label in ("smc", "fmcmc", "fhmc")
+        for label in ("bg", "smc", "fmcmc", "fhmc")
     }
     assert len(set(costs.values())) == 1 and next(iter(costs.values())) > 0
 

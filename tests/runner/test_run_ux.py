@@ -194,11 +194,11 @@ def test_ctrl_c_during_training_names_the_step_it_resumes_from(tmp_path, capsys)
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         start_new_session=True,
     )
-    checkpoint = run_dir / "double_well_2d" / "bg" / "seed0" / "checkpoint" / "train"
+    shared = run_dir / "double_well_2d" / "_generators"
     deadline = time.time() + STARTUP_S
-    while not (checkpoint / "checkpoint.pt").exists() and time.time() < deadline:
+    while not list(shared.glob("*/train/checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.2)
-    if not (checkpoint / "checkpoint.pt").exists():
+    if not list(shared.glob("*/train/checkpoint.pt")):
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("the run wrote no training checkpoint")
     time.sleep(0.5)

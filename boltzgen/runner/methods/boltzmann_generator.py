@@ -4,10 +4,21 @@ The generator (Noé et al. 2019, "Boltzmann generators", arXiv 1812.01729) draws
 x = f(z), z ~ q_Z, with importance weights w = exp(−u(x)) / q_X(x). It pays for
 everything on the system's energy: building the flow (a minimisation for internal
 coordinates), training, the charge of its training data, and the draws.
+
+**One trained flow per settings.** The methods of one experiment that train a generator
+with the same settings and seed — this one and the flow-based samplers built on it (SMC,
+flow MCMC, flow HMC) — share one trained flow: it is trained once, in
+``RUN_DIR/<system>/_generators/<key>-seed<k>/``, under a file lock, and every method that
+uses it is charged its full training cost, so the comparison stays fair.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +26,7 @@ from typing import Any, Literal
 import torch
 
 from boltzgen.records import Cost, CostMeter, WeightedSamples
-from boltzgen.runner.methods.base import MethodContext, to_cpu
+from boltzgen.runner.methods.base import MethodContext, settings_of, to_cpu
 from boltzgen.runner.methods.budget import largest_within, too_small
 from boltzgen.runner.methods.flows import FlowParams, build_generator
 from boltzgen.runner.methods.training import (
@@ -143,14 +154,66 @@ def stages(params: BoltzmannGeneratorParams) -> list[tuple[str, TrainParams]]:
     return [(name, stage) for name, stage in named if stage is not None]
 
 
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/lock`` (the folder created) while the block runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def settings_key(params: BoltzmannGeneratorParams | Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of the settings that make the trained flow (keys
+    sorted): all but ``n_samples``, the number of draws, which does not change the flow.
+    ``params`` may also be those settings as written in a task's ``settings.json``."""
+    settings = {k: v for k, v in settings_of(params).items() if k != "n_samples"}
+    text = json.dumps(settings, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+GENERATOR_METHODS = ("boltzmann_generator", "smc", "flow_mcmc", "flow_hmc")
+"""The methods that train (or load) a shared generator."""
+
+
+def shared_folder_name(method: str, params: Mapping[str, Any], seed: int) -> str | None:
+    """``<key>-seed<k>``, the shared folder where a task of ``method`` with these settings
+    (as in its ``settings.json``) trains its generator; ``None`` for other methods."""
+    if method not in GENERATOR_METHODS:
+        return None
+    generator = params if method == "boltzmann_generator" else params.get("generator", {})
+    return f"{settings_key(generator)}-seed{seed}"
+
+
+def shared_generator(
+    system: System,
+    params: BoltzmannGeneratorParams,
+    generator: torch.Generator,
+    context: MethodContext,
+) -> TrainedGenerator:
+    """Train (or load) the generator shared by every method with these settings and seed.
+
+    Without a shared folder the generator is trained for this task alone, resuming from
+    the task's checkpoint folder when it has one.
+    """
+    if context.shared is None:
+        return train_generator(system, params, generator, context.checkpoint, context.progress)
+    folder = context.shared / f"{settings_key(params)}-seed{context.seed}"
+    with _locked(folder):
+        return train_generator(system, params, generator, folder, context.progress)
+
+
 def run(
     system: System,
     params: BoltzmannGeneratorParams,
     generator: torch.Generator,
     context: MethodContext,
 ) -> WeightedSamples:
-    """Train (resuming from the task's checkpoint), then draw ``n_samples`` weighted samples."""
-    trained = train_generator(system, params, generator, context.checkpoint, context.progress)
+    """Train (or load) the shared generator, then draw ``n_samples`` weighted samples."""
+    trained = shared_generator(system, params, generator, context)
     samples = trained.model.sample(params.n_samples, trained.draws())
     samples.info["train_loss_final"] = trained.final_loss
     return to_cpu(trained.label(samples))

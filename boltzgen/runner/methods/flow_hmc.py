@@ -2,7 +2,7 @@
 
 Foreman et al. 2021, "HMC with normalizing flows", arXiv 2112.01586: HMC on the
 pulled-back potential u(f(z)) − log|det ∂f/∂z|. The generator is shared with the
-system's other flow methods (:mod:`~boltzgen.runner.methods.generators`).
+system's other flow methods (:mod:`~boltzgen.runner.methods.boltzmann_generator`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from boltzgen.runner.methods.base import MethodContext, to_cpu
 from boltzgen.runner.methods.boltzmann_generator import (
     BoltzmannGeneratorParams,
     planned_training_evals,
+    shared_generator,
 )
 from boltzgen.runner.methods.budget import fit_chain_steps, largest_within
-from boltzgen.runner.methods.generators import shared_generator
 from boltzgen.samplers.flow_mcmc import FlowHMC, flow_hmc_evaluations
 from boltzgen.systems import System
 

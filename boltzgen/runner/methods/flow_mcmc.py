@@ -2,7 +2,7 @@
 
 Albergo, Kanwar, Shanahan 2019, "Flow-based generative models for Markov chain Monte
 Carlo in lattice field theory", arXiv 1904.12072. The generator is shared with the
-system's other flow methods (:mod:`~boltzgen.runner.methods.generators`).
+system's other flow methods (:mod:`~boltzgen.runner.methods.boltzmann_generator`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from boltzgen.runner.methods.base import MethodContext, to_cpu
 from boltzgen.runner.methods.boltzmann_generator import (
     BoltzmannGeneratorParams,
     planned_training_evals,
+    shared_generator,
 )
 from boltzgen.runner.methods.budget import fit_chain_steps, largest_within
-from boltzgen.runner.methods.generators import shared_generator
 from boltzgen.samplers.flow_mcmc import FlowIndependenceMetropolis, independence_evaluations
 from boltzgen.systems import System
 

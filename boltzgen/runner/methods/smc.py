@@ -3,7 +3,7 @@
 Tan et al. 2025, "Scalable equilibrium sampling with sequential Boltzmann generators",
 arXiv 2502.18462: particles drawn from the flow are annealed along
 u_β = (1 − β)(−log q) + βu by reweighting, resampling and MCMC moves. The generator is
-shared with the system's other flow methods (:mod:`~boltzgen.runner.methods.generators`).
+shared with the system's other flow methods (:mod:`~boltzgen.runner.methods.boltzmann_generator`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from boltzgen.runner.methods.base import MethodContext, to_cpu
 from boltzgen.runner.methods.boltzmann_generator import (
     BoltzmannGeneratorParams,
     planned_training_evals,
+    shared_generator,
 )
 from boltzgen.runner.methods.budget import largest_within
-from boltzgen.runner.methods.generators import shared_generator
 from boltzgen.samplers.smc import SMCSampler, smc_evaluations
 from boltzgen.systems import System
 
