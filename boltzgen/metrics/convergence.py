@@ -94,23 +94,26 @@ def chain_convergence(series: Sequence[Tensor], indicators: Sequence[Tensor] = (
 def state_coverage(log_weights: Tensor, masks: Sequence[Tensor], n_runs: int | None) -> bool:
     """Whether weighted draws sample every state in ``masks`` (each ``bool[n]``) enough.
 
-    With ``n_runs`` (runs stored one after another) every run must give each state
-    positive weight; otherwise each state needs a Kish ESS ≥ :data:`MIN_STATE_ESS`
-    computed from the weights of the draws inside it, and a tail of those weights with
-    Pareto k̂ below its threshold (:func:`boltzgen.metrics.pareto.tail_is_reliable`).
+    Each state needs a Kish ESS ≥ :data:`MIN_STATE_ESS` computed from the weights of the
+    draws inside it. With ``n_runs`` (runs stored one after another, their weights on one
+    scale) every run must also give each state positive weight: the between-run error then
+    stands for the tail. Otherwise the tail of the weights inside must have Pareto k̂ below
+    its threshold (:func:`boltzgen.metrics.pareto.tail_is_reliable`).
+
+    Without the ESS floor, runs that each hold one or two particles of a rare state — a flow
+    that barely reaches it — would pass, with an error bar far smaller than their error.
     """
     lw = log_weights.detach().to(torch.float64)
     for mask in masks:
         inside = torch.where(mask, lw, -math.inf)
-        if n_runs is not None:
-            if not bool(torch.isfinite(inside.reshape(n_runs, -1)).any(dim=1).all()):
-                return False
-            continue
         if not bool(torch.isfinite(inside).any()):
             return False
         w = torch.softmax(inside, dim=0)
         if float(1.0 / w.square().sum()) < MIN_STATE_ESS:
             return False
-        if not tail_is_reliable(inside):
+        if n_runs is not None:
+            if not bool(torch.isfinite(inside.reshape(n_runs, -1)).any(dim=1).all()):
+                return False
+        elif not tail_is_reliable(inside):
             return False
     return True

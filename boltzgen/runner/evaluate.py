@@ -5,10 +5,10 @@ and ``rhat``. Chains (``samples.n_chains`` set) get the rank-normalised split-R�
 series the estimate uses (:mod:`boltzgen.metrics.convergence`); an estimate with R̂ > 1.01,
 a state some chain never visits, or a non-finite value or error is ``converged: false``
 and its ``stderr`` is null. Weighted draws have ``rhat: null``; their estimates need every
-state it depends on (both states of a ΔF, every named state for log Z) sampled by each
-run (SMC) or with a Kish ESS ≥ 10 and a weight tail of Pareto k̂ below its threshold inside
-it (independent draws; log Z also needs that tail over all draws, and ``metrics.pareto_k``
-reports k̂ of all the weights). Samplers that return
+state it depends on (both states of a ΔF, every named state for log Z) sampled with a Kish
+ESS ≥ 10 inside it, and by each run (SMC) or with a weight tail of Pareto k̂ below its
+threshold inside it (independent draws; log Z also needs that tail over all draws, and
+``metrics.pareto_k`` reports k̂ of all the weights). Samplers that return
 correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.metrics.runs`);
 SMC's log Z always comes from its unclipped per-run estimates. Samplers whose error bars
 failed the coverage benchmark (SNF, flow perturbation: ``UNCALIBRATED_SAMPLERS``) report

@@ -63,3 +63,14 @@ def test_a_state_with_many_draws_but_a_heavy_tail_is_not_covered():
     assert float(1.0 / torch.softmax(lw[inside], 0).square().sum()) >= 10.0
     assert not state_coverage(lw, [inside], None)
     assert state_coverage(gaussian_log_weights(1.25, 20_000, 1), [inside], None)
+
+
+def test_runs_that_each_hold_a_rare_state_need_enough_weight_inside_it():
+    """8 runs of 100 equally weighted particles: a state held by one particle per run (ESS 8)
+    is not covered; by two per run (ESS 16) it is; a run without it fails either way."""
+    lw = torch.zeros(800, dtype=torch.float64)
+    runs = torch.arange(800) % 100
+    assert not state_coverage(lw, [runs < 1], 8)
+    assert state_coverage(lw, [runs < 2], 8)
+    missing = (runs < 2) & (torch.arange(800) >= 100)
+    assert not state_coverage(lw, [missing], 8)
