@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,13 +87,20 @@ def read_holder(run_dir: Path) -> Holder | None:
 
 
 @contextmanager
-def _guard(run_dir: Path) -> Iterator[None]:
-    with open(run_dir / GUARD_NAME, "a") as handle:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file at ``path`` (created with its folder) while the
+    block runs; the kernel releases it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _guard(run_dir: Path) -> AbstractContextManager[None]:
+    return locked(run_dir / GUARD_NAME)
 
 
 def _try_take(run_dir: Path, holder: Holder) -> Holder | None:

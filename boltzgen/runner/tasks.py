@@ -21,15 +21,13 @@ one line to ``RUN_DIR/completions.log``, so a task computed twice shows as two l
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from boltzgen.records.files import (
 from boltzgen.records.provenance import versions
 from boltzgen.runner.config import Experiment, MethodSpec
 from boltzgen.runner.evaluate import evaluate, load_reference_for
+from boltzgen.runner.lock import locked
 from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.runner.methods.base import settings_of
 from boltzgen.runner.methods.boltzmann_generator import shared_folder_name
@@ -361,21 +360,14 @@ def run_task(
         return _run_unfinished(task, run_dir, progress, force)
 
 
-@contextmanager
-def _task_lock(directory: Path) -> Iterator[None]:
+def _task_lock(directory: Path) -> AbstractContextManager[None]:
     """Hold an ``flock`` on ``directory/.task.lock`` (released by the kernel if we die).
 
     A scheduler may start a second copy of a task while the first still runs (dask
     keeps a task it gave up on running in its worker); the second waits here and then
     finds the result written instead of computing it again.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".task.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(directory / ".task.lock")
 
 
 def _run_unfinished(task: Task, run_dir: Path, progress: bool, force: bool) -> dict[str, Any]:

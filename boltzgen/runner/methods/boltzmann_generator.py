@@ -14,11 +14,9 @@ uses it is charged its full training cost, so the comparison stays fair.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,7 @@ from typing import Any, Literal
 import torch
 
 from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.runner.lock import locked
 from boltzgen.runner.methods.base import MethodContext, settings_of, to_cpu
 from boltzgen.runner.methods.budget import largest_within, too_small
 from boltzgen.runner.methods.flows import FlowParams, build_generator
@@ -154,18 +153,6 @@ def stages(params: BoltzmannGeneratorParams) -> list[tuple[str, TrainParams]]:
     return [(name, stage) for name, stage in named if stage is not None]
 
 
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder/lock`` (the folder created) while the block runs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def settings_key(params: BoltzmannGeneratorParams | Mapping[str, Any]) -> str:
     """First 12 hex digits of the SHA-256 of the settings that make the trained flow (keys
     sorted): all but ``n_samples``, the number of draws, which does not change the flow.
@@ -202,7 +189,7 @@ def shared_generator(
     if context.shared is None:
         return train_generator(system, params, generator, context.checkpoint, context.progress)
     folder = context.shared / f"{settings_key(params)}-seed{context.seed}"
-    with _locked(folder):
+    with locked(folder / "lock"):
         return train_generator(system, params, generator, folder, context.progress)
 
 
