@@ -1,7 +1,8 @@
 """Score a Boltzmann generator's samples of alanine dipeptide against a reference.
 
 Works for either dipeptide card (the system is read from the run's ``result.json``).
-Prints the Kish ESS, the Pareto k̂ of the weights inside each φ state, ΔF(φ ∈ (0, 2) vs
+Prints the Kish ESS, the share of the weight and the Pareto k̂ of the weights inside each
+φ state (beside the share of the card's held-out reference frames there), ΔF(φ ∈ (0, 2) vs
 φ < 0) with its standard error and the run's convergence verdict next to the reference's
 MBAR value (a PT or umbrella ``manifest.json``), E-W2 and T-W2 (from the
 run's ``result.json``), the worst bond stretch (length over the minimised structure's),
@@ -93,10 +94,19 @@ def main() -> None:
     print(
         f"samples {len(samples.x)}  ESS fraction {bg.metrics.ess_fraction(samples.log_weights):.4f}"
     )
+    weights = torch.softmax(samples.log_weights.to(torch.float64), dim=0)
+    frames = system.stored_reference("evaluation").data
     for name in ("phi_neg", "phi_pos"):
         inside = system.states[name](samples.x)
         k = pareto_k(samples.log_weights[inside])
-        print(f"{name}: {int(inside.sum())} draws, Pareto k̂ of their weights {k}")
+        held_out = ""
+        if frames is not None:
+            share = float(system.states[name](frames.x).double().mean())
+            held_out = f" (held-out reference frames: {share:.2%})"
+        print(
+            f"{name}: {int(inside.sum())} draws carrying {float(weights[inside].sum()):.2%} of "
+            f"the weight{held_out}, Pareto k̂ of their weights {k}"
+        )
     entry = result["free_energies"]["phi_pos_vs_phi_neg"]
     print(
         f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} ± {fe.stderr:.3f} kT "
