@@ -64,10 +64,14 @@ def pareto_k_threshold(n: int) -> float:
     return min(1.0 - 1.0 / math.log10(n), MAX_PARETO_K)
 
 
-def tail_is_reliable(log_weights: Tensor) -> bool:
+def tail_is_reliable(log_weights: Tensor, k: float | None = None) -> bool:
     """Whether the weights' tail allows a trusted error bar: k̂ below
-    :func:`pareto_k_threshold` of the draws of positive weight, or no tail to fit."""
+    :func:`pareto_k_threshold` of the draws of positive weight, or no tail to fit.
+
+    ``k``: k̂ of these weights when already fitted (:func:`pareto_k`); fitted here otherwise.
+    """
     lw = torch.as_tensor(log_weights).detach()
-    k = pareto_k(lw)
+    if k is None:
+        k = pareto_k(lw)
     n = int(torch.isfinite(lw).sum())
     return k is None or k < pareto_k_threshold(n)

@@ -129,11 +129,13 @@ def _coverage(samples: WeightedSamples, states: list[State]) -> Convergence | No
     return Convergence(None, state_coverage(samples.log_weights, masks, samples.n_runs))
 
 
-def _log_z_coverage(samples: WeightedSamples, states: list[State]) -> Convergence | None:
+def _log_z_coverage(
+    samples: WeightedSamples, states: list[State], k: float | None
+) -> Convergence | None:
     """Convergence of log Z: every named state covered and, for independent draws, a tail
-    of all the weights light enough for the delta-method error (Pareto k̂)."""
+    of all the weights light enough for the delta-method error (Pareto k̂, fitted as ``k``)."""
     coverage = _coverage(samples, states)
-    if samples.n_runs is not None or tail_is_reliable(samples.log_weights):
+    if samples.n_runs is not None or tail_is_reliable(samples.log_weights, k):
         return coverage
     return Convergence(None, False)
 
@@ -204,10 +206,11 @@ def evaluate(
         out["free_energies"][name] = entry
     out["observables"] = _observables(system, samples, calibrated)
     if not samples.is_chain:
+        k = None
         if samples.n_runs is None:
-            out["metrics"]["pareto_k"] = pareto_k(samples.log_weights)
+            k = out["metrics"]["pareto_k"] = pareto_k(samples.log_weights)
         est = _log_z(samples)
-        coverage = _log_z_coverage(samples, list(system.states.values()))
+        coverage = _log_z_coverage(samples, list(system.states.values()), k)
         reference_log_z = system.reference_log_z()
         out["log_z"] = _estimate(est.value, est.stderr, reference_log_z, "", coverage, calibrated)
     if reference is not None:

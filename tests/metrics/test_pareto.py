@@ -74,3 +74,9 @@ def test_runs_that_each_hold_a_rare_state_need_enough_weight_inside_it():
     assert state_coverage(lw, [runs < 2], 8)
     missing = (runs < 2) & (torch.arange(800) >= 100)
     assert not state_coverage(lw, [missing], 8)
+
+
+def test_a_fitted_k_is_used_instead_of_a_second_fit():
+    light = gaussian_log_weights(1.25, 20_000, 2)
+    assert tail_is_reliable(light, pareto_k(light)) == tail_is_reliable(light)
+    assert not tail_is_reliable(light, 0.9)
