@@ -172,7 +172,11 @@ def shared_folder_name(method: str, params: Mapping[str, Any], seed: int) -> str
     if method not in GENERATOR_METHODS:
         return None
     generator = params if method == "boltzmann_generator" else params.get("generator", {})
-    return f"{settings_key(generator)}-seed{seed}"
+    return _folder_name(generator, seed)
+
+
+def _folder_name(params: BoltzmannGeneratorParams | Mapping[str, Any], seed: int) -> str:
+    return f"{settings_key(params)}-seed{seed}"
 
 
 def shared_generator(
@@ -188,7 +192,7 @@ def shared_generator(
     """
     if context.shared is None:
         return train_generator(system, params, generator, context.checkpoint, context.progress)
-    folder = context.shared / f"{settings_key(params)}-seed{context.seed}"
+    folder = context.shared / _folder_name(params, context.seed)
     with locked(folder / "lock"):
         return train_generator(system, params, generator, folder, context.progress)
 
