@@ -2,7 +2,8 @@
 
 Importance weights (ESS, log Z), autocorrelation of chains, free-energy differences
 with standard errors (importance weights or blocks of a trajectory), energy and torsion
-Wasserstein distances, the Ramachandran KL, and efficiency per unit cost.
+Wasserstein distances, the Ramachandran KL, efficiency per unit cost, and the per-state BAR
+check of a generator against held-out equilibrium frames.
 """
 
 from boltzgen.metrics.autocorrelation import (
@@ -22,6 +23,7 @@ from boltzgen.metrics.free_energy import (
     state_mask,
     state_probabilities,
 )
+from boltzgen.metrics.held_out import HeldOutCheck, StateCheck, held_out_check
 from boltzgen.metrics.observables import ObservableEstimate, observable_estimate
 from boltzgen.metrics.runs import (
     runs_free_energy_difference,
@@ -39,8 +41,10 @@ from boltzgen.metrics.weights import ess_fraction, kish_ess, log_z, normalized_w
 
 __all__ = [
     "Estimate",
+    "HeldOutCheck",
     "ObservableEstimate",
     "State",
+    "StateCheck",
     "autocorrelation",
     "autocovariance",
     "block_average",
@@ -50,6 +54,7 @@ __all__ = [
     "ess_per_energy_eval",
     "ess_per_second",
     "free_energy_difference",
+    "held_out_check",
     "integrated_time",
     "kish_ess",
     "log_partition_function",

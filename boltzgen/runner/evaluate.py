@@ -13,6 +13,12 @@ correlated runs (SMC, ``n_runs`` set) get between-run errors (:mod:`boltzgen.met
 SMC's log Z always comes from its unclipped per-run estimates. Samplers whose error bars
 failed the coverage benchmark (SNF, flow perturbation: ``UNCALIBRATED_SAMPLERS``) report
 their values without a stderr and with ``errors_calibrated: false``.
+
+Independent draws of a density the method can evaluate (a Boltzmann generator) against
+reference frames also get ``metrics.held_out`` (:mod:`boltzgen.metrics.held_out`): per
+state, ln Z from the draws alone and by BAR between draws and frames, their gap (mass the
+draws miss, which no diagnostic of the draws alone can see), and ΔF from the BAR values.
+It is a check against the reference, not an estimate of the method.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from torch import Tensor
 
 from boltzgen import metrics
 from boltzgen.metrics.convergence import Convergence, chain_convergence, state_coverage
+from boltzgen.metrics.held_out import held_out_check
 from boltzgen.metrics.pareto import pareto_k, tail_is_reliable
 from boltzgen.metrics.torsions import backbone_torsions, mean_ramachandran_kl
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.records import WeightedSamples
+from boltzgen.runner.methods.base import LogDensity
 from boltzgen.systems import State, System
 
 REFERENCE_SEED = 2_718_281
@@ -46,6 +54,7 @@ class Reference:
 
     energies: Tensor
     phi_psi: Tensor | None = None
+    x: Tensor | None = None
 
 
 def load_reference_for(system: System, n: int) -> Reference | None:
@@ -61,12 +70,14 @@ def load_reference_for(system: System, n: int) -> Reference | None:
     generator = torch.Generator().manual_seed(REFERENCE_SEED)
     x = system.sample_reference(n, generator)
     if x is not None:
-        return Reference(system.energy.energy(x).detach())
+        return Reference(system.energy.energy(x).detach(), x=x)
     data = system.stored_reference("evaluation").data
     if data is None:
         return None
     keep = torch.linspace(0, len(data.energies) - 1, min(n, len(data.energies))).long()
-    return Reference(data.energies[keep], backbone_torsions(data.phi[keep], data.psi[keep]))
+    return Reference(
+        data.energies[keep], backbone_torsions(data.phi[keep], data.psi[keep]), data.x[keep]
+    )
 
 
 def _estimate(
@@ -179,8 +190,10 @@ def evaluate(
     samples: WeightedSamples,
     reference: Reference | None,
     generator: torch.Generator,
+    log_density: LogDensity | None = None,
 ) -> dict[str, Any]:
-    """ESS, free energies, log Z, E-W2 (and T-W2 for peptides) of ``samples``."""
+    """ESS, free energies, log Z, E-W2 (and T-W2 for peptides) of ``samples``; with
+    ``log_density`` (the density the samples were drawn from), the held-out check."""
     indicators = [state(samples.x).to(torch.float64) for state in system.states.values()]
     ess = metrics.sample_ess(samples, indicators)
     out: dict[str, Any] = {
@@ -221,4 +234,49 @@ def evaluate(
         out["metrics"]["e_w2"] = w2 if math.isfinite(w2) else None
         if reference.phi_psi is not None and system.topology is not None:
             out["metrics"].update(_torsion_metrics(system, samples, reference, generator))
+        if log_density is not None and reference.x is not None and system.free_energy_pairs:
+            out["metrics"]["held_out"] = _held_out(system, samples, reference, log_density)
     return out
+
+
+def _held_out(
+    system: System, samples: WeightedSamples, reference: Reference, log_density: LogDensity
+) -> dict[str, Any]:
+    """The per-state BAR check of independent draws against the reference frames.
+
+    The frames' energies are recomputed on the system's energy (bookkeeping, outside any
+    cost meter), so draws and frames are weighed by the same u.
+    """
+    frames = reference.x
+    assert frames is not None
+    u = torch.cat([system.energy.energy(x).detach() for x in frames.split(5000)])
+    frame_log_w = -u.to(torch.float64).cpu() - log_density(frames)
+    outside = ~torch.isfinite(frame_log_w)
+    if bool(outside.any()):
+        return {"frames_outside_support": float(outside.double().mean())}
+    names = sorted({n for pair in system.free_energy_pairs for n in pair})
+    check = held_out_check(
+        samples.log_weights,
+        frame_log_w,
+        {n: system.states[n](samples.x).cpu() for n in names},
+        {n: system.states[n](frames).cpu() for n in names},
+    )
+    states = {
+        name: {
+            "log_z_draws": s.log_z_draws,
+            "log_z_bar": s.log_z_bar,
+            "stderr": s.stderr,
+            "gap": s.gap,
+            "misses_mass": s.misses_mass,
+            "frames_beyond_draws": s.frames_beyond_draws,
+            "n_frames": s.n_frames,
+        }
+        for name, s in check.states.items()
+    }
+    free_energies = {}
+    for a, b in system.free_energy_pairs:
+        fe = check.free_energy(a, b)
+        free_energies[f"{b}_vs_{a}"] = (
+            None if fe is None else {"value": fe.value, "stderr": fe.stderr}
+        )
+    return {"states": states, "free_energies": free_energies}

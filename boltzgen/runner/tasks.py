@@ -397,6 +397,10 @@ def _compute(task: Task, run_dir: Path, system: Any, digest: str, progress: bool
             f"{task.method.label} on {task.system.label}: {reason}; no result written"
         )
     reference = load_reference_for(system, task.n_reference)
+    density = None
+    if method.log_density is not None and reference is not None and reference.x is not None:
+        context = _context(task, run_dir, False)
+        density = method.log_density(system, task.method.params, context)
     result: dict[str, Any] = {
         "system": task.system.label,
         "system_name": system.name,
@@ -405,7 +409,7 @@ def _compute(task: Task, run_dir: Path, system: Any, digest: str, progress: bool
         "method": task.method.label,
         "method_kind": task.method.method,
         "seed": task.seed,
-        **evaluate(system, samples, reference, generator),
+        **evaluate(system, samples, reference, generator, density),
         "settings_hash": digest,
         "versions": versions(),
         "config": {

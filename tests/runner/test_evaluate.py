@@ -9,7 +9,7 @@ import torch
 
 from boltzgen.flows import AffineFlow, GaussianPrior
 from boltzgen.records import WeightedSamples
-from boltzgen.runner.evaluate import evaluate
+from boltzgen.runner.evaluate import Reference, evaluate
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.smc import SMCSampler
 from boltzgen.systems import load_system
@@ -138,3 +138,47 @@ def test_weights_with_a_heavy_tail_get_no_error_bar(tail: float, flagged: bool) 
         assert entry["converged"] is not flagged
         assert (entry["stderr"] is None) is flagged
         assert math.isfinite(entry["value"])
+
+
+def _flow_draws(scale: tuple[float, float], n: int) -> tuple:
+    """Draws of a Gaussian flow on the double well, its log density and exact frames."""
+    system = load_system("double_well_2d")
+    flow = AffineFlow(torch.zeros(2, dtype=F64), torch.diag(torch.tensor(scale, dtype=F64)))
+    model = BoltzmannGenerator(GaussianPrior(2), flow, system.energy)
+    samples = model.sample(n, torch.Generator().manual_seed(1))
+    frames = system.sample_reference(4000, torch.Generator().manual_seed(2))
+    reference = Reference(system.energy.energy(frames), x=frames)
+    return system, samples, reference, model.log_prob
+
+
+def test_the_held_out_check_recovers_the_exact_free_energy_from_a_poor_flow() -> None:
+    # A flow 0.9 wide across the wells (at x = ±1.7) reaches the rare right well only in
+    # its tail: its weights there are too heavy-tailed for an error bar of their own, while
+    # BAR with exact frames gives the exact ΔF with one.
+    system, samples, reference, log_q = _flow_draws((0.9, 1.1), 20_000)
+    result = evaluate(system, samples, reference, torch.Generator().manual_seed(0), log_q)
+    assert result["free_energies"]["right_vs_left"]["converged"] is False
+    held_out = result["metrics"]["held_out"]
+    fe = held_out["free_energies"]["right_vs_left"]
+    exact = system.reference_estimates()["right_vs_left"].value
+    assert abs(fe["value"] - exact) < 4 * fe["stderr"]
+    assert set(held_out["states"]) == {"left", "right"}
+    assert held_out["states"]["left"]["misses_mass"] is False
+
+
+def test_without_a_log_density_there_is_no_held_out_check() -> None:
+    system, samples, reference, _ = _flow_draws((2.0, 1.1), 2000)
+    result = evaluate(system, samples, reference, torch.Generator().manual_seed(0))
+    assert "held_out" not in result["metrics"]
+
+
+def test_frames_outside_the_flows_support_are_reported_not_scored() -> None:
+    system, samples, reference, log_q = _flow_draws((2.0, 1.1), 2000)
+
+    def partial(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x[:, 0] > 1.5, -math.inf, log_q(x))
+
+    result = evaluate(system, samples, reference, torch.Generator().manual_seed(0), partial)
+    share = float((reference.x[:, 0] > 1.5).double().mean())
+    assert share > 0
+    assert result["metrics"]["held_out"] == {"frames_outside_support": pytest.approx(share)}

@@ -1,14 +1,19 @@
-"""Every sampler as an experiment method: shared trained flows, PT ladders, budgets."""
+"""Every sampler as an experiment method: shared trained flows (and loading them back), PT
+ladders, budgets, the held-out check of the generator's draws."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
+from boltzgen.records import WeightedSamples
 from boltzgen.runner.config import parse_experiment
 from boltzgen.runner.executors import run_debug
 from boltzgen.runner.tasks import plan
+from boltzgen.runner.trained import load_trained_generator
 
 GENERATOR = {
     "flow": {"n_layers": 2, "hidden": 16},
@@ -86,3 +91,41 @@ def test_parallel_tempering_saves_its_ladder_and_mbar_estimate(run_dir):
         assert ladder["energies"].shape == (120, 4, 8)
         assert ladder["state_left"].shape == (120, 4, 8)
     assert r["cost"]["force_evals"] == 4 * 8 * (1 + 5 * 150)
+
+
+def test_only_the_generators_own_draws_get_the_held_out_check(run_dir):
+    held_out = result(run_dir, "bg")["metrics"]["held_out"]
+    fe = held_out["free_energies"]["right_vs_left"]
+    exact = result(run_dir, "bg")["free_energies"]["right_vs_left"]["reference"]
+    assert abs(fe["value"] - exact) < 4 * fe["stderr"]
+    assert held_out["states"]["right"]["n_frames"] > 0
+    for label in ("smc", "fmcmc", "fhmc", "pt"):
+        assert "held_out" not in result(run_dir, label)["metrics"]
+
+
+def test_a_finished_generator_loads_back_with_the_density_it_drew_from(run_dir):
+    task = run_dir / "double_well_2d" / "bg" / "seed0"
+    system, trained = load_trained_generator(task)
+    samples = WeightedSamples.load(task)
+    with torch.no_grad():
+        log_q = trained.model.log_prob(samples.x)
+    expected = -samples.log_weights - system.energy.energy(samples.x)
+    assert torch.allclose(log_q.double(), expected.double(), atol=1e-6)
+    # SMC's task names the same shared generator
+    _, from_smc = load_trained_generator(run_dir / "double_well_2d" / "smc" / "seed0")
+    with torch.no_grad():
+        assert torch.equal(from_smc.model.log_prob(samples.x), log_q)
+
+
+def test_loading_refuses_other_methods_and_unfinished_training(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="trains no generator"):
+        load_trained_generator(run_dir / "double_well_2d" / "pt" / "seed0")
+    with pytest.raises(FileNotFoundError, match="not a task folder"):
+        load_trained_generator(tmp_path)
+    alone = tmp_path / "double_well_2d" / "bg" / "seed0" / "checkpoint"
+    alone.mkdir(parents=True)
+    source = run_dir / "double_well_2d" / "bg" / "seed0" / "checkpoint"
+    for name in ("settings.json", "settings.json.sha256"):
+        shutil.copy(source / name, alone / name)
+    with pytest.raises(ValueError, match="has not finished"):
+        load_trained_generator(alone.parent)

@@ -5,8 +5,8 @@ Each method module holds its parameter dataclass (what the YAML may set), its
 inverts the cost formula its sampler exports. Shared pieces: :mod:`.base` (the
 :class:`MethodContext` a task hands in), :mod:`.budget`, :mod:`.flows` (generators
 built from :class:`FlowParams`), :mod:`.training` (training stages and their data's
-charge), :mod:`.generators` (the trained generator shared between methods) and
-:mod:`.ladder` (what the ladder methods add to their output).
+charge) and :mod:`.ladder` (what the ladder methods add to their output); the trained
+generator shared between methods lives in :mod:`.boltzmann_generator`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ METHODS: dict[str, Method] = {
         boltzmann_generator.BoltzmannGeneratorParams,
         boltzmann_generator.run,
         boltzmann_generator.fit_budget,
+        boltzmann_generator.log_density,
     ),
     "population_annealing": Method(
         population_annealing.PAParams, population_annealing.run, population_annealing.fit_budget

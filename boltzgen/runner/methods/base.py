@@ -46,6 +46,8 @@ class MethodContext:
 C = TypeVar("C")
 
 RunFunction = Callable[[System, Any, torch.Generator, MethodContext], WeightedSamples]
+LogDensity = Callable[[torch.Tensor], torch.Tensor]
+"""``x: [n, *event_shape] -> log q(x): [n]`` (float64, on the CPU)."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,17 @@ class Method:
     the run on ``system`` spends between 80 % and 100 % of ``energy_evals`` target
     evaluations (energy + force, training and the charge of training data included);
     it raises ``ValueError`` when the budget cannot cover the fixed part.
+
+    ``log_density(system, params, context)``, for a method whose samples are independent
+    draws of a density it can evaluate (a Boltzmann generator), gives that log density
+    after ``run``: the held-out check scores the draws against reference frames with it
+    (:mod:`boltzgen.metrics.held_out`).
     """
 
     params: type
     run: RunFunction
     fit_budget: Callable[[Any, int, System], Any]
+    log_density: Callable[[System, Any, MethodContext], LogDensity] | None = None
 
 
 def to_cpu(samples: WeightedSamples) -> WeightedSamples:

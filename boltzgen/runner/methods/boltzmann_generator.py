@@ -25,7 +25,7 @@ import torch
 
 from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.runner.lock import locked
-from boltzgen.runner.methods.base import MethodContext, settings_of, to_cpu
+from boltzgen.runner.methods.base import LogDensity, MethodContext, settings_of, to_cpu
 from boltzgen.runner.methods.budget import largest_within, too_small
 from boltzgen.runner.methods.flows import FlowParams, build_generator
 from boltzgen.runner.methods.training import (
@@ -208,6 +208,33 @@ def run(
     samples = trained.model.sample(params.n_samples, trained.draws())
     samples.info["train_loss_final"] = trained.final_loss
     return to_cpu(trained.label(samples))
+
+
+def log_density(
+    system: System, params: BoltzmannGeneratorParams, context: MethodContext
+) -> LogDensity:
+    """log q of the task's trained flow, loaded from where :func:`run` trained it.
+
+    Call after :func:`run`: the training is then finished, so it is loaded, not repeated.
+    """
+    quiet = replace(context, progress=False)
+    model = shared_generator(
+        system, params, torch.Generator().manual_seed(context.seed), quiet
+    ).model
+    parameter = next(model.parameters())
+
+    def log_q(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            parts = [
+                model.log_prob(batch.to(device=parameter.device, dtype=parameter.dtype))
+                for batch in x.split(_DENSITY_BATCH)
+            ]
+        return torch.cat(parts).to(device="cpu", dtype=torch.float64)
+
+    return log_q
+
+
+_DENSITY_BATCH = 5000
 
 
 def planned_training_evals(params: BoltzmannGeneratorParams, system: System) -> int:
