@@ -141,7 +141,10 @@ def _train_stages(
         records.append({"stage": name, **data.record()})
         where = None if folder is None else folder / name
         config = stage.config(seed)
-        result = train(model, model.energy, config, data.x, where, progress, data.repeats)
+        energy = model.energy
+        if stage.temperature is not None:
+            energy = energy.at_temperature(stage.temperature)
+        result = train(model, energy, config, data.x, where, progress, data.repeats)
         total = total + result.cost
         last = result.losses[-1] if result.losses else last
     return total, last, records

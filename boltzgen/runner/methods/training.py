@@ -40,17 +40,33 @@ class TrainParams(TrainConfig):
     system, also for a toy system: a head-to-head where the generator pays for its data as
     a real user would). ``seed`` is not a setting: every stage is seeded from the task's
     generator.
+
+    ``temperature`` (kelvin; default: the system's) trains the stage against the target at
+    another temperature, u_T = u · T_system / T, charged as the system's energy: a stage at a
+    high temperature, where a rare basin holds more weight, before the stages at the
+    system's, as in temperature-annealed Boltzmann generators (Schopmans & Friederich,
+    ICML 2025, arXiv 2501.19077). Only losses without data take it (``reverse_kl``,
+    ``fab``): the reference frames are at the system's temperature.
     """
 
     seed: int = field(default=0, init=False)
     n_data: int = 20_000
     oversample: dict[str, int] = field(default_factory=dict)
     data: str = field(default="auto", metadata=ADDED_SETTING)
+    temperature: float | None = field(default=None, metadata=ADDED_SETTING)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.data not in DATA_SOURCES:
             raise ValueError(f"data must be one of {DATA_SOURCES}, got {self.data!r}")
+        if self.temperature is not None:
+            if not self.temperature > 0:
+                raise ValueError(f"temperature must be positive, got {self.temperature}")
+            if self.needs_data:
+                raise ValueError(
+                    f"temperature applies to losses without data (reverse_kl, fab), not "
+                    f"{self.loss!r}: the reference frames are at the system's temperature"
+                )
         bad = {k: v for k, v in self.oversample.items() if not (isinstance(v, int) and v >= 1)}
         if bad:
             raise ValueError(f"oversample factors must be integers ≥ 1, got {bad}")
