@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from boltzgen.records import Cost, WeightedSamples
-from boltzgen.runner.report import build_report, pool, summarize
+from boltzgen.runner.report import build_report, held_out_lines, pool, summarize
 
 EXACT = 4.7772741
 
@@ -88,3 +88,24 @@ def test_observables_get_rows_pooled_over_seeds_with_their_reference():
     assert (row.n_used, row.n_not_converged) == (2, 1)
     assert row.value == pytest.approx(0.71)
     assert row.stderr == pytest.approx(math.sqrt(2) * 0.01 / 2)
+
+
+def test_the_report_lists_the_held_out_check_and_the_states_missing_mass():
+    checked = result(0, 4.9, 0.1)
+    checked["method"] = "bg"
+    checked["metrics"]["held_out"] = {
+        "states": {
+            "left": {"gap": 0.001, "stderr": 0.002, "misses_mass": False},
+            "right": {"gap": 0.4, "stderr": 0.05, "misses_mass": True},
+        },
+        "free_energies": {"right_vs_left": {"value": 4.78, "stderr": 0.06}},
+    }
+    outside = result(1, 4.9, 0.1)
+    outside["metrics"]["held_out"] = {"frames_outside_support": 0.25}
+    lines = held_out_lines([checked, outside, result(2, 4.7, 0.1)])
+    body = [line for line in lines if line.startswith("| double_well_2d")]
+    assert body == [
+        "| double_well_2d | bg | 0 | right_vs_left | 4.9 | 4.780 ± 0.060 | right (+0.40 ± 0.05) |",
+        "| double_well_2d | hmc | 1 | all | | 25.00% of the frames outside the flow | |",
+    ]
+    assert held_out_lines([result(0, 4.7, 0.1)]) == []
