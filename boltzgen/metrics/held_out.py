@@ -107,7 +107,8 @@ def held_out_check(
         draw_log_weights: ``[n]`` ln w = −u − ln q of independent draws x ~ q.
         frame_log_weights: ``[m]`` ln w of equilibrium frames y ~ p, same u and q, in
             time order (blocks are contiguous).
-        draw_states, frame_states: boolean masks ``[n]`` and ``[m]`` per state name.
+        draw_states: boolean masks ``[n]`` of the draws, per state name.
+        frame_states: boolean masks ``[m]`` of the frames, for the same names.
         blocks: jackknife blocks (≥ 2) of the frames and, separately, of the draws.
     """
     if blocks < 2:
