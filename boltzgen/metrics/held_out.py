@@ -51,7 +51,8 @@ GAP_FLOOR = 0.1
 class StateCheck:
     """One state: ln Z_B from the draws alone and by BAR with the frames.
 
-    ``log_z_bar`` and ``stderr`` are ``None`` when the state holds no draw or no frame.
+    ``log_z_bar`` and ``stderr`` are ``None`` when the state holds no frame or no draw of
+    finite weight.
     ``frames_beyond_draws`` is the share of the state's frames whose log weight exceeds
     every draw's there: how much of B lies where the draws never reached.
     """
@@ -132,10 +133,10 @@ def held_out_check(
             raise ValueError(f"state {name!r}: masks must match the draws and the frames")
         inside = lw[d & np.isfinite(lw)]
         log_z_draws = _logsumexp(inside) - math.log(len(lw)) if inside.size else -math.inf
-        if not d.any() or not f.any():
+        value = _bar_log_z(lw, d, lf, f) if d.any() and f.any() else math.nan
+        if not math.isfinite(value):  # no draw or no frame in the state, or no finite weight
             states[name] = StateCheck(log_z_draws, None, None, int(d.sum()), int(f.sum()), None)
             continue
-        value = _bar_log_z(lw, d, lf, f)
         by_frames = np.array([_bar_log_z(lw, d, lf, _without(f, b)) for b in frame_blocks])
         by_draws = np.array([_bar_log_z(*_drop(lw, d, b), lf, f) for b in draw_blocks])
         stderr = math.sqrt(_jackknife_var(by_frames) + _jackknife_var(by_draws))

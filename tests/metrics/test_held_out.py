@@ -109,3 +109,13 @@ def test_states_must_match():
             {"A": torch.ones(4, dtype=torch.bool)},
             {"B": torch.ones(4, dtype=torch.bool)},
         )
+
+
+def test_a_state_whose_draws_all_have_zero_weight_has_no_bar_value():
+    x = torch.linspace(-3, 3, 100, dtype=torch.float64)
+    y = torch.linspace(-3, 3, 50, dtype=torch.float64)
+    lw = torch.where(x > 0, -math.inf, 0.0)
+    check = held_out_check(lw, torch.zeros(50), {"A": x < 0, "B": x > 0}, {"A": y < 0, "B": y > 0})
+    assert check.states["B"].log_z_bar is None
+    assert check.states["B"].log_z_draws == -math.inf
+    assert check.free_energy("A", "B") is None
