@@ -35,6 +35,8 @@ from boltzgen.flows.internal import ChiralCentres
 from boltzgen.metrics.pareto import pareto_k
 from boltzgen.observables.peptides import phi_psi
 from boltzgen.reference import load_reference
+from boltzgen.runner.evaluate import held_out_metrics, load_reference_for
+from boltzgen.runner.methods.boltzmann_generator import model_log_density
 from boltzgen.runner.methods.flows import minimise
 from boltzgen.runner.trained import load_trained_generator
 
@@ -84,42 +86,35 @@ def ramachandran_plot(system: bg.System, samples: bg.WeightedSamples, path: Path
 
 
 def held_out_report(task_dir: Path, result: dict, samples: bg.WeightedSamples, draws: int) -> None:
-    """Print the per-state BAR check of the task's generator against the held-out frames."""
+    """Print the per-state BAR check of the task's generator against all the held-out frames."""
     system, trained = load_trained_generator(task_dir)
-    model = trained.model
     if result["method_kind"] != "boltzmann_generator":
-        samples = model.sample(draws, torch.Generator().manual_seed(result["seed"] + 1))
+        samples = trained.model.sample(draws, torch.Generator().manual_seed(result["seed"] + 1))
         print(f"held-out check on {draws} fresh draws of the task's trained flow")
-    frames = system.stored_reference("evaluation").data
-    if frames is None:
+    reference = load_reference_for(system, ALL_FRAMES)
+    if reference is None or reference.x is None:
         raise SystemExit("--held-out-check needs the card's reference set (BOLTZGEN_DATA)")
-    dtype = next(model.parameters()).dtype
-    with torch.no_grad():
-        log_q = torch.cat([model.log_prob(x.to(dtype)) for x in frames.x.split(2000)])
-        u = torch.cat([system.energy.energy(x) for x in frames.x.split(2000)])
-    frame_log_w = -u.to(torch.float64) - log_q.to(torch.float64)
-    names = ("phi_neg", "phi_pos")
-    check = bg.metrics.held_out_check(
-        samples.log_weights,
-        frame_log_w,
-        {n: system.states[n](samples.x) for n in names},
-        {n: system.states[n](frames.x) for n in names},
-    )
-    for name in names:
-        s = check.states[name]
-        bar = "—" if s.log_z_bar is None else f"{s.log_z_bar:.3f} ± {s.stderr:.3f}"
-        gap = "—" if s.gap is None else f"{s.gap:+.3f}"
+    check = held_out_metrics(system, samples, reference, model_log_density(trained.model))
+    if "frames_outside_support" in check:
+        print(f"{check['frames_outside_support']:.2%} of the frames lie outside the flow")
+        return
+    for name, s in check["states"].items():
+        bar = "—" if s["log_z_bar"] is None else f"{s['log_z_bar']:.3f} ± {s['stderr']:.3f}"
+        gap = "—" if s["gap"] is None else f"{s['gap']:+.3f}"
         print(
-            f"{name}: ln Z from {s.n_draws} draws {s.log_z_draws:.3f}, BAR with {s.n_frames} "
-            f"frames {bar}, gap {gap}, frames beyond every draw {s.frames_beyond_draws}, "
-            f"misses mass: {s.misses_mass}"
+            f"{name}: ln Z from the draws {s['log_z_draws']:.3f}, BAR with {s['n_frames']} "
+            f"frames {bar}, gap {gap}, frames beyond every draw {s['frames_beyond_draws']}, "
+            f"misses mass: {s['misses_mass']}"
         )
-    fe = check.free_energy("phi_neg", "phi_pos")
-    if fe is not None:
-        print(
-            "ΔF(phi_pos vs phi_neg) by BAR with the held-out frames = "
-            f"{fe.value:.3f} ± {fe.stderr:.3f} kT"
-        )
+    for name, fe in check["free_energies"].items():
+        if fe is not None:
+            print(
+                f"ΔF({name}) by BAR with the held-out frames = "
+                f"{fe['value']:.3f} ± {fe['stderr']:.3f} kT"
+            )
+
+
+ALL_FRAMES = 10**9
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 from torch import Tensor
 
 from boltzgen.metrics.estimate import Estimate
@@ -132,7 +133,7 @@ def held_out_check(
         if d.shape != lw.shape or f.shape != lf.shape:
             raise ValueError(f"state {name!r}: masks must match the draws and the frames")
         inside = lw[d & np.isfinite(lw)]
-        log_z_draws = _logsumexp(inside) - math.log(len(lw)) if inside.size else -math.inf
+        log_z_draws = float(logsumexp(inside)) - math.log(len(lw)) if inside.size else -math.inf
         value = _bar_log_z(lw, d, lf, f) if d.any() and f.any() else math.nan
         if not math.isfinite(value):  # no draw or no frame in the state, or no finite weight
             states[name] = StateCheck(log_z_draws, None, None, int(d.sum()), int(f.sum()), None)
@@ -155,7 +156,7 @@ def _bar_log_z(lw: np.ndarray, d: np.ndarray, lf: np.ndarray, f: np.ndarray) -> 
         return math.nan
     from pymbar import other_estimators  # loaded on first use: a slow import with a banner
 
-    shift = _logsumexp(inside) - math.log(inside.size)  # IS ln(Z_B / Q_B): centres the works
+    shift = float(logsumexp(inside)) - math.log(inside.size)  # IS ln(Z_B / Q_B): centres the works
     result = other_estimators.bar(-(inside - shift), frames - shift, compute_uncertainty=False)
     share = inside.size / len(lw)  # Q_B of the draws with p̃ > 0 (the rest add nothing to Z_B)
     return math.log(share) + shift - float(result["Delta_f"])
@@ -179,8 +180,3 @@ def _jackknife_var(replicates: np.ndarray) -> float:
     if r.size < 2:
         return math.inf
     return float((r.size - 1) / r.size * ((r - r.mean()) ** 2).sum())
-
-
-def _logsumexp(a: np.ndarray) -> float:
-    top = float(a.max())
-    return top + math.log(float(np.exp(a - top).sum()))

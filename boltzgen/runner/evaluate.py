@@ -235,22 +235,20 @@ def evaluate(
         if reference.phi_psi is not None and system.topology is not None:
             out["metrics"].update(_torsion_metrics(system, samples, reference, generator))
         if log_density is not None and reference.x is not None and system.free_energy_pairs:
-            out["metrics"]["held_out"] = _held_out(system, samples, reference, log_density)
+            out["metrics"]["held_out"] = held_out_metrics(system, samples, reference, log_density)
     return out
 
 
-def _held_out(
+def held_out_metrics(
     system: System, samples: WeightedSamples, reference: Reference, log_density: LogDensity
 ) -> dict[str, Any]:
-    """The per-state BAR check of independent draws against the reference frames.
-
-    The frames' energies are recomputed on the system's energy (bookkeeping, outside any
-    cost meter), so draws and frames are weighed by the same u.
-    """
+    """The per-state BAR check of independent draws of ``log_density`` against the
+    reference frames (``reference.x``, weighed by ``reference.energies``), for the states
+    of the system's free energies: what ``metrics.held_out`` holds."""
     frames = reference.x
-    assert frames is not None
-    u = torch.cat([system.energy.energy(x).detach() for x in frames.split(5000)])
-    frame_log_w = -u.to(torch.float64).cpu() - log_density(frames)
+    if frames is None:
+        raise ValueError("the held-out check needs the reference frames (reference.x)")
+    frame_log_w = -reference.energies.to(torch.float64).cpu() - log_density(frames)
     outside = ~torch.isfinite(frame_log_w)
     if bool(outside.any()):
         return {"frames_outside_support": float(outside.double().mean())}

@@ -221,23 +221,24 @@ def log_density(
     Call after :func:`run`: the training is then finished, so it is loaded, not repeated.
     """
     quiet = replace(context, progress=False)
-    model = shared_generator(
-        system, params, torch.Generator().manual_seed(context.seed), quiet
-    ).model
+    trained = shared_generator(system, params, torch.Generator().manual_seed(context.seed), quiet)
+    return model_log_density(trained.model)
+
+
+def model_log_density(model: BoltzmannGenerator, batch_size: int = 5000) -> LogDensity:
+    """``x -> log q(x)`` of ``model``: batched, without gradients, in the model's device and
+    dtype, returned as float64 on the CPU."""
     parameter = next(model.parameters())
 
     def log_q(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             parts = [
                 model.log_prob(batch.to(device=parameter.device, dtype=parameter.dtype))
-                for batch in x.split(_DENSITY_BATCH)
+                for batch in x.split(batch_size)
             ]
         return torch.cat(parts).to(device="cpu", dtype=torch.float64)
 
     return log_q
-
-
-_DENSITY_BATCH = 5000
 
 
 def planned_training_evals(params: BoltzmannGeneratorParams, system: System) -> int:
