@@ -3,7 +3,8 @@
 Works for either dipeptide card (the system is read from the run's ``result.json``).
 Prints the Kish ESS, the share of the weight and the Pareto k̂ of the weights inside each
 φ state (beside the share of the card's held-out reference frames there), ΔF(φ ∈ (0, 2) vs
-φ < 0) with its standard error and the run's convergence verdict next to the reference's
+φ < 0) with its standard error (unless the run withheld it) and the run's convergence
+verdict next to the reference's
 MBAR value (a PT or umbrella ``manifest.json``), E-W2 and T-W2 (from the
 run's ``result.json``), the worst bond stretch (length over the minimised structure's),
 the share of D samples, and the target evaluations spent, training included. With
@@ -157,10 +158,17 @@ def main() -> None:
             f"the weight{held_out}, Pareto k̂ of their weights {k}"
         )
     entry = result["free_energies"]["phi_pos_vs_phi_neg"]
-    print(
-        f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} ± {fe.stderr:.3f} kT "
-        f"(result.json: converged {entry['converged']}, stderr {entry['stderr']})"
-    )
+    if entry["stderr"] is None:
+        print(
+            f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} kT, error bar withheld by the run "
+            f"(converged {entry['converged']}: heavy-tailed weights, so this set's own "
+            f"bootstrap error, {fe.stderr:.3f} kT, understates the spread)"
+        )
+    else:
+        print(
+            f"ΔF(phi_pos vs phi_neg) = {fe.value:.3f} ± {fe.stderr:.3f} kT "
+            f"(result.json: converged {entry['converged']}, stderr {entry['stderr']})"
+        )
     if args.reference is not None:
         ref = json.loads(args.reference.read_text())["free_energies"]["phi_pos_vs_phi_neg"]
         method = json.loads(args.reference.read_text()).get("method", "?")
