@@ -230,13 +230,18 @@ def flow_score(model: BoltzmannGenerator, x: Tensor) -> tuple[Tensor, Tensor]:
 
     The flow runs in its parameters' dtype (a float32 flow on a float64 target, whose
     forces turn the particles into float64); both results come back in ``x``'s dtype.
-    Rows where either is not finite get log q = −inf and gradient 0.
+    Rows where either is not finite get log q = −inf and gradient 0. A model whose log q
+    does not depend on x (a uniform prior, e.g. the Haar measure of U(1) links, through a
+    reshape) has gradient 0.
     """
     flow_dtype = next(model.parameters(), x).dtype
     with torch.enable_grad():
         inside = x.detach().to(flow_dtype).requires_grad_(True)
         log_q = model.log_prob(inside)
-        (grad,) = torch.autograd.grad(log_q.sum(), inside)
+        if log_q.requires_grad:
+            (grad,) = torch.autograd.grad(log_q.sum(), inside)
+        else:
+            grad = torch.zeros_like(inside)
     log_q, grad = log_q.detach().to(x.dtype), grad.to(x.dtype)
     ok = torch.isfinite(log_q) & torch.isfinite(grad.reshape(grad.shape[0], -1)).all(dim=1)
     rows = ok.reshape((-1,) + (1,) * (x.dim() - 1))

@@ -137,12 +137,19 @@ class InterpolatedEnergy:
         return u_z if lam == 0.0 else (1.0 - lam) * u_z + lam * self.target(y)
 
     def prior_and_grad(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """u_Z(y) ``[B]`` and ∇u_Z(y) ``[B, D]`` (differentiable when gradients are on)."""
+        """u_Z(y) ``[B]`` and ∇u_Z(y) ``[B, D]`` (differentiable when gradients are on).
+
+        A prior whose energy does not depend on y (the uniform Haar measure of U(1)
+        links) has ∇u_Z = 0.
+        """
         keep_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_(True)
             u_z = self.prior.energy(y_in)
-            (g_z,) = torch.autograd.grad(u_z.sum(), y_in, create_graph=keep_graph)
+            if u_z.requires_grad:
+                (g_z,) = torch.autograd.grad(u_z.sum(), y_in, create_graph=keep_graph)
+            else:
+                g_z = torch.zeros_like(y_in)
         if not keep_graph:
             u_z, g_z = u_z.detach(), g_z.detach()
         return u_z, g_z
