@@ -412,7 +412,9 @@ def path_kl_loss(
 def snf_evaluations(n_paths: int, n_blocks: int, block_steps: int) -> int:
     """Target evaluations (with forces) of ``n_paths`` SNF paths: n·K·(steps + 1).
 
-    Each of the K stochastic blocks evaluates its start and each of its steps; training
-    draws paths too (``train_steps · batch_size`` of them).
+    Each of the K stochastic blocks evaluates its start and each of its steps when flow
+    layers separate the blocks (the runner's layout); training draws paths too
+    (``train_steps · batch_size`` of them). Back-to-back blocks reuse their start's energy
+    and force, so K such blocks cost n·(1 + K·steps), less than this count.
     """
     return n_paths * n_blocks * (block_steps + 1)
