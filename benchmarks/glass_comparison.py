@@ -8,36 +8,41 @@ Runs the methods of ``experiments/glass.yaml`` (same settings, through the runne
 (N = 70) at each temperature of the ladder, every run with the same budget of energy
 evaluations, and prints one row per run: the integrated autocorrelation time τ_int of the
 energy per particle e = U/N (in recorded samples), the ESS of e, ESS per evaluation and per
-wall second, and ⟨e⟩ with its standard error. Writes ``comparison.csv`` and
-``ess_per_evaluation.png`` (ESS per evaluation against 1/T, one line per method).
+wall second (the run's recorded cost, training included), and ⟨e⟩ with its standard error.
+Writes ``comparison.csv`` and ``ess_per_evaluation.png`` (ESS per evaluation against 1/T, one
+line per method).
 
-ESS per method: chains (MD, PT, swap and local MC) n/τ_int of e over all chains;
+The rows are :mod:`boltzgen.runner.glass_ranking`'s, the same the runner's report writes to
+``glass_ranking.md``: chains (MD, PT, swap and local MC) n/τ_int of e over all chains;
 population annealing G·var(e)/var(group means of e) from its G independent groups (at most
 R); the temperature map Kish ESS fraction × n/τ_int of u(f(z)) along the hot chains.
 Chains shorter than 50 τ_int are marked ≥ (τ_int a lower bound, ESS an upper one). τ_int
 sees only the fluctuations a chain makes: a chain that has not left its start's basin
 looks fast, so the last column compares ⟨e⟩ with swap MC's (z = difference over the
 combined standard error); a large |z| marks a run that has not equilibrated.
-``--from-csv`` rebuilds the table and the plot from ``OUT/comparison.csv``.
+``--from-csv`` rebuilds the table and the plot from ``OUT/comparison.csv``; ``--from-runs
+RUN_DIR`` builds them from the folder of ``boltzgen run experiments/glass.yaml --out RUN_DIR``
+instead of rerunning.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import math
-import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 import yaml
-from torch import Tensor
 
 import boltzgen as bg
-from boltzgen.metrics import ess_fraction
-from boltzgen.metrics.autocorrelation import integrated_time
-from boltzgen.records import WeightedSamples
+from boltzgen.runner.glass_ranking import (
+    Row,
+    format_table,
+    plot,
+    read_csv,
+    row_of,
+    rows_from_run,
+    write_csv,
+)
 from boltzgen.runner.methods import (
     MethodContext,
     md,
@@ -51,6 +56,7 @@ from boltzgen.runner.methods.parallel_tempering import PTParams
 from boltzgen.runner.methods.population_annealing import PAParams
 from boltzgen.runner.methods.swap_mc import SwapMCParams
 from boltzgen.runner.methods.temperature_map import TemperatureMapParams
+from boltzgen.runner.report import load_results
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "glass.yaml"
 MODULES = {
@@ -60,60 +66,6 @@ MODULES = {
     "swap_mc": (swap_mc, SwapMCParams),
     "temperature_map": (temperature_map, TemperatureMapParams),
 }
-
-
-@dataclass(frozen=True)
-class Row:
-    """One run's figures; ``tau`` in recorded samples (NaN where not a chain)."""
-
-    system: str
-    temperature: float
-    method: str
-    evals: int
-    wall_s: float
-    tau: float
-    ess: float
-    mean: float
-    stderr: float
-    per_chain: int
-
-    @property
-    def short(self) -> bool:
-        """Chains shorter than 50 τ_int: τ_int is a lower bound and the ESS an upper one."""
-        return self.per_chain > 0 and self.per_chain < 50 * self.tau
-
-    @property
-    def ess_per_eval(self) -> float:
-        return self.ess / max(1, self.evals)
-
-
-def _chains(e: Tensor, n_chains: int) -> tuple[float, float]:
-    """τ_int and ESS of e recorded step-major from ``n_chains`` chains."""
-    tau = integrated_time(e.reshape(-1, n_chains))
-    return tau, e.numel() / tau
-
-
-def _per_chain(method: str, samples: WeightedSamples) -> int:
-    if method in ("population_annealing", "temperature_map"):
-        return 0
-    return samples.energies.numel() // (samples.n_chains or 1)
-
-
-def ess_of(method: str, samples: WeightedSamples, params, n_particles: int, temperature: float):
-    """(τ_int, ESS, ⟨e⟩, stderr) of e = U/N for the sample kind of ``method``."""
-    e = samples.energies * temperature / n_particles
-    w = torch.softmax(samples.log_weights, 0)
-    mean, var = float((w * e).sum()), float((w * (e - (w * e).sum()) ** 2).sum())
-    if method == "population_annealing":
-        groups = e.reshape(samples.n_runs, -1).mean(1)
-        ess = min(e.numel(), var * groups.numel() / max(float(groups.var()), 1e-300))
-        return math.nan, ess, mean, math.sqrt(var / ess)
-    if method == "temperature_map":
-        tau, _ = _chains(e, params.n_hot_chains)
-        ess = ess_fraction(samples.log_weights) * e.numel() / tau
-        return tau, ess, mean, math.sqrt(var / max(ess, 1e-12))
-    tau, ess = _chains(e, samples.n_chains or 1)
-    return tau, ess, mean, math.sqrt(var / ess)
 
 
 def run_one(
@@ -131,17 +83,10 @@ def run_one(
     module, params_type = MODULES[spec.pop("method")]
     params = module.fit_budget(params_type(**spec), budget, system)
     generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
     samples = module.run(system, params, generator, MethodContext())
-    wall = time.perf_counter() - start
-    cost = samples.cost
-    evals = cost.energy_evals + cost.force_evals + cost.train_energy_evals + cost.train_force_evals
     n = system.energy.n_particles
-    kind = module.__name__.split(".")[-1]
-    tau, ess, mean, err = ess_of(kind, samples, params, n, temperature)
-    return Row(
-        system_name, temperature, label, evals, wall, tau, ess, mean, err, _per_chain(kind, samples)
-    )
+    hot_chains = getattr(params, "n_hot_chains", None)
+    return row_of(system_name, temperature, label, samples, n, hot_chains)
 
 
 def runs(experiment: dict, systems: list[str] | None, methods: list[str] | None):
@@ -156,59 +101,20 @@ def runs(experiment: dict, systems: list[str] | None, methods: list[str] | None)
                 yield entry["name"], entry.get("overrides", {}), temperature, label, spec
 
 
-def print_rows(rows: list[Row]) -> None:
-    print(
-        f"{'system':24s} {'T':>5s} {'method':9s} {'evals':>6s} {'wall_s':>7s} {'tau_int':>8s} "
-        f"{'ESS':>7s} {'ESS/eval':>9s} {'ESS/s':>8s}  <e> ± se          z vs swap_mc"
-    )
-    swap = {(r.system, r.temperature): r for r in rows if r.method == "swap_mc"}
-    for r in rows:
-        ref = swap.get((r.system, r.temperature))
-        z = math.nan if ref is None else (r.mean - ref.mean) / math.hypot(r.stderr, ref.stderr)
-        bound = "≥" if r.short else " "
-        print(
-            f"{r.system:24s} {r.temperature:5.2f} {r.method:9s} {r.evals:6d} {r.wall_s:7.1f} "
-            f"{bound}{r.tau:7.1f} {r.ess:7.1f} {r.ess_per_eval:9.2e} {r.ess / r.wall_s:8.2e}  "
-            f"{r.mean:.4f} ± {r.stderr:.4f}  {z:6.1f}"
-        )
+def from_runs(run_dir: Path) -> list[Row]:
+    """The rows of the particle-system tasks of a ``boltzgen run`` folder."""
+    results = load_results(run_dir)
+    if not results:
+        raise SystemExit(f"{run_dir} holds no */*/seed*/result.json: nothing to rank")
+    return rows_from_run(run_dir, results)
 
 
-def plot(rows: list[Row], path: Path) -> None:
-    """ESS per evaluation against 1/T, one panel per system, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = sorted({r.system for r in rows})
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        for method in dict.fromkeys(r.method for r in rows if r.system == name):
-            mine = sorted(
-                (r for r in rows if r.system == name and r.method == method),
-                key=lambda r: r.temperature,
-            )
-            ax.plot(
-                [1 / r.temperature for r in mine],
-                [r.ess_per_eval for r in mine],
-                "o-",
-                label=method,
-            )
-        ax.set(yscale="log", xlabel="1/T", ylabel="ESS of U/N per energy evaluation", title=name)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-def read_rows(path: Path) -> list[Row]:
-    """The rows a previous run wrote to ``comparison.csv``."""
-    types = {f.name: f.type for f in fields(Row)}
-    casts = {"str": str, "float": float, "int": int}
-    with path.open() as f:
-        return [
-            Row(**{k: casts[types[k]](v) for k, v in line.items() if k in types})
-            for line in csv.DictReader(f)
-        ]
+def finish(rows: list[Row], out: Path) -> None:
+    """Print the table, write ``comparison.csv`` and the plot into ``out``."""
+    print(format_table(rows))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "comparison.csv")
+    plot(rows, out / "ess_per_evaluation.png")
 
 
 def main() -> None:
@@ -222,11 +128,21 @@ def main() -> None:
     parser.add_argument(
         "--from-csv", action="store_true", help="rebuild table and plot from OUT/comparison.csv"
     )
+    parser.add_argument(
+        "--from-runs",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="build table and plot into OUT from a `boltzgen run` folder instead of rerunning",
+    )
     args = parser.parse_args()
     if args.from_csv:
-        rows = read_rows(args.out / "comparison.csv")
-        print_rows(rows)
+        rows = read_csv(args.out / "comparison.csv")
+        print(format_table(rows))
         plot(rows, args.out / "ess_per_evaluation.png")
+        return
+    if args.from_runs is not None:
+        finish(from_runs(args.from_runs), args.out)
         return
     torch.set_num_threads(1)
     experiment = yaml.safe_load(args.experiment.read_text())
@@ -240,14 +156,10 @@ def main() -> None:
             print(f"{name} T={temperature} {label}: not run ({error})", flush=True)
             continue
         rows.append(row)
-        print_rows([row])
-        with (args.out / "comparison.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow([*Row.__dataclass_fields__, "ess_per_eval"])
-            writer.writerows([[*vars(r).values(), r.ess_per_eval] for r in rows])
+        print(format_table([row]), flush=True)
+        write_csv(rows, args.out / "comparison.csv")
     print()
-    print_rows(rows)
-    plot(rows, args.out / "ess_per_evaluation.png")
+    finish(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from boltzgen.records.files import damage, notice, recorded_checksum
-from boltzgen.runner import plots
+from boltzgen.runner import glass_ranking, plots
 
 
 def unit(quantity: str) -> str:
@@ -334,14 +334,28 @@ def write_summary_csv(rows: Sequence[Row], path: Path) -> None:
             writer.writerow([getattr(r, f) for f in fields] + [r.error_in_se])
 
 
+def ranking_lines(written: Sequence[Path]) -> list[str]:
+    """Where the glass ranking of a run with particle systems is (none written: nothing)."""
+    if not written:
+        return []
+    table, spreadsheet, _ = glass_ranking.FILES
+    return [
+        "Particle systems: the ranking of the methods by the ESS of U/N per evaluation, with z",
+        f"against swap MC, is in [{table}]({table}) and `{spreadsheet}`.",
+        "",
+    ]
+
+
 def build_report(run_dir: Path) -> list[Row]:
-    """Rebuild ``summary.csv``, ``report.md`` and the plots of ``run_dir``."""
+    """Rebuild ``summary.csv``, ``report.md`` and the plots of ``run_dir`` (and, for particle
+    systems, the glass ranking: :mod:`boltzgen.runner.glass_ranking`)."""
     results = load_results(run_dir)
     if not results:
         raise FileNotFoundError(f"{run_dir} holds no */*/seed*/result.json: nothing to report")
     rows = summarize(results)
     write_summary_csv(rows, run_dir / "summary.csv")
     figures = plots.make_plots(run_dir, results)
+    ranking = glass_ranking.write_ranking(run_dir, results)
     machine = results[0].get("versions", {})
     lines = [
         f"# Run report: {run_dir.name}",
@@ -358,10 +372,11 @@ def build_report(run_dir: Path) -> list[Row]:
         "",
         *held_out_lines(results),
         *systems_lines(results),
+        *ranking_lines(ranking),
         f"Machine: {machine.get('machine', '?')}, torch {machine.get('torch', '?')}, "
         f"{machine.get('threads', '?')} threads per task.",
         "",
     ]
-    lines += [f"![{fig.stem}]({fig.name})\n" for fig in figures]
+    lines += [f"![{fig.stem}]({fig.name})\n" for fig in [*figures, *glass_ranking.figures(ranking)]]
     (run_dir / "report.md").write_text("\n".join(lines))
     return rows

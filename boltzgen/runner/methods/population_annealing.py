@@ -17,7 +17,7 @@ from torch import Tensor
 
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.particles import ParticleEnergy
-from boltzgen.records import WeightedSamples
+from boltzgen.records import Cost, CostMeter, WeightedSamples
 from boltzgen.runner.methods.base import MethodContext
 from boltzgen.runner.methods.budget import largest_within, too_small
 from boltzgen.runner.methods.swap_mc import EXPECTED_SHARE
@@ -66,30 +66,34 @@ def _ladder(system: System, params: PAParams) -> list[float]:
     return geometric_ladder(t0, params.t_max_factor * t0, params.n_temperatures)[::-1]
 
 
-def _start(system: System, params: PAParams, hottest: float, generator: torch.Generator) -> Tensor:
-    """The population at the hottest temperature: exact draws, or equilibrated by moves."""
+def _start(
+    system: System, params: PAParams, hottest: float, generator: torch.Generator
+) -> tuple[Tensor, Cost]:
+    """The population at the hottest temperature (exact draws, or equilibrated by moves from
+    the uncharged dispersed starts) and what drawing or equilibrating it cost."""
     hot = system.energy.at_temperature(hottest)
+    meter = CostMeter(hot)
     if isinstance(hot, ExactReference):
-        return hot.sample_exact(params.n_replicas, generator).to(system.initial_positions)
+        with meter.measure():
+            x = hot.sample_exact(params.n_replicas, generator)
+        return x.to(system.initial_positions), meter.cost
     x = system.dispersed_starts(params.n_replicas, generator)
-    x, _ = _move(system, params, params.n_equilibration)(hot, x, hot.energy(x), generator)
-    return x
+    with meter.measure():
+        x, _ = _move(system, params, params.n_equilibration)(hot, x, hot.energy(x), generator)
+    return x, meter.cost
 
 
 def run(
     system: System, params: PAParams, generator: torch.Generator, context: MethodContext
 ) -> WeightedSamples:
-    """Anneal ``n_replicas`` in ``n_groups`` independent groups down the ladder."""
+    """Anneal ``n_replicas`` in ``n_groups`` independent groups down the ladder; the cost
+    includes the evaluations and wall seconds of the starting population."""
     temperatures = _ladder(system, params)
     move = _move(system, params, params.sweeps_per_temperature)
     sampler = PopulationAnnealing(system.energy, temperatures, move, params.n_groups)
-    start = system.energy.counter.snapshot()
-    x0 = _start(system, params, temperatures[0], generator)
-    setup = system.energy.counter.since(start)
+    x0, setup = _start(system, params, temperatures[0], generator)
     samples = sampler.sample(x0, generator, context.progress)
-    samples.cost.energy_evals += setup.energy
-    samples.cost.force_evals += setup.force
-    return samples
+    return replace(samples, cost=samples.cost + setup)
 
 
 def _per_move(system: System, params: PAParams) -> float:
