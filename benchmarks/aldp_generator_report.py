@@ -7,6 +7,7 @@ Prints the Kish ESS, the share of the weight and the Pareto k̂ of the weights i
 verdict next to the reference's
 MBAR value (a PT or umbrella ``manifest.json``), E-W2 and T-W2 (from the
 run's ``result.json``), the worst bond stretch (length over the minimised structure's),
+the ψ profile inside φ ∈ (0, 2) (draws, weight and reference frames per ψ range),
 the share of D samples, and the target evaluations spent, training included. With
 ``--plot``, Ramachandran histograms of the flow's samples (raw and reweighted) beside
 the held-out evaluation frames of the card's reference set. With ``--held-out-check``,
@@ -24,6 +25,7 @@ trained flow::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from pathlib import Path
@@ -117,6 +119,39 @@ def held_out_report(task_dir: Path, result: dict, samples: bg.WeightedSamples, d
 
 ALL_FRAMES = 10**9
 
+# ψ ranges inside φ ∈ (0, 2): the C7ax-like corner (about 6 % of the basin's weight under the
+# PT reference), the bridge to it, αL, and the ψ ≈ 2 shoulder where p holds almost nothing.
+PSI_EDGES = (-math.pi, -1.05, 0.0, 1.6, math.pi)
+
+
+def psi_breakdown(
+    system: bg.System, samples: bg.WeightedSamples, frames: bg.WeightedSamples | None
+) -> None:
+    """Inside φ ∈ (0, 2), per ψ range: the share of the flow's draws, of their weight and of
+    the held-out reference frames, and the Pareto k̂ of the weights there. A range where the
+    frames' share exceeds the draws' by far is mass the flow reaches only through rare,
+    heavy weights."""
+    inside = system.states["phi_pos"](samples.x)
+    _, psi = (t[:, 0] for t in phi_psi(samples.x[inside], system.topology))
+    log_w = samples.log_weights[inside]
+    w = torch.softmax(log_w.to(torch.float64), dim=0)
+    frame_psi = None
+    if frames is not None:
+        frame_psi = phi_psi(frames.x[system.states["phi_pos"](frames.x)], system.topology)[1]
+        frame_psi = frame_psi[:, 0]
+    print("inside φ ∈ (0, 2), by ψ: draws / their weight / held-out frames, Pareto k̂")
+    for lo, hi in itertools.pairwise(PSI_EDGES):
+        b = (psi >= lo) & (psi < hi)
+        ref = (
+            "—"
+            if frame_psi is None
+            else f"{float(((frame_psi >= lo) & (frame_psi < hi)).double().mean()):.2%}"
+        )
+        print(
+            f"  ψ ∈ [{lo:+.2f}, {hi:+.2f}): {float(b.double().mean()):.2%} / "
+            f"{float(w[b].sum()):.2%} / {ref}, k̂ {pareto_k(log_w[b])}"
+        )
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -157,6 +192,7 @@ def main() -> None:
             f"{name}: {int(inside.sum())} draws carrying {float(weights[inside].sum()):.2%} of "
             f"the weight{held_out}, Pareto k̂ of their weights {k}"
         )
+    psi_breakdown(system, samples, frames)
     entry = result["free_energies"]["phi_pos_vs_phi_neg"]
     if entry["stderr"] is None:
         print(
