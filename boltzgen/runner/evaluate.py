@@ -151,6 +151,12 @@ def _log_z_coverage(
     return Convergence(None, False)
 
 
+def _only_a_log_z_ratio(samples: WeightedSamples) -> bool:
+    """A population annealed from a temperature whose ln Z is unknown: its resampled, equal
+    weights say nothing of ln Z, and only a ratio (``info["log_z_ratio"]``) was measured."""
+    return "log_z_ratio" in samples.info and "run_log_z" not in samples.info
+
+
 def _log_z(samples: WeightedSamples) -> metrics.Estimate:
     """log Z: between runs for correlated runs (unclipped), else from the weights."""
     if samples.n_runs is not None:
@@ -218,7 +224,7 @@ def evaluate(
         entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence, calibrated)
         out["free_energies"][name] = entry
     out["observables"] = _observables(system, samples, calibrated)
-    if not samples.is_chain:
+    if not samples.is_chain and not _only_a_log_z_ratio(samples):
         k = None
         if samples.n_runs is None:
             k = out["metrics"]["pareto_k"] = pareto_k(samples.log_weights)

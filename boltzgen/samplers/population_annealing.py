@@ -124,7 +124,8 @@ class PopulationAnnealing:
 
         Returns the final population at T_K, group after group (``n_runs = G``), with
         energies reduced at the energy's temperature, and in ``info`` the log Z ratio
-        (``log_z_ratio``, ``log_z_ratio_stderr``, per-step ``log_q``) and the number of
+        (``log_z_ratio``, ``log_z_ratio_stderr``, per-step ``log_q``, per group
+        ``run_log_z_ratio``) and the number of
         distinct ancestors of the final population (``families``).
         """
         r, g = x0.shape[0], self.n_groups
@@ -149,6 +150,7 @@ class PopulationAnnealing:
             "log_z_ratio": estimate.value,
             "log_z_ratio_stderr": estimate.stderr,
             "log_q": log_q.tolist(),
+            "run_log_z_ratio": log_q.sum(0).tolist(),
             "families": int(ancestors.unique().numel()),
             "temperatures": self.temperatures,
         }

@@ -87,13 +87,20 @@ def run(
     system: System, params: PAParams, generator: torch.Generator, context: MethodContext
 ) -> WeightedSamples:
     """Anneal ``n_replicas`` in ``n_groups`` independent groups down the ladder; the cost
-    includes the evaluations and wall seconds of the starting population."""
+    includes the evaluations and wall seconds of the starting population. Where the hottest
+    temperature's ln Z is known exactly, ``info["run_log_z"]`` holds each group's ln Z at T
+    (ln Z_hot + its log ratio), which the scores use; elsewhere only the ratio is known and
+    the run reports no ln Z."""
     temperatures = _ladder(system, params)
     move = _move(system, params, params.sweeps_per_temperature)
     sampler = PopulationAnnealing(system.energy, temperatures, move, params.n_groups)
     x0, setup = _start(system, params, temperatures[0], generator)
     samples = sampler.sample(x0, generator, context.progress)
-    return replace(samples, cost=samples.cost + setup)
+    hot = system.energy.at_temperature(temperatures[0])
+    info = dict(samples.info)
+    if isinstance(hot, ExactReference):
+        info["run_log_z"] = [hot.log_z + r for r in info["run_log_z_ratio"]]
+    return replace(samples, cost=samples.cost + setup, info=info)
 
 
 def _per_move(system: System, params: PAParams) -> float:
