@@ -6,6 +6,10 @@ weights w_i (uniform for MCMC), the influence series is ψ_i = f_i − θ (for t
 with τ_int by Sokal's window (:mod:`boltzgen.metrics.autocorrelation`). Independent
 weighted draws: se² = Σ_i w_i² ψ_i² (the delta method for self-normalised importance
 sampling, Owen, "Monte Carlo theory, methods and examples", ch. 9), τ_int undefined.
+R independent runs of correlated particles (``samples.n_runs``, e.g. SMC, whose resampled
+particles share ancestors): the same terms summed per run, g_r = R Σ_{i∈r} w_i ψ_i, and se
+from the spread of the g_r (:func:`boltzgen.metrics.runs.runs_stderr`, t-widened, as for
+log Z and ΔF of runs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.metrics.autocorrelation import integrated_time
+from boltzgen.metrics.runs import runs_stderr
 from boltzgen.metrics.weights import normalized_weights
 from boltzgen.records import WeightedSamples
 
@@ -55,4 +60,6 @@ def observable_estimate(
         tau = integrated_time(samples.chains(influence), mean=0.0)
         variance = float(influence.square().mean()) * tau / len(f)
         return ObservableEstimate(float(value), math.sqrt(variance), tau)
+    if samples.n_runs is not None:
+        return ObservableEstimate(float(value), runs_stderr(samples, w * influence), None)
     return ObservableEstimate(float(value), float((w * influence).square().sum().sqrt()), None)

@@ -1,4 +1,4 @@
-"""Error bars from independent runs: log Z and ΔF of samples correlated within a run.
+"""Error bars from independent runs (samples correlated within a run): log Z, ΔF, observables.
 
 A sampler that resamples (SMC) leaves its final particles correlated, so errors that
 treat them as independent draws are too small. With R independent runs stored run after
@@ -10,6 +10,8 @@ estimate Ẑ_r of Z, the runs are i.i.d. replicates and every error comes from t
 * ΔF = −ln(P_B / P_A) from the pooled, self-normalised weights w̃; with
   a_r = Σ_{i ∈ r} w̃_i 1_A(x_i) (and b_r likewise), P_A = Σ_r a_r, the ratio estimator's
   influence per run g_r = R (a_r / P_A − b_r / P_B) gives se(ΔF) = sd_r(g_r) / √R.
+* an observable E[f] = Σ_i w̃_i f_i: g_r = R Σ_{i ∈ r} w̃_i (f_i − E[f]) likewise
+  (:func:`runs_stderr`, used by :func:`~boltzgen.metrics.observables.observable_estimate`).
 
 With few runs the sample standard deviation is itself noisy: (estimate − truth) / se
 follows Student's t with R − 1 degrees of freedom, not a normal. Every error here is
@@ -69,6 +71,12 @@ def samples_runs_log_z(samples: WeightedSamples) -> Estimate:
         return runs_log_z(torch.tensor(samples.info["run_log_z"], dtype=torch.float64))
     blocks = _run_blocks(samples, samples.log_weights.to(torch.float64))
     return runs_log_z(blocks.logsumexp(dim=1) - math.log(blocks.shape[1]))
+
+
+def runs_stderr(samples: WeightedSamples, terms: Tensor) -> float:
+    """Error of a linearised estimate from its ``terms: [n]`` (c_i = w̃_i ψ_i, summing to
+    zero) grouped by run: g_r = R Σ_{i∈r} c_i, se = sd_r(g_r) / √R, t-widened."""
+    return _spread(samples.n_runs * _run_blocks(samples, terms).sum(dim=1))
 
 
 def _run_blocks(samples: WeightedSamples, values: Tensor) -> Tensor:

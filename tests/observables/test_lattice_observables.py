@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from boltzgen.metrics import observable_estimate
+from boltzgen.metrics.runs import t_factor
 from boltzgen.observables.lattice import (
     plaquette,
     spin_abs_magnetization,
@@ -82,3 +83,16 @@ def test_chains_stuck_in_different_sectors_get_a_wide_error_bar():
     assert est.value == 0.0
     assert est.tau_int > steps / 2
     assert est.stderr > 0.2
+
+
+def test_runs_of_resampled_copies_take_their_error_from_the_spread_between_runs():
+    """R runs, each one value copied m times (an SMC run resampled to one ancestor): the
+    error is the t-widened spread of the run means, t·sd_r(v_r)/√R, not that of R·m draws."""
+    runs, copies = 8, 50
+    v = torch.randn(runs, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    f = v.repeat_interleave(copies)
+    samples = WeightedSamples(f[:, None], torch.zeros_like(f), f, Cost(), {}, n_runs=runs)
+    est = observable_estimate(samples, f)
+    assert est.value == pytest.approx(float(v.mean()), abs=1e-12)
+    expected = t_factor(runs) * float(v.std()) / math.sqrt(runs)
+    assert est.stderr == pytest.approx(expected, rel=1e-12)

@@ -7,12 +7,15 @@ import json
 import pytest
 
 from boltzgen import load_system
-from boltzgen.flows.gauge import GaugeEquivariantCoupling
+from boltzgen.flows import GaussianPrior, RQSplineCoupling
+from boltzgen.flows.gauge import GaugeEquivariantCoupling, UniformAnglePrior
 from boltzgen.flows.lattice import CheckerboardAffineCoupling, CheckerboardSplineCoupling
 from boltzgen.runner.config import parse_experiment
 from boltzgen.runner.executors import run_debug
 from boltzgen.runner.methods.flows import FlowParams, build_generator
+from boltzgen.runner.methods.snf import SNFParams, build_snf
 from boltzgen.runner.tasks import plan
+from boltzgen.samplers.snf import StochasticBlock
 
 BUDGET = 40_000
 CASES = {
@@ -89,3 +92,29 @@ def test_lattice_flow_kinds_take_their_coupling(system, kind, coupling, layer):
 def test_a_lattice_flow_refuses_a_coupling_of_the_other_family():
     with pytest.raises(ValueError, match="takes coupling"):
         build_generator(load_system("phi4_2d", L=4), FlowParams(kind="lattice", coupling="ncp"), 0)
+
+
+def test_the_spline_flow_refuses_u1_links():
+    """A normal prior on R^D has no business with angles: exp(−u) of the links is periodic."""
+    with pytest.raises(ValueError, match=r"u1_2d's links are angles.*kind: u1_gauge"):
+        build_generator(load_system("u1_2d", L=4), FlowParams(), seed=0)
+
+
+@pytest.mark.parametrize(
+    "system, overrides, prior, layer",
+    [
+        ("u1_2d", {"L": 4}, UniformAnglePrior, GaugeEquivariantCoupling),
+        ("ising_2d", {"L": 4}, GaussianPrior, CheckerboardAffineCoupling),
+        ("phi4_2d", {"L": 4}, GaussianPrior, CheckerboardAffineCoupling),
+        ("double_well_2d", {}, GaussianPrior, RQSplineCoupling),
+    ],
+)
+def test_snf_takes_the_systems_own_layers_and_prior(system, overrides, prior, layer):
+    """The runner's SNF: gauge layers on the Haar prior for U(1) links, checkerboard layers on
+    scalar fields, spline layers elsewhere; one layer before each of its 3 stochastic blocks."""
+    params = SNFParams(n_blocks=3, hidden=4, n_bins=2)
+    snf = build_snf(load_system(system, **overrides), params, seed=0)
+    assert type(snf.prior) is prior
+    kinds = [type(block) for block in snf.blocks]
+    assert kinds[0::2] == [layer] * 3
+    assert all(issubclass(k, StochasticBlock) for k in kinds[1::2]) and len(kinds) == 6

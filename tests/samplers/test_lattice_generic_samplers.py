@@ -5,14 +5,18 @@ Q), SMC the exact ln Z of the relaxed Ising field (= the spin model's, Kaufman/e
 and of U(1) (character expansion), SNF the exact U(1) ln Z and plaquette — each within 4
 standard errors — and each sampler's evaluation count against its formula. SMC and SNF start
 U(1) from the uniform Haar measure of the links, whose log-density does not depend on the
-links (a zero score; both samplers used to fail on it in autograd). The runner's
-``parallel_tempering`` method on the ``u1_2d`` card writes the exact plaquette to result.json.
+links (a zero score; both samplers used to fail on it in autograd). Through the runner, on the
+``u1_2d`` and ``ising_2d`` cards: ``parallel_tempering`` writes the exact plaquette to
+result.json, ``smc`` (from the card's own flow) the exact ln Z and plaquette or Ising energy
+density, ``snf`` (the card's own layers and prior) the exact U(1) ln Z and plaquette.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +25,7 @@ from boltzgen.energies.lattice import IsingGaussian, U1Wilson, enumerate_ising, 
 from boltzgen.flows import GaussianPrior
 from boltzgen.flows.base import Flatten
 from boltzgen.flows.gauge import UniformAnglePrior
-from boltzgen.metrics import observable_estimate
+from boltzgen.metrics import log_partition_function, observable_estimate
 from boltzgen.metrics.runs import samples_runs_log_z
 from boltzgen.observables.lattice import plaquette, q2
 from boltzgen.records import WeightedSamples
@@ -128,37 +132,138 @@ def test_snf_annealed_mala_on_u1_recovers_log_z_and_plaquette() -> None:
     assert_within_sigma(samples, plaquette(samples.x), exact.plaquette)
 
 
-def test_runner_parallel_tempering_on_u1_card_reports_the_exact_plaquette(tmp_path) -> None:
-    """``parallel_tempering`` on ``u1_2d`` (L = 4, β = 4) within a 2·10⁵ budget: result.json's
-    plaquette within 4 standard errors of its exact reference; cost = pt_evaluations."""
-    budget = 200_000
+def _run_on_card(
+    tmp_path: Path, card: dict[str, Any], method: dict[str, Any], budget: int
+) -> tuple[dict[str, Any], Path]:
+    """``method`` on ``card`` (seed 0) through parse_experiment, plan and run_debug within
+    ``budget`` target evaluations: the task's result.json and its folder."""
     raw = {
-        "name": "lattice_pt",
-        "systems": [{"name": "u1_2d", "overrides": {"L": 4, "beta": 4.0}}],
+        "name": "lattice_runner",
+        "systems": [card],
         "seeds": [0],
         "n_reference": 100,
         "budget": {"energy_evals": budget},
-        "methods": {
-            "pt": {
-                "method": "parallel_tempering",
-                "n_chains": 16,
-                "n_temperatures": 5,
-                "t_max_factor": 4.0,
-                "n_leapfrog": 5,
-                "n_warmup": 100,
-            }
-        },
+        "methods": {"m": method},
     }
     errors: list[object] = []
-    experiment = parse_experiment(raw, "lattice_pt.yaml")
+    experiment = parse_experiment(raw, "lattice_runner.yaml")
     run_debug(
         plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
     )
     assert not errors, errors
-    result = json.loads((tmp_path / "u1_2d" / "pt" / "seed0" / "result.json").read_text())
+    folder = tmp_path / card["name"] / "m" / "seed0"
+    return json.loads((folder / "result.json").read_text()), folder
+
+
+def test_runner_parallel_tempering_on_u1_card_reports_the_exact_plaquette(tmp_path) -> None:
+    """``parallel_tempering`` on ``u1_2d`` (L = 4, β = 4) within a 2·10⁵ budget: result.json's
+    plaquette within 4 standard errors of its exact reference; cost = pt_evaluations."""
+    budget = 200_000
+    method = {
+        "method": "parallel_tempering",
+        "n_chains": 16,
+        "n_temperatures": 5,
+        "t_max_factor": 4.0,
+        "n_leapfrog": 5,
+        "n_warmup": 100,
+    }
+    card = {"name": "u1_2d", "overrides": {"L": 4, "beta": 4.0}}
+    result, _ = _run_on_card(tmp_path, card, method, budget)
     n_steps = result["config"]["n_steps"]
     assert result["cost"]["force_evals"] == pt_evaluations(5, 16, 100 + n_steps, "hmc", 5)
     assert result["cost"]["force_evals"] <= budget
     entry = result["observables"]["plaquette"]
     assert entry["reference"] == pytest.approx(u1_exact(4, 4.0).plaquette, abs=1e-12)
     assert abs(entry["value"] - entry["reference"]) < 4 * entry["stderr"]
+
+
+U1_CARD = {"name": "u1_2d", "overrides": {"L": 4, "beta": 2.0}}
+ISING_CARD = {"name": "ising_2d", "overrides": {"L": 4}}
+U1_EXACT, ISING_EXACT = u1_exact(4, 2.0), enumerate_ising(4, 0.44)
+SMC_CASES = {
+    "u1_2d": (
+        U1_CARD,
+        {"kind": "u1_gauge", "coupling": "spline", "n_layers": 1, "hidden": 4, "n_bins": 2},
+        {"plaquette": U1_EXACT.plaquette},
+        U1_EXACT.log_z,
+    ),
+    "ising_2d": (
+        ISING_CARD,
+        {"kind": "lattice", "n_layers": 2, "hidden": 4},
+        {"energy_density": ISING_EXACT.energy_density},
+        ISING_EXACT.log_z,
+    ),
+}
+SMC_TRAIN = {"loss": "reverse_kl", "steps": 200, "batch_size": 64, "lr": 0.01}
+SMC_PARTICLES, SMC_STAGES = 2000, 15
+
+
+@pytest.mark.parametrize("system", list(SMC_CASES))
+def test_runner_smc_on_lattice_cards_recovers_the_exact_log_z_and_observable(
+    tmp_path, system
+) -> None:
+    """``smc`` from the card's own flow (U(1): one gauge-equivariant layer on the Haar prior;
+    Ising: two checkerboard layers on N(0, 1)), trained 200 reverse-KL steps, then 8 runs of
+    250 particles through 15 stages of 2 HMC sweeps: result.json's ln Z and plaquette (U(1),
+    β = 2) or spin energy density (Ising, K = 0.44) within 4 standard errors (the spread of the
+    runs) of the exact values; cost = steps · batch for training, smc_evaluations after."""
+    card, flow, observables, log_z = SMC_CASES[system]
+    train_evals = SMC_TRAIN["steps"] * SMC_TRAIN["batch_size"]
+    sampling = smc_evaluations(SMC_PARTICLES, SMC_STAGES, 2, "hmc", 5)
+    method = {
+        "method": "smc",
+        "generator": {"flow": flow, "train": SMC_TRAIN},
+        "n_steps": SMC_STAGES,
+        "kernel": "hmc",
+        "step_size": 0.1,
+        "n_mcmc": 2,
+        "n_runs": 8,
+    }
+    result, _ = _run_on_card(tmp_path, card, method, train_evals + sampling)
+    cost = result["cost"]
+    assert result["config"]["n_particles"] == SMC_PARTICLES
+    assert (cost["energy_evals"], cost["force_evals"]) == (0, sampling)
+    assert cost["train_energy_evals"] + cost["train_force_evals"] == train_evals
+    entries = {"log_z": (result["log_z"], log_z)}
+    entries |= {name: (result["observables"][name], v) for name, v in observables.items()}
+    for name, (entry, exact) in entries.items():
+        assert entry["reference"] == pytest.approx(exact, abs=1e-9), name
+        assert entry["converged"], (name, entry)
+        assert abs(entry["value"] - exact) < 4 * entry["stderr"], (name, entry)
+
+
+def test_runner_snf_on_u1_card_recovers_the_exact_log_z_and_plaquette(tmp_path) -> None:
+    """``snf`` on ``u1_2d`` (L = 4, β = 2) with the card's own layers and prior (20
+    gauge-equivariant layers, the Haar prior, 20 MALA blocks of 5 steps), trained 10 steps:
+    result.json's ln Z and plaquette are the path-weighted estimates of samples.npz, within 4
+    standard errors (the delta method on those weights; result.json withholds SNF's error
+    bars) of the exact values; cost = snf_evaluations for training and sampling."""
+    n, blocks, steps, trained = 4000, 20, 5, 10 * 32
+    method = {
+        "method": "snf",
+        "n_blocks": blocks,
+        "block_steps": steps,
+        "step_size": 0.1,
+        "hidden": 4,
+        "n_bins": 2,
+        "train_steps": 10,
+        "batch_size": 32,
+    }
+    budget = snf_evaluations(trained + n, blocks, steps)
+    result, folder = _run_on_card(tmp_path, U1_CARD, method, budget)
+    cost = result["cost"]
+    assert (cost["energy_evals"], cost["force_evals"]) == (0, snf_evaluations(n, blocks, steps))
+    assert cost["train_force_evals"] == snf_evaluations(trained, blocks, steps)
+    samples = WeightedSamples.load(folder)
+    estimates = {
+        "log_z": (result["log_z"], log_partition_function(samples), U1_EXACT.log_z),
+        "plaquette": (
+            result["observables"]["plaquette"],
+            observable_estimate(samples, plaquette(samples.x)),
+            U1_EXACT.plaquette,
+        ),
+    }
+    for name, (entry, est, exact) in estimates.items():
+        assert entry["stderr"] is None and entry["errors_calibrated"] is False, name
+        assert entry["value"] == pytest.approx(est.value, abs=1e-9), name
+        assert abs(est.value - exact) < 4 * est.stderr, (name, est, exact)

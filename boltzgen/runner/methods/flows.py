@@ -3,7 +3,7 @@
 Three flow families (``flow.kind``):
 
 * ``spline`` — rational-quadratic spline couplings on the flat configuration with a
-  standard normal prior (toy systems; any event shape).
+  standard normal prior (toy systems; any event shape but U(1) links, which are angles).
 * ``internal`` — molecules: a mixed circular/interval spline flow on internal
   coordinates (3N − 6: bonds, angles, torsions from an automatic Z-matrix) with a
   prior uniform on torsions and normal elsewhere, standardised on training data
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
+from boltzgen.energies.lattice import LatticeAction, U1Wilson
 from boltzgen.energies.restricted import RestrictedEnergy
 from boltzgen.flows import (
     CenteredGaussianPrior,
@@ -134,7 +135,24 @@ class FlowParams:
         return self.coupling
 
 
+def lattice_flow_kind(energy: Energy) -> FlowKind | None:
+    """The flow family made for a lattice action's configurations: ``u1_gauge`` for U(1)
+    links ``[2, L, L]`` (angles, uniform Haar prior), ``lattice`` for a scalar field
+    ``[L, L]`` (normal prior); ``None`` for an energy that is not a lattice action."""
+    if isinstance(energy, U1Wilson):
+        return "u1_gauge"
+    if isinstance(energy, LatticeAction):
+        return "lattice"
+    return None
+
+
 def _spline(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
+    if lattice_flow_kind(system.energy) == "u1_gauge":
+        raise ValueError(
+            f"flow kind 'spline' has a normal prior on R^D, but {system.name}'s links are angles: "
+            "exp(−u) is 2π-periodic and has no normalisable density on R^D; "
+            "use flow: {kind: u1_gauge} (uniform Haar prior, gauge-equivariant couplings)"
+        )
     dim = system.energy.dim
     flow = make_spline_flow(
         dim, p.n_layers, p.hidden, p.n_bins, p.tail_bound, torch.float64, p.conditioner_layers, seed

@@ -1,9 +1,12 @@
 """The SNF method: a stochastic normalizing flow trained end to end by the path KL.
 
-Wu, Köhler, Noé 2020, "Stochastic normalizing flows", arXiv 2002.06707: spline coupling
-layers interleaved with stochastic blocks (Langevin, MALA or Metropolis) on
+Wu, Köhler, Noé 2020, "Stochastic normalizing flows", arXiv 2002.06707: coupling layers
+interleaved with stochastic blocks (Langevin, MALA or Metropolis) on
 u_λ = (1 − λ)u_Z + λu, λ_i = i / n_blocks rising to 1; every block's target evaluation
-is charged.
+is charged. The layers and prior are the system's: on a lattice action the family of
+:func:`~boltzgen.runner.methods.flows.lattice_flow_kind` (U(1) links: gauge-equivariant
+couplings and the uniform Haar prior; scalar fields: checkerboard couplings and a normal
+prior), elsewhere spline couplings with a standard normal prior.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from typing import Literal
 
 import torch
 
-from boltzgen.flows import GaussianPrior, make_spline_flow
+from boltzgen.flows import Flatten, Flow, GaussianPrior, Prior, make_spline_flow
 from boltzgen.records import WeightedSamples
 from boltzgen.runner.methods.base import MethodContext, to_cpu
 from boltzgen.runner.methods.budget import largest_within
+from boltzgen.runner.methods.flows import FlowParams, build_generator, lattice_flow_kind
 from boltzgen.samplers.snf import (
     LangevinBlock,
     MALABlock,
@@ -51,17 +55,34 @@ class SNFParams:
             raise ValueError("snf needs n_blocks ≥ 1 and block_steps ≥ 1")
 
 
-def build_snf(system: System, p: SNFParams, seed: int) -> StochasticNormalizingFlow:
-    """The untrained SNF: spline layer i, then a stochastic block at λ = (i + 1) / n_blocks."""
-    dim = system.energy.dim
-    layers = list(
-        make_spline_flow(dim, p.n_blocks, p.hidden, p.n_bins, p.tail_bound, seed=seed).layers
+def flow_layers(system: System, p: SNFParams, seed: int) -> tuple[Prior, list[Flow]]:
+    """The prior and ``n_blocks`` flow layers on flat ``[B, D]`` (untrained, the identity).
+
+    A lattice action gets its own family (:func:`lattice_flow_kind`), built as the flow
+    methods build it, with ``hidden`` channels and ``n_bins`` components or bins, less the
+    final reshape to the event shape (the blocks work on flat ``y``); any other system
+    spline couplings with ``hidden`` units, ``n_bins`` bins on ±``tail_bound``.
+    """
+    kind = lattice_flow_kind(system.energy)
+    if kind is None:
+        dim = system.energy.dim
+        flow = make_spline_flow(dim, p.n_blocks, p.hidden, p.n_bins, p.tail_bound, seed=seed)
+        return GaussianPrior(dim), list(flow.layers)
+    sizes = FlowParams(
+        kind=kind, n_layers=p.n_blocks, hidden=p.hidden, n_bins=p.n_bins, tail_bound=p.tail_bound
     )
+    model = build_generator(system, sizes, seed)
+    return model.prior, [layer for layer in model.flow.layers if not isinstance(layer, Flatten)]
+
+
+def build_snf(system: System, p: SNFParams, seed: int) -> StochasticNormalizingFlow:
+    """The untrained SNF: flow layer i, then a stochastic block at λ = (i + 1) / n_blocks."""
+    prior, layers = flow_layers(system, p, seed)
     blocks: list[torch.nn.Module] = []
     for i, layer in enumerate(layers):
         blocks.append(layer)
         blocks.append(BLOCKS[p.block]((i + 1) / p.n_blocks, p.step_size, p.block_steps))
-    return StochasticNormalizingFlow(GaussianPrior(dim), blocks, system.energy)
+    return StochasticNormalizingFlow(prior, blocks, system.energy)
 
 
 def run(
