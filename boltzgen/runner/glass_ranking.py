@@ -45,6 +45,7 @@ import torch
 from boltzgen.metrics import ess_fraction
 from boltzgen.metrics.autocorrelation import integrated_time
 from boltzgen.records import WeightedSamples
+from boltzgen.runner import tables
 from boltzgen.runner.system_specs import load_task_system, result_folder_name, spec_of_result
 
 REFERENCE = "swap_mc"
@@ -295,13 +296,7 @@ def table_cells(rows: Sequence[Row], reference: str = REFERENCE) -> list[list[st
 
 def format_table(rows: Sequence[Row], markdown: bool = False) -> str:
     """The ranking as an aligned text table or a Markdown table."""
-    body = table_cells(rows)
-    if markdown:
-        lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-        return "\n".join(lines + ["| " + " | ".join(line) + " |" for line in body])
-    widths = [max([len(h), *(len(b[i]) for b in body)]) for i, h in enumerate(HEADER)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*HEADER)] + [fmt.format(*line) for line in body])
+    return tables.render(HEADER, table_cells(rows), markdown)
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> None:

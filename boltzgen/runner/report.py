@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from boltzgen.records.files import damage, notice, recorded_checksum
-from boltzgen.runner import glass_ranking, plots
+from boltzgen.runner import glass_ranking, plots, tables
 
 
 def unit(quantity: str) -> str:
@@ -316,13 +316,7 @@ def table_lines(rows: Sequence[Row]) -> list[list[str]]:
 
 def format_table(rows: Sequence[Row], markdown: bool = False) -> str:
     """A plain-text (aligned) or Markdown rendering of the comparison table."""
-    body = table_lines(rows)
-    if markdown:
-        out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in body])
-    widths = [max([len(h), *(len(b[i]) for b in body)]) for i, h in enumerate(HEADER)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*HEADER)] + [fmt.format(*line) for line in body])
+    return tables.render(HEADER, table_lines(rows), markdown)
 
 
 def write_summary_csv(rows: Sequence[Row], path: Path) -> None:
