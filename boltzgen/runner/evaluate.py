@@ -178,13 +178,17 @@ def _torsion_metrics(system: System, samples: WeightedSamples, reference: Refere
 
 def _observables(system: System, samples: WeightedSamples, calibrated: bool) -> dict:
     """The system's named observables with stderr, τ_int and their reference (exact or from
-    a reference set made for this system) with its ``reference_note``."""
+    a reference set made for this system) with its ``reference_note``. Independent weighted
+    draws whose weights are too heavy-tailed (Pareto k̂, as for log Z) get no error bar."""
     references = system.reference_observable_estimates()
     out = {}
+    tail = None
+    if system.observables and not samples.is_chain and samples.n_runs is None:
+        tail = Convergence(None, tail_is_reliable(samples.log_weights))
     for name, observable in system.observables.items():
         values = observable.values(samples.x, samples.energies, system.energy.temperature).detach()
         est = metrics.observable_estimate(samples, values, observable.statistic)
-        convergence = chain_convergence([samples.chains(values)]) if samples.is_chain else None
+        convergence = chain_convergence([samples.chains(values)]) if samples.is_chain else tail
         ref = references[name]
         entry = _estimate(est.value, est.stderr, ref.value, ref.note, convergence, calibrated)
         out[name] = {**entry, "tau_int": est.tau_int}

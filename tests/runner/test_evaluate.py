@@ -182,3 +182,21 @@ def test_frames_outside_the_flows_support_are_reported_not_scored() -> None:
     share = float((reference.x[:, 0] > 1.5).double().mean())
     assert share > 0
     assert result["metrics"]["held_out"] == {"frames_outside_support": pytest.approx(share)}
+
+
+@pytest.mark.parametrize("tail, flagged", [(0.05, False), (0.45, True)])
+def test_observables_of_heavy_tailed_weights_get_no_error_bar(tail: float, flagged: bool) -> None:
+    """Haar-uniform U(1) links (L = 4, β = 0.5) weighted by e^{−u} and an independent a·ε²:
+    the plaquette stays unbiased (within 4 standard errors of the exact value where the
+    tail is light, k = 0.1), and with k = 0.9 it has no error bar and is not converged."""
+    system = load_system("u1_2d", L=4, beta=0.5)
+    g = torch.Generator().manual_seed(3)
+    x = 2 * math.pi * torch.rand(20_000, 2, 4, 4, generator=g, dtype=F64)
+    u = system.energy.energy(x)
+    log_weights = -u + tail * torch.randn(len(x), generator=g, dtype=F64).square()
+    result = evaluate(system, WeightedSamples(x, log_weights, u), None, torch.Generator())
+    entry = result["observables"]["plaquette"]
+    assert entry["converged"] is not flagged
+    assert (entry["stderr"] is None) is flagged
+    if not flagged:
+        assert abs(entry["value"] - entry["reference"]) < 4 * entry["stderr"], entry
