@@ -38,6 +38,26 @@ def vacuum_card(tmp_path):
     return write
 
 
+@pytest.fixture
+def run_experiment(tmp_path):
+    """Run an experiment (the mapping a YAML file holds) into ``tmp_path`` on the debug
+    executor, fail the test on any task's error, and return ``tmp_path``."""
+    from boltzgen.runner.config import parse_experiment
+    from boltzgen.runner.executors import run_debug
+    from boltzgen.runner.tasks import plan
+
+    def run(raw: dict) -> Path:
+        experiment = parse_experiment(raw, f"{raw['name']}.yaml")
+        errors: list[object] = []
+        run_debug(
+            plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
+        )
+        assert not errors, errors
+        return tmp_path
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def systems_listing() -> tuple[int, str]:
     """Exit code and standard output of ``boltzgen systems``, run once per session.

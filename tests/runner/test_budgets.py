@@ -7,10 +7,6 @@ import json
 
 import pytest
 
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
-from boltzgen.runner.tasks import plan
-
 BUDGET = 40_000
 FLOW = {"n_layers": 2, "hidden": 8}
 DATA_TRAIN = {"steps": 10, "batch_size": 32, "n_data": 3000}
@@ -72,7 +68,7 @@ def spent(cost: dict[str, float]) -> float:
     return sum(cost[k] for k in keys)
 
 
-def run(tmp_path, system: str, label: str, spec: dict) -> dict:
+def run(run_experiment, system: str, label: str, spec: dict) -> dict:
     raw = {
         "name": "budget",
         "systems": [system],
@@ -81,18 +77,12 @@ def run(tmp_path, system: str, label: str, spec: dict) -> dict:
         "budget": {"energy_evals": BUDGET},
         "methods": {label: spec},
     }
-    experiment = parse_experiment(raw, "budget.yaml")
-    errors = []
-    run_debug(
-        plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
-    )
-    assert not errors, errors
-    return json.loads((tmp_path / system / label / "seed0" / "result.json").read_text())
+    return json.loads((run_experiment(raw) / system / label / "seed0" / "result.json").read_text())
 
 
 @pytest.mark.parametrize("label", list(CASES))
-def test_every_method_spends_80_to_100_percent_of_the_budget(tmp_path, label):
-    result = run(tmp_path, "double_well_2d", label, CASES[label])
+def test_every_method_spends_80_to_100_percent_of_the_budget(run_experiment, label):
+    result = run(run_experiment, "double_well_2d", label, CASES[label])
     assert 0.8 * BUDGET <= spent(result["cost"]) <= BUDGET, (label, result["cost"])
 
 
@@ -109,14 +99,14 @@ MOLECULAR = {
 
 
 @pytest.mark.parametrize("label", list(MOLECULAR))
-def test_openmm_methods_spend_80_to_100_percent_of_the_budget(tmp_path, label):
-    result = run(tmp_path, "alanine_dipeptide_vacuum", label, MOLECULAR[label])
+def test_openmm_methods_spend_80_to_100_percent_of_the_budget(run_experiment, label):
+    result = run(run_experiment, "alanine_dipeptide_vacuum", label, MOLECULAR[label])
     assert 0.8 * BUDGET <= spent(result["cost"]) <= BUDGET, (label, result["cost"])
 
 
 @pytest.mark.parametrize("label", ["bg-forward", "smc-mala", "fp-path"])
-def test_exact_training_draws_are_charged_one_evaluation_each(tmp_path, label):
-    result = run(tmp_path, "double_well_2d", label, CASES[label])
+def test_exact_training_draws_are_charged_one_evaluation_each(run_experiment, label):
+    result = run(run_experiment, "double_well_2d", label, CASES[label])
     records = result["info"]["training_data"]
     assert records[0]["source"] == "exact" and records[0]["n"] == 3000
     assert records[0]["charged_evals"] == 3000

@@ -10,11 +10,8 @@ from boltzgen import load_system
 from boltzgen.flows import GaussianPrior, RQSplineCoupling
 from boltzgen.flows.gauge import GaugeEquivariantCoupling, UniformAnglePrior
 from boltzgen.flows.lattice import CheckerboardAffineCoupling, CheckerboardSplineCoupling
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
 from boltzgen.runner.methods.flows import FlowParams, build_generator
 from boltzgen.runner.methods.snf import SNFParams, build_snf
-from boltzgen.runner.tasks import plan
 from boltzgen.samplers.snf import StochasticBlock
 
 BUDGET = 40_000
@@ -46,7 +43,7 @@ SLOW = {("phi4_2d", "flow_mcmc")}
     "system, label",
     [pytest.param(*key, marks=pytest.mark.slow) if key in SLOW else key for key in CASES],
 )
-def test_lattice_method_spends_its_budget_and_reports_observables(tmp_path, system, label):
+def test_lattice_method_spends_its_budget_and_reports_observables(run_experiment, system, label):
     raw = {
         "name": "lattice",
         "systems": [system],
@@ -55,15 +52,8 @@ def test_lattice_method_spends_its_budget_and_reports_observables(tmp_path, syst
         "budget": {"energy_evals": BUDGET},
         "methods": {label: CASES[(system, label)]},
     }
-    errors = []
-    run_debug(
-        plan(parse_experiment(raw, "lattice.yaml")),
-        tmp_path,
-        lambda t, r, e: errors.append(e) if e else None,
-        parse_experiment(raw, "lattice.yaml"),
-    )
-    assert not errors, errors
-    result = json.loads((tmp_path / system / label / "seed0" / "result.json").read_text())
+    folder = run_experiment(raw) / system / label / "seed0"
+    result = json.loads((folder / "result.json").read_text())
     cost = result["cost"]
     assert 0.8 * BUDGET <= cost["energy_evals"] + cost["force_evals"] <= BUDGET
     assert set(result["observables"]) == OBSERVABLES[system]

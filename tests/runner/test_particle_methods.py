@@ -8,9 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
-from boltzgen.runner.tasks import plan
 from boltzgen.systems import CATALOG
 
 SWEEP_BUDGET = 60
@@ -57,7 +54,7 @@ def _small_card(tmp_path) -> str:
     return str(path)
 
 
-def _run(tmp_path, system: str, label: str, spec: dict, budget: int) -> dict:
+def _run(run_experiment, system: str, label: str, spec: dict, budget: int) -> dict:
     raw = {
         "name": "particles",
         "systems": [system],
@@ -66,14 +63,8 @@ def _run(tmp_path, system: str, label: str, spec: dict, budget: int) -> dict:
         "budget": {"energy_evals": budget},
         "methods": {label: spec},
     }
-    experiment = parse_experiment(raw, "particles.yaml")
-    errors = []
-    run_debug(
-        plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
-    )
-    assert not errors, errors
     name = Path(system).stem
-    return json.loads((tmp_path / name / label / "seed0" / "result.json").read_text())
+    return json.loads((run_experiment(raw) / name / label / "seed0" / "result.json").read_text())
 
 
 def _spent(cost: dict) -> float:
@@ -82,22 +73,22 @@ def _spent(cost: dict) -> float:
 
 
 @pytest.mark.parametrize("label", list(CASES))
-def test_particle_methods_spend_80_to_100_percent_of_the_budget(tmp_path, label):
+def test_particle_methods_spend_80_to_100_percent_of_the_budget(tmp_path, run_experiment, label):
     budget = SWEEP_BUDGET if CASES[label]["method"] == "swap_mc" else BUDGET
-    result = _run(tmp_path, _small_card(tmp_path), label, CASES[label], budget)
+    result = _run(run_experiment, _small_card(tmp_path), label, CASES[label], budget)
     assert 0.8 * budget <= _spent(result["cost"]) <= budget, result["cost"]
     if CASES[label]["method"] == "population_annealing":
         assert "log_z" not in result  # only ln(Z_T / Z_hot) is known, not Z_hot
 
 
-def test_population_annealing_fits_its_budget_and_finds_log_z_on_the_double_well(tmp_path):
+def test_population_annealing_fits_its_budget_and_finds_log_z_on_the_double_well(run_experiment):
     """Exact draws at 4T, 10 groups: ln Z at T (ln Z_4T + the annealed log ratio) within 4
     standard errors of the exact value, the error from the spread of the groups (the run
     withholds it: groups of about 360 hold a handful of draws in the minor well, and one with
     none there fails the coverage rule)."""
     spec = {"method": "population_annealing", "n_groups": 10, "step_size": 0.5}
     spec |= {"n_temperatures": 12, "sweeps_per_temperature": 5, "t_max_factor": 4.0}
-    result = _run(tmp_path, "double_well_2d", "pa", spec, 200_000)
+    result = _run(run_experiment, "double_well_2d", "pa", spec, 200_000)
     assert 0.8 * 200_000 <= _spent(result["cost"]) <= 200_000
     assert result["info"]["log_z_ratio_stderr"] > 0
     log_z, stderr = result["log_z"], result["info"]["log_z_ratio_stderr"]  # ln Z_4T is exact
@@ -105,10 +96,10 @@ def test_population_annealing_fits_its_budget_and_finds_log_z_on_the_double_well
     assert abs(log_z["value"] - log_z["reference"]) < 4 * stderr, (log_z, stderr)
 
 
-def test_hmc_with_its_default_step_size_accepts_on_the_ternary_liquid(tmp_path):
+def test_hmc_with_its_default_step_size_accepts_on_the_ternary_liquid(tmp_path, run_experiment):
     """ε = 0.1 σ is far above the leapfrog's limit here; the step search brings it down."""
     spec = {"method": "hmc", "n_chains": 4, "n_leapfrog": 5, "n_warmup": 0}  # no adaptation
-    result = _run(tmp_path, _small_card(tmp_path), "hmc", spec, BUDGET)
+    result = _run(run_experiment, _small_card(tmp_path), "hmc", spec, BUDGET)
     assert 0.8 * BUDGET <= _spent(result["cost"]) <= BUDGET, result["cost"]
     assert result["info"]["initial_step_size"] < 0.1 / 4
     assert result["info"]["acceptance"] > 0.3

@@ -29,9 +29,6 @@ from boltzgen.metrics import log_partition_function, observable_estimate
 from boltzgen.metrics.runs import samples_runs_log_z
 from boltzgen.observables.lattice import plaquette, q2
 from boltzgen.records import WeightedSamples
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
-from boltzgen.runner.tasks import plan
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.parallel_tempering import (
     ParallelTempering,
@@ -133,10 +130,10 @@ def test_snf_annealed_mala_on_u1_recovers_log_z_and_plaquette() -> None:
 
 
 def _run_on_card(
-    tmp_path: Path, card: dict[str, Any], method: dict[str, Any], budget: int
+    run_experiment, card: dict[str, Any], method: dict[str, Any], budget: int
 ) -> tuple[dict[str, Any], Path]:
-    """``method`` on ``card`` (seed 0) through parse_experiment, plan and run_debug within
-    ``budget`` target evaluations: the task's result.json and its folder."""
+    """``method`` on ``card`` (seed 0) through the runner (the ``run_experiment`` fixture)
+    within ``budget`` target evaluations: the task's result.json and its folder."""
     raw = {
         "name": "lattice_runner",
         "systems": [card],
@@ -145,17 +142,11 @@ def _run_on_card(
         "budget": {"energy_evals": budget},
         "methods": {"m": method},
     }
-    errors: list[object] = []
-    experiment = parse_experiment(raw, "lattice_runner.yaml")
-    run_debug(
-        plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
-    )
-    assert not errors, errors
-    folder = tmp_path / card["name"] / "m" / "seed0"
+    folder = run_experiment(raw) / card["name"] / "m" / "seed0"
     return json.loads((folder / "result.json").read_text()), folder
 
 
-def test_runner_parallel_tempering_on_u1_card_reports_the_exact_plaquette(tmp_path) -> None:
+def test_runner_parallel_tempering_on_u1_card_reports_the_exact_plaquette(run_experiment) -> None:
     """``parallel_tempering`` on ``u1_2d`` (L = 4, β = 4) within a 2·10⁵ budget: result.json's
     plaquette within 4 standard errors of its exact reference; cost = pt_evaluations."""
     budget = 200_000
@@ -168,7 +159,7 @@ def test_runner_parallel_tempering_on_u1_card_reports_the_exact_plaquette(tmp_pa
         "n_warmup": 100,
     }
     card = {"name": "u1_2d", "overrides": {"L": 4, "beta": 4.0}}
-    result, _ = _run_on_card(tmp_path, card, method, budget)
+    result, _ = _run_on_card(run_experiment, card, method, budget)
     n_steps = result["config"]["n_steps"]
     assert result["cost"]["force_evals"] == pt_evaluations(5, 16, 100 + n_steps, "hmc", 5)
     assert result["cost"]["force_evals"] <= budget
@@ -200,7 +191,7 @@ SMC_PARTICLES, SMC_STAGES = 2000, 15
 
 @pytest.mark.parametrize("system", list(SMC_CASES))
 def test_runner_smc_on_lattice_cards_recovers_the_exact_log_z_and_observable(
-    tmp_path, system
+    run_experiment, system
 ) -> None:
     """``smc`` from the card's own flow (U(1): one gauge-equivariant layer on the Haar prior;
     Ising: two checkerboard layers on N(0, 1)), trained 200 reverse-KL steps, then 8 runs of
@@ -219,7 +210,7 @@ def test_runner_smc_on_lattice_cards_recovers_the_exact_log_z_and_observable(
         "n_mcmc": 2,
         "n_runs": 8,
     }
-    result, _ = _run_on_card(tmp_path, card, method, train_evals + sampling)
+    result, _ = _run_on_card(run_experiment, card, method, train_evals + sampling)
     cost = result["cost"]
     assert result["config"]["n_particles"] == SMC_PARTICLES
     assert (cost["energy_evals"], cost["force_evals"]) == (0, sampling)
@@ -232,7 +223,7 @@ def test_runner_smc_on_lattice_cards_recovers_the_exact_log_z_and_observable(
         assert abs(entry["value"] - exact) < 4 * entry["stderr"], (name, entry)
 
 
-def test_runner_snf_on_u1_card_recovers_the_exact_log_z_and_plaquette(tmp_path) -> None:
+def test_runner_snf_on_u1_card_recovers_the_exact_log_z_and_plaquette(run_experiment) -> None:
     """``snf`` on ``u1_2d`` (L = 4, β = 2) with the card's own layers and prior (20
     gauge-equivariant layers, the Haar prior, 20 MALA blocks of 5 steps), trained 10 steps:
     result.json's ln Z and plaquette are the path-weighted estimates of samples.npz, within 4
@@ -250,7 +241,7 @@ def test_runner_snf_on_u1_card_recovers_the_exact_log_z_and_plaquette(tmp_path) 
         "batch_size": 32,
     }
     budget = snf_evaluations(trained + n, blocks, steps)
-    result, folder = _run_on_card(tmp_path, U1_CARD, method, budget)
+    result, folder = _run_on_card(run_experiment, U1_CARD, method, budget)
     cost = result["cost"]
     assert (cost["energy_evals"], cost["force_evals"]) == (0, snf_evaluations(n, blocks, steps))
     assert cost["train_force_evals"] == snf_evaluations(trained, blocks, steps)
