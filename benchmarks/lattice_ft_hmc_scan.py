@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 import boltzgen as bg
-from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.gauge import UniformAnglePrior, load_at_any_volume, make_gauge_flow
 from boltzgen.metrics import integrated_time
 from boltzgen.observables.lattice import plaquette, topological_charge
 from boltzgen.records import WeightedSamples
@@ -84,11 +84,12 @@ def parse() -> argparse.Namespace:
 
 
 def load_model(args: argparse.Namespace, system: bg.System) -> BoltzmannGenerator:
-    """The trained flow of ``--flow`` on lattice ``--L`` as a model for ``system``."""
+    """The trained flow of ``--flow`` on lattice ``--L`` (trained there or on any other L
+    divisible by 4) as a model for ``system``."""
     arch = json.loads((args.flow / "flow.json").read_text())
     arch["length"] = args.L
     flow = make_gauge_flow(**arch, dtype=torch.float32)
-    flow.load_state_dict(torch.load(args.flow / "model.pt"))
+    load_at_any_volume(flow, torch.load(args.flow / "model.pt"))
     prior = UniformAnglePrior(2 * args.L**2, dtype=torch.float32)
     return BoltzmannGenerator(prior, flow, system.energy)
 

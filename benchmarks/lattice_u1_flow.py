@@ -14,7 +14,9 @@ parameters) and ``flow.json`` (its architecture) for the field-transformation HM
 Training writes ``OUT/checkpoint/checkpoint.pt`` every 200 steps, so a long run is not
 lost: the same command resumes it, and ``--init`` also takes such a checkpoint file, so that
 ``--init OUT/checkpoint/checkpoint.pt --steps 0 --out OTHER`` evaluates a run stopped
-before its end (its report gives the checkpoint's step and training cost).
+before its end (its report gives the checkpoint's step and training cost). The flow of
+``--init`` may have been trained on another L: ``--L 16 --init runs/u1_flow --steps 0``
+evaluates an L = 8 flow on the 16 × 16 lattice, and ``--steps N`` fine-tunes it there.
 
     nice -n 10 python benchmarks/lattice_u1_flow.py --steps 4500 --out runs/u1_flow
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 import torch
 
 import boltzgen as bg
-from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.gauge import UniformAnglePrior, load_at_any_volume, make_gauge_flow
 from boltzgen.metrics import ess_fraction, log_partition_function, observable_estimate
 from boltzgen.observables.lattice import plaquette, q2
 from boltzgen.samplers.flow_mcmc import FlowIndependenceMetropolis
@@ -91,13 +93,15 @@ def load_flow(model: BoltzmannGenerator, path: Path) -> dict:
     ``path`` is a folder this benchmark wrote (``model.pt``, after all its steps) or a
     training checkpoint (``checkpoint.pt``, written every 200 steps), whose step and
     cumulative training cost are returned so that an evaluation reports what it cost.
+    The saved flow may come from another L (:func:`load_at_any_volume`): a flow trained
+    at L = 8 starts or replaces training at L = 16.
     """
     if path.is_dir():
-        model.flow.load_state_dict(torch.load(path / "model.pt"))
+        load_at_any_volume(model.flow, torch.load(path / "model.pt"))
         return {"init": str(path)}
     state = load_checkpoint(path)
     flow = {k.removeprefix("flow."): v for k, v in state["model"].items() if k.startswith("flow.")}
-    model.flow.load_state_dict(flow)
+    load_at_any_volume(model.flow, flow)
     return {"init": str(path), "init_step": int(state["step"]), "init_cost": state["cost"]}
 
 

@@ -219,3 +219,41 @@ def make_gauge_flow(
         )
         layers.append(GaugeEquivariantCoupling(length, k % 2, (k // 2) % 4, net, transform))
     return Sequential(*layers, Flatten((2, length, length)))
+
+
+LATTICE_BUFFERS = ("sites", "links", "frozen")
+"""Buffers of :class:`GaugeEquivariantCoupling` that depend on L (rebuilt for every L)."""
+
+
+def load_at_any_volume(flow: Sequential, state: dict[str, Tensor]) -> None:
+    """Load a gauge flow's parameters ``state``, trained on any L, into ``flow`` on its own L.
+
+    The conditioners are circular convolutions and the stripes repeat with period 4, so
+    the same weights define a flow on every L divisible by 4: translation-equivariant and
+    gauge-equivariant there too. A flow trained on a small lattice therefore starts (or
+    replaces) training on a large one, as in Del Debbio, Marsh Rossney & Wilson, arXiv
+    2105.12481, and Abbott et al., arXiv 2211.07541. On a field that repeats a small
+    lattice's field in both directions the transferred flow repeats the small flow's
+    output, and its log-density is (L/L_small)² times the small flow's
+    (``tests/flows/test_gauge_flows.py``).
+
+    Raises:
+        ValueError: ``state`` is not a flow of the same architecture (layers, channels,
+            circle maps); the message names the first mismatch.
+    """
+    own = flow.state_dict()
+    params = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in LATTICE_BUFFERS}
+    wanted = {k for k in own if k.rsplit(".", 1)[-1] not in LATTICE_BUFFERS}
+    if set(params) != wanted:
+        odd = sorted(set(params) ^ wanted)[0]
+        raise ValueError(
+            f"the saved flow's parameters differ from this flow's (first: {odd!r}): "
+            "build it with the same n_layers, hidden, n_components and transform"
+        )
+    for name, value in params.items():
+        if value.shape != own[name].shape:
+            raise ValueError(
+                f"parameter {name!r} has shape {list(value.shape)} in the saved flow and "
+                f"{list(own[name].shape)} here: build it with the same hidden and n_components"
+            )
+    flow.load_state_dict({**own, **params})

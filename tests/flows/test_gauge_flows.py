@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from boltzgen.energies.lattice import U1Wilson, gauge_transform
-from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.gauge import UniformAnglePrior, load_at_any_volume, make_gauge_flow
 
 TRANSFORMS = pytest.mark.parametrize("transform", ["ncp", "spline"])
 
@@ -85,3 +85,27 @@ def test_silu_conditioners_give_an_invertible_flow_and_unknown_activations_fail(
     assert any(isinstance(m, torch.nn.SiLU) for m in flow.modules())
     with pytest.raises(ValueError, match="activation"):
         make_gauge_flow(4, n_layers=2, hidden=4, activation="relu")
+
+
+@TRANSFORMS
+def test_a_flow_moved_to_a_larger_lattice_repeats_itself_on_a_repeating_field(transform):
+    small = _randomised(length=4, transform=transform)
+    large = make_gauge_flow(8, n_layers=4, hidden=4, transform=transform)
+    load_at_any_volume(large, small.state_dict())
+    theta = _links(3, 4, 7).reshape(3, 2, 4, 4)
+    tiled = theta.repeat(1, 1, 2, 2)
+    x_small, ld_small = small(theta.reshape(3, -1))
+    x_large, ld_large = large(tiled.reshape(3, -1))
+    torch.testing.assert_close(x_large, x_small.repeat(1, 1, 2, 2), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ld_large, 4 * ld_small, rtol=1e-9, atol=1e-9)
+    z_back, ld_back = large.inverse(x_large)
+    torch.testing.assert_close(z_back.reshape(3, 2, 8, 8), tiled, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ld_back, -ld_large, rtol=1e-9, atol=1e-9)
+
+
+def test_moving_a_flow_to_another_lattice_refuses_another_architecture():
+    small = _randomised(length=4)
+    with pytest.raises(ValueError, match="n_layers"):
+        load_at_any_volume(make_gauge_flow(8, n_layers=6, hidden=4), small.state_dict())
+    with pytest.raises(ValueError, match="shape"):
+        load_at_any_volume(make_gauge_flow(8, n_layers=4, hidden=8), small.state_dict())
