@@ -1,6 +1,6 @@
 """Building a Boltzmann generator for a system from experiment settings.
 
-Three flow families (``flow.kind``):
+Five flow families (``flow.kind``):
 
 * ``spline`` — rational-quadratic spline couplings on the flat configuration with a
   standard normal prior (toy systems; any event shape but U(1) links, which are angles).
