@@ -38,24 +38,31 @@ def vacuum_card(tmp_path):
     return write
 
 
-@pytest.fixture
-def run_experiment(tmp_path):
-    """Run an experiment (the mapping a YAML file holds) into ``tmp_path`` on the debug
-    executor, fail the test on any task's error, and return ``tmp_path``."""
+@pytest.fixture(scope="session")
+def run_on_debug():
+    """``run(raw, root)``: run an experiment (the mapping a YAML file holds) into ``root`` on
+    the debug executor, fail the test on any task's error, and return ``root``. Session
+    scoped, so module-scoped fixtures can run one experiment for all their tests."""
     from boltzgen.runner.config import parse_experiment
     from boltzgen.runner.executors import run_debug
     from boltzgen.runner.tasks import plan
 
-    def run(raw: dict) -> Path:
+    def run(raw: dict, root: Path) -> Path:
         experiment = parse_experiment(raw, f"{raw['name']}.yaml")
         errors: list[object] = []
         run_debug(
-            plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
+            plan(experiment), root, lambda t, r, e: errors.append(e) if e else None, experiment
         )
         assert not errors, errors
-        return tmp_path
+        return root
 
     return run
+
+
+@pytest.fixture
+def run_experiment(tmp_path, run_on_debug):
+    """``run(raw)``: :func:`run_on_debug` into the test's ``tmp_path``."""
+    return lambda raw: run_on_debug(raw, tmp_path)
 
 
 @pytest.fixture(scope="session")

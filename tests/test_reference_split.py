@@ -96,11 +96,7 @@ def test_a_later_stage_reuses_the_frames_paid_for_and_pays_only_for_new_ones(sys
     assert charged == pytest.approx(n_new * per_frame)
 
 
-def test_budget_counts_the_charge_of_reference_frames(system, tmp_path):
-    from boltzgen.runner.config import parse_experiment
-    from boltzgen.runner.executors import run_debug
-    from boltzgen.runner.tasks import plan
-
+def test_budget_counts_the_charge_of_reference_frames(system, tmp_path, run_on_debug):
     budget = 30_000
     raw = {
         "name": "md-data",
@@ -116,11 +112,7 @@ def test_budget_counts_the_charge_of_reference_frames(system, tmp_path):
             }
         },
     }
-    experiment = parse_experiment(raw, "md-data.yaml")
-    errors = []
-    out = tmp_path / "run"
-    run_debug(plan(experiment), out, lambda t, r, e: errors.append(e) if e else None, experiment)
-    assert not errors, errors
+    out = run_on_debug(raw, tmp_path / "run")
     result = json.loads((out / NAME / "bg" / "seed0" / "result.json").read_text())
     c = result["cost"]
     spent = c["energy_evals"] + c["force_evals"] + c["train_energy_evals"] + c["train_force_evals"]

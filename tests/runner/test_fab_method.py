@@ -4,9 +4,6 @@ import json
 
 import yaml
 
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
-from boltzgen.runner.tasks import plan
 from boltzgen.training.fab import ais_evaluations
 
 RAW = yaml.safe_load(
@@ -26,14 +23,9 @@ methods:
 )
 
 
-def test_fab_method_charges_its_ais_evaluations(tmp_path):
-    experiment = parse_experiment(RAW, "fab.yaml")
-    errors = []
-    run_debug(
-        plan(experiment), tmp_path, lambda t, r, e: errors.append(e) if e else None, experiment
-    )
-    assert not errors, errors
-    result = json.loads((tmp_path / "double_well_2d/fab/seed0/result.json").read_text())
+def test_fab_method_charges_its_ais_evaluations(run_experiment):
+    root = run_experiment(RAW)
+    result = json.loads((root / "double_well_2d/fab/seed0/result.json").read_text())
     cost = result["cost"]
     assert cost["train_force_evals"] == 3 * ais_evaluations(64, 3, 2)
     assert cost["energy_evals"] == 500

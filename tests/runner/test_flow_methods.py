@@ -10,9 +10,6 @@ import torch
 import yaml
 
 from boltzgen.records import WeightedSamples
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
-from boltzgen.runner.tasks import plan
 from boltzgen.runner.trained import load_trained_generator
 
 GENERATOR = {
@@ -45,13 +42,8 @@ RAW["methods"]["bg"] = {"method": "boltzmann_generator", "n_samples": 300, **GEN
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("samplers")
-    experiment = parse_experiment(RAW, "samplers.yaml")
-    errors = []
-    run_debug(plan(experiment), root, lambda t, r, e: errors.append(e) if e else None, experiment)
-    assert not errors, errors
-    return root
+def run_dir(tmp_path_factory, run_on_debug):
+    return run_on_debug(RAW, tmp_path_factory.mktemp("samplers"))
 
 
 def result(run_dir, label):

@@ -18,11 +18,8 @@ import torch
 from scipy.signal import lfilter
 
 from boltzgen.records import Cost, WeightedSamples
-from boltzgen.runner.config import parse_experiment
-from boltzgen.runner.executors import run_debug
 from boltzgen.runner.glass_ranking import FILES, Row, measure, pool, read_csv, z_scores
 from boltzgen.runner.report import build_report
-from boltzgen.runner.tasks import plan
 
 TEMPERATURES = [0.9, 0.6]
 METHODS = {
@@ -40,7 +37,7 @@ METHODS = {
 
 
 @pytest.fixture(scope="module")
-def glass_run(tmp_path_factory) -> Path:
+def glass_run(tmp_path_factory, run_on_debug) -> Path:
     """The run folder of the tiny experiment, its report built."""
     root = tmp_path_factory.mktemp("glass")
     raw = {
@@ -57,10 +54,7 @@ def glass_run(tmp_path_factory) -> Path:
         "budget": {"energy_evals": 300},
         "methods": METHODS,
     }
-    experiment = parse_experiment(raw, "tiny_glass.yaml")
-    errors: list = []
-    run_debug(plan(experiment), root, lambda t, r, e: errors.append(e) if e else None, experiment)
-    assert not errors, errors
+    run_on_debug(raw, root)
     build_report(root)
     return root
 
