@@ -47,7 +47,8 @@ from pathlib import Path
 import torch
 
 import boltzgen as bg
-from boltzgen.flows.gauge import UniformAnglePrior, load_at_any_volume, make_gauge_flow
+from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.lattice import load_at_any_volume
 from boltzgen.metrics import integrated_time
 from boltzgen.observables.lattice import plaquette, topological_charge
 from boltzgen.records import WeightedSamples

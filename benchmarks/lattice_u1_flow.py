@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 
 import boltzgen as bg
-from boltzgen.flows.gauge import UniformAnglePrior, load_at_any_volume, make_gauge_flow
+from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.lattice import load_at_any_volume
 from boltzgen.metrics import ess_fraction, log_partition_function, observable_estimate
 from boltzgen.observables.lattice import plaquette, q2
 from boltzgen.samplers.flow_mcmc import FlowIndependenceMetropolis

@@ -232,3 +232,51 @@ def make_lattice_flow(
         for k in range(n_layers)
     ]
     return Sequential(*layers, Flatten((length, length)))
+
+
+def load_at_any_volume(flow: Sequential, state: dict[str, Tensor]) -> None:
+    """Load the parameters ``state`` of a lattice flow trained on any L into ``flow``.
+
+    For the scalar-field flows here and the gauge flows of :mod:`boltzgen.flows.gauge`:
+    the conditioners are circular convolutions and the masks repeat with period 2
+    (checkerboards) or 4 (gauge stripes), so the same weights define a flow on every L
+    the masks fit, translation-equivariant (and gauge-equivariant) there too. Only the
+    parameters move; the buffers (masks, updated sites) are the geometry of ``flow``'s own
+    L. A flow trained on a small lattice thus starts, or replaces, training on a large one
+    (Del Debbio, Marsh Rossney & Wilson, arXiv 2105.12481; Abbott et al., arXiv
+    2211.07541). On a field that repeats a small lattice's field in both directions, the
+    moved flow repeats the small flow's output and its log-determinant is (L/L_small)²
+    times the small flow's (``tests/flows/test_gauge_flows.py``,
+    ``tests/flows/test_lattice_flows.py``).
+
+    Raises:
+        ValueError: ``state`` is not a flow of the same architecture (layers, channels,
+            transforms); the message names the first mismatch.
+    """
+    own = dict(flow.named_parameters())
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ValueError(
+            f"the saved flow lacks parameter {missing[0]!r} of this flow: build it with the "
+            "same n_layers, hidden and transform"
+        )
+    extra = sorted(k for k in set(state) - set(own) if k.rsplit(".", 1)[-1] not in _GEOMETRY)
+    if extra:
+        raise ValueError(
+            f"the saved flow has parameters this one lacks (first: {extra[0]!r}): build it "
+            "with the same n_layers, hidden and transform"
+        )
+    with torch.no_grad():
+        for name, parameter in own.items():
+            value = state[name]
+            if value.shape != parameter.shape:
+                raise ValueError(
+                    f"parameter {name!r} has shape {list(value.shape)} in the saved flow and "
+                    f"{list(parameter.shape)} here: build it with the same hidden and "
+                    "n_components (or n_bins)"
+                )
+            parameter.copy_(value)
+
+
+_GEOMETRY = ("mask", "sites", "links", "frozen")
+"""Buffers of the lattice couplings, rebuilt from L (never loaded from another L)."""

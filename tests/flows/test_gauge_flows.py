@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from boltzgen.energies.lattice import U1Wilson, gauge_transform
-from boltzgen.flows.gauge import UniformAnglePrior, load_at_any_volume, make_gauge_flow
+from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.lattice import load_at_any_volume
 
 TRANSFORMS = pytest.mark.parametrize("transform", ["ncp", "spline"])
 
@@ -105,7 +106,9 @@ def test_a_flow_moved_to_a_larger_lattice_repeats_itself_on_a_repeating_field(tr
 
 def test_moving_a_flow_to_another_lattice_refuses_another_architecture():
     small = _randomised(length=4)
-    with pytest.raises(ValueError, match="n_layers"):
+    with pytest.raises(ValueError, match="lacks parameter"):
         load_at_any_volume(make_gauge_flow(8, n_layers=6, hidden=4), small.state_dict())
+    with pytest.raises(ValueError, match="this one lacks"):
+        load_at_any_volume(make_gauge_flow(8, n_layers=2, hidden=4), small.state_dict())
     with pytest.raises(ValueError, match="shape"):
         load_at_any_volume(make_gauge_flow(8, n_layers=4, hidden=8), small.state_dict())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from boltzgen.flows import GaussianPrior
-from boltzgen.flows.lattice import make_lattice_flow
+from boltzgen.flows.lattice import load_at_any_volume, make_lattice_flow
 
 TRANSFORMS = pytest.mark.parametrize("transform", ["affine", "spline"])
 # nflows' spline inverse solves a quadratic: round trips hold to ~1e-8, not to rounding.
@@ -69,3 +69,28 @@ def test_flow_starts_as_the_identity(transform):
     x, ld = flow(z)
     torch.testing.assert_close(x.reshape(2, 16), z)
     torch.testing.assert_close(ld, torch.zeros(2, dtype=torch.float64))
+
+
+@TRANSFORMS
+def test_a_flow_moved_to_a_larger_lattice_repeats_itself_on_a_repeating_field(transform):
+    small = _randomised(4, transform=transform)
+    large = make_lattice_flow(
+        8, n_layers=4, hidden=4, transform=transform, n_bins=4, tail_bound=2.0
+    ).double()
+    load_at_any_volume(large, small.state_dict())
+    phi = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    x_small, ld_small = small(phi.reshape(3, -1))
+    x_large, ld_large = large(phi.repeat(1, 2, 2).reshape(3, -1))
+    tol = TOLERANCE[transform]
+    torch.testing.assert_close(x_large, x_small.repeat(1, 2, 2), rtol=tol, atol=tol)
+    torch.testing.assert_close(ld_large, 4 * ld_small, rtol=tol, atol=tol)
+
+
+def test_moving_a_flow_to_another_lattice_refuses_another_architecture():
+    small = _randomised(4)
+    with pytest.raises(ValueError, match="lacks parameter"):
+        load_at_any_volume(make_lattice_flow(8, n_layers=6, hidden=4).double(), small.state_dict())
+    with pytest.raises(ValueError, match="this one lacks"):
+        load_at_any_volume(make_lattice_flow(8, n_layers=2, hidden=4).double(), small.state_dict())
+    with pytest.raises(ValueError, match="shape"):
+        load_at_any_volume(make_lattice_flow(8, n_layers=4, hidden=8).double(), small.state_dict())
