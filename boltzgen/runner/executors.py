@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -93,9 +95,21 @@ def run_in_worker(task: Task, run_dir: Path, threads: int) -> dict[str, Any]:
         return run_task(task, run_dir, progress=True)
 
 
-def _ignore_interrupts() -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops them without tracebacks."""
+def _worker_start() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them without tracebacks, and
+    end when the parent ends however it ends (killed, out of memory, a scheduler's
+    SIGTERM), instead of computing on as orphans; their checkpoints are written
+    atomically, so a rerun resumes them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    """Wait until the parent's ``sentinel`` is ready (the parent has ended), then exit."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _failure(task: Task, run_dir: Path, error: BaseException) -> str:
@@ -173,7 +187,7 @@ def _local_round(
     threads = task_threads(experiment, "local")
     thread_environment(threads)
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
     broken = []
     try:
         futures = {pool.submit(run_in_worker, task, run_dir, threads): task for task in todo}
