@@ -219,4 +219,3 @@ def make_gauge_flow(
         )
         layers.append(GaugeEquivariantCoupling(length, k % 2, (k // 2) % 4, net, transform))
     return Sequential(*layers, Flatten((2, length, length)))
-

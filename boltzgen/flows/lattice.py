@@ -234,6 +234,10 @@ def make_lattice_flow(
     return Sequential(*layers, Flatten((length, length)))
 
 
+_GEOMETRY = ("mask", "sites", "links", "frozen")
+"""Buffers of the lattice couplings, rebuilt from L (never loaded from another L)."""
+
+
 def load_at_any_volume(flow: Sequential, state: dict[str, Tensor]) -> None:
     """Load the parameters ``state`` of a lattice flow trained on any L into ``flow``.
 
@@ -276,7 +280,3 @@ def load_at_any_volume(flow: Sequential, state: dict[str, Tensor]) -> None:
                     "n_components (or n_bins)"
                 )
             parameter.copy_(value)
-
-
-_GEOMETRY = ("mask", "sites", "links", "frozen")
-"""Buffers of the lattice couplings, rebuilt from L (never loaded from another L)."""
