@@ -8,6 +8,8 @@ Per-configuration series (``[B]``) whose expectation (or variance) is the observ
   ``φ: [B, L, L]`` with M = Σ_x φ(x)/V: the *variance* of y = Σ_x φ(x)/√V
   (G_c as in the tutorial, arXiv 2101.08176, eq. 37).
 * ``field_abs_magnetization`` — ⟨|M|⟩ of a scalar field.
+* :func:`binder_cumulant` — U₄ = 1 − ⟨M⁴⟩/(3⟨M²⟩²) of a series of magnetisations, the
+  finite-size probe of a critical point (a ratio of moments, not a per-sample series).
 * ``spin_energy_density`` and ``spin_abs_magnetization`` — the Ising model's ⟨H⟩/N and
   ⟨|Σ s_i|⟩/N from its Gaussian (Hubbard–Stratonovich) field x, averaged exactly over the
   spins given x, P(s_i = +1 | x) = σ(2x_i) (see :mod:`boltzgen.energies.lattice.ising`):
@@ -55,6 +57,18 @@ def q2(theta: Tensor) -> Tensor:
 def scaled_magnetization(phi: Tensor) -> Tensor:
     """y = Σ_x φ(x)/√V, whose variance is χ₂ = Σ_x G_c(x): ``[B]``."""
     return phi.sum(dim=(-2, -1)) / math.sqrt(phi.shape[-1] * phi.shape[-2])
+
+
+def binder_cumulant(m: Tensor) -> Tensor:
+    """U₄ = 1 − ⟨M⁴⟩ / (3⟨M²⟩²) over the last axis of magnetisations ``m: [..., n]``.
+
+    0 when M is Gaussian (the symmetric phase, volume large against the correlation
+    length), 2/3 when M = ±m₀ (the ordered phase). Plotted against a coupling, the curves
+    of several L cross at the critical point, where U₄ tends to a universal value
+    (Binder, Z. Phys. B 43, 119 (1981); ≈ 0.61 for the 2D Ising class on the torus).
+    """
+    m2 = m.square().mean(dim=-1)
+    return 1.0 - m.pow(4).mean(dim=-1) / (3.0 * m2.square())
 
 
 def field_abs_magnetization(phi: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ import torch
 from boltzgen.metrics import observable_estimate
 from boltzgen.metrics.runs import t_factor
 from boltzgen.observables.lattice import (
+    binder_cumulant,
     plaquette,
     spin_abs_magnetization,
     spin_energy_density,
@@ -21,6 +22,17 @@ def test_topological_charge_is_an_integer():
     q = topological_charge(theta)
     torch.testing.assert_close(q, q.round(), atol=1e-6, rtol=0)
     assert q.abs().max() > 0
+
+
+def test_binder_cumulant_of_exact_distributions():
+    """U₄ = 0 for a Gaussian (its three-point Gauss–Hermite rule has the Gaussian's second
+    and fourth moments), 2/3 for ±m₀, 1/2 for −1, 0, 1 equally likely; per row of a batch."""
+    root3 = math.sqrt(3.0)
+    gaussian = torch.tensor([root3, -root3, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    ordered = torch.tensor([0.7, -0.7, 0.7, -0.7, 0.7, 0.7], dtype=torch.float64)
+    three = torch.tensor([-1.0, 0.0, 1.0, -1.0, 0.0, 1.0], dtype=torch.float64)
+    u = binder_cumulant(torch.stack([gaussian, ordered, three]))
+    torch.testing.assert_close(u, torch.tensor([0.0, 2 / 3, 0.5], dtype=torch.float64))
 
 
 def test_plaquette_of_the_unit_configuration_is_one():
