@@ -15,6 +15,7 @@ from boltzgen.samplers.snf import (
     MetropolisBlock,
     StochasticNormalizingFlow,
 )
+from boltzgen.samplers.symmetrized import SymmetrizedGenerator
 from boltzgen.samplers.tsf_exchange import TSFReplicaExchange
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SMCSampler",
     "Sampler",
     "StochasticNormalizingFlow",
+    "SymmetrizedGenerator",
     "TSFReplicaExchange",
     "WeightedSamples",
     "geometric_ladder",
