@@ -6,26 +6,13 @@ The harness is ``benchmarks/fault_injection.py`` (its 100-kill-point run is the
 benchmark); here it makes a few kills per executor.
 """
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.faults
 
-HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
 SEEDS = list(range(10))  # × (hmc, bg) = 20 tasks
-
-
-@pytest.fixture(scope="module")
-def harness():
-    spec = importlib.util.spec_from_file_location("fault_injection", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_injection"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

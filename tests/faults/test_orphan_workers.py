@@ -5,28 +5,15 @@ The harness of ``benchmarks/fault_injection.py`` starts the run; a long HMC task
 the workers busy until the parent is killed.
 """
 
-import importlib.util
 import signal
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 pytestmark = pytest.mark.faults
 
-HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.py"
 LONG_HMC = {"method": "hmc", "n_chains": 8, "n_warmup": 10, "n_steps": 10**7, "n_leapfrog": 5}
-
-
-@pytest.fixture(scope="module")
-def harness():
-    spec = importlib.util.spec_from_file_location("fault_injection", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_injection"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("parent_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
