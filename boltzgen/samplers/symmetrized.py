@@ -72,8 +72,9 @@ class SymmetrizedGenerator(BoltzmannGenerator):
         x, log_q = super().sample_with_log_prob(n, generator)
         flip = torch.rand(n, generator=generator, device="cpu") < 0.5
         flip = flip.to(x.device).reshape(n, *([1] * (x.dim() - 1)))
-        log_q_image = self._base_log_prob(self.symmetry(x))
-        x = torch.where(flip, self.symmetry(x), x)
+        image = self.symmetry(x)
+        log_q_image = self._base_log_prob(image)
+        x = torch.where(flip, image, x)
         return x, torch.logaddexp(log_q, log_q_image) - math.log(2.0)
 
     def check_symmetry(self, n: int, generator: torch.Generator, rtol: float = 1e-6) -> None:
