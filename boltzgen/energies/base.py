@@ -33,6 +33,11 @@ class Energy(abc.ABC):
             systems; 1.0 for toy systems defined directly in reduced units).
     """
 
+    symmetries: frozenset[str] = frozenset()
+    """Named involutions g of configuration space that leave u and volume unchanged
+    (g∘g = id, u(g x) = u(x), |det ∂g| = 1): ``"negate"`` for x ↦ −x. A generator may be
+    averaged over them (:class:`boltzgen.samplers.symmetrized.SymmetrizedGenerator`)."""
+
     def __init__(self, event_shape: tuple[int, ...], temperature: float):
         self.event_shape = tuple(int(s) for s in event_shape)
         self.temperature = float(temperature)
@@ -138,6 +143,7 @@ class TemperedEnergy(Energy):
         self.base = base
         self.counter = base.counter
         self.scale = base.temperature / float(temperature)
+        self.symmetries = base.symmetries
 
     def _energy(self, x: Tensor) -> Tensor:
         return self.scale * self.base._energy(x)

@@ -216,3 +216,22 @@ def json_bytes(data: Mapping[str, Any]) -> bytes:
 def write_json(path: Path, data: Mapping[str, Any], checksum: bool = False) -> None:
     """Write ``data`` as strict JSON, atomically (and with its checksum if asked)."""
     write_atomic(path, json_bytes(data), checksum)
+
+
+def verified_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path`` if it matches its checksum, else ``None``."""
+    if damage(path) is not None:
+        return None
+    return json.loads(read_verified(path))
+
+
+def readable_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path`` if it matches its checksum or, having none recorded (a
+    file of an older boltzgen), parses; ``None`` if it is missing or damaged."""
+    if recorded_checksum(path) is not None:
+        return verified_json(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

@@ -23,7 +23,8 @@ from boltzgen.records.files import DamagedFile, damage, read_verified, write_ato
 from boltzgen.records.provenance import git_commit, versions
 from boltzgen.runner.config import Experiment
 from boltzgen.runner.lock import is_alive, read_holder
-from boltzgen.runner.tasks import RESULT_FILES, Task, is_finished, settings_hash, training_folders
+from boltzgen.runner.methods.boltzmann_generator import training_folders
+from boltzgen.runner.tasks import RESULT_FILES, Task, is_finished, settings_hash
 from boltzgen.training.checkpoint import load_good_checkpoint
 
 

@@ -40,7 +40,7 @@ from boltzgen.records.files import (
     damage,
     notice,
     read_verified,
-    recorded_checksum,
+    readable_json,
     remove_with_checksum,
     write_json,
 )
@@ -50,8 +50,8 @@ from boltzgen.runner.evaluate import evaluate, load_reference_for
 from boltzgen.runner.lock import locked
 from boltzgen.runner.methods import METHODS, MethodContext
 from boltzgen.runner.methods.base import settings_of
-from boltzgen.runner.methods.boltzmann_generator import shared_folder_name
 from boltzgen.runner.system_specs import SystemSpec, load_task_system
+from boltzgen.runner.trained import load_trained_generator
 from boltzgen.systems import CATALOG
 from boltzgen.version import __version__
 
@@ -170,25 +170,6 @@ RESULT_FILES = ("samples.npz", "result.json")
 """A task's result: both files, each matching the checksum beside it."""
 
 
-def _verified_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path`` if it matches its checksum, else ``None``."""
-    if damage(path) is not None:
-        return None
-    return json.loads(read_verified(path))
-
-
-def _readable_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path`` if it matches its checksum or, having none recorded (a
-    file of an older boltzgen), parses; ``None`` if it is missing or damaged."""
-    if recorded_checksum(path) is not None:
-        return _verified_json(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def stored_hash(directory: Path) -> tuple[bool, str | None]:
     """``(has something, its settings hash)`` of a task folder's result or checkpoint.
 
@@ -197,7 +178,7 @@ def stored_hash(directory: Path) -> tuple[bool, str | None]:
     (:func:`is_finished`).
     """
     for path in (directory / "result.json", directory / "checkpoint" / "settings.json"):
-        record = _readable_json(path)
+        record = readable_json(path)
         if record is not None:
             return True, record.get("settings_hash")
     return (directory / "checkpoint").exists(), None
@@ -241,7 +222,7 @@ def _of_other_settings(task: Task, path: Path) -> bool:
     Such a folder is left to :func:`check_settings`, which refuses it unless forced: a
     record without a checksum (written by an older boltzgen) is never deleted silently.
     """
-    record = _readable_json(path)
+    record = readable_json(path)
     return record is not None and record.get("settings_hash") != settings_hash(task)
 
 
@@ -259,26 +240,12 @@ def check_settings(task: Task, run_dir: Path, force: bool = False) -> None:
 
 
 def _changes(task: Task, directory: Path) -> list[str]:
-    record = _readable_json(directory / "checkpoint" / "settings.json")
+    record = readable_json(directory / "checkpoint" / "settings.json")
     if record is None:
         return []
     stored = record.get("settings", {})
     current = json.loads(json.dumps(task_settings(task), default=str))
     return _differences(stored, current)
-
-
-def training_folders(directory: Path) -> list[Path]:
-    """Where a task's training checkpoints are: its ``checkpoint/`` folder and, for a method
-    that shares its generator, that generator's folder under ``<system>/_generators/``."""
-    folders = [directory / "checkpoint"]
-    record = _readable_json(directory / "checkpoint" / "settings.json")
-    settings = {} if record is None else record.get("settings", {})
-    name = shared_folder_name(
-        str(settings.get("method")), settings.get("params") or {}, int(settings.get("seed", 0))
-    )
-    if name is not None:
-        folders.append(directory.parent.parent / "_generators" / name)
-    return folders
 
 
 def _stamp(task: Task, directory: Path) -> str:
@@ -299,6 +266,7 @@ def _context(task: Task, run_dir: Path, progress: bool) -> MethodContext:
         shared=run_dir / task.system.label / "_generators",
         seed=task.seed,
         progress=progress,
+        load_generator=load_trained_generator,
     )
 
 

@@ -27,9 +27,9 @@ from boltzgen.runner.methods.boltzmann_generator import (
     TrainedGenerator,
     stages,
     train_generator,
+    training_folders,
 )
 from boltzgen.runner.system_specs import SystemSpec, load_task_system
-from boltzgen.runner.tasks import training_folders
 from boltzgen.systems import System
 from boltzgen.training.checkpoint import load_good_checkpoint
 from boltzgen.training.generator import CHECKPOINT_NAME
@@ -64,7 +64,9 @@ def load_trained_generator(task_dir: Path) -> tuple[System, TrainedGenerator]:
     )
     system = load_task_system(spec, backend=settings.get("energy_backend"))
     seed = int(settings["seed"])
-    trained = train_generator(system, params, torch.Generator().manual_seed(seed), folder, False)
+    trained = train_generator(
+        system, params, torch.Generator().manual_seed(seed), folder, False, load_trained_generator
+    )
     return system, trained
 
 

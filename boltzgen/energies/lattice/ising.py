@@ -56,6 +56,8 @@ class IsingGaussian(LatticeAction):
             continuous density, never the spin model.
     """
 
+    symmetries = frozenset({"negate"})  # u(−x) = u(x)
+
     def __init__(self, L: int = 8, K: float = 0.44, delta: float = 1.0):
         if L < 2 or not K > 0 or not delta > 0:
             raise ValueError(f"ising needs L >= 2, K > 0, delta > 0; got {L}, {K}, {delta}")

@@ -48,6 +48,8 @@ class Phi4(LatticeAction):
         lam: the quartic coupling λ ≥ 0.
     """
 
+    symmetries = frozenset({"negate"})  # u(−x) = u(x)
+
     def __init__(self, L: int = 8, m2: float = -4.0, lam: float = 8.0):
         if L < 2 or lam < 0:
             raise ValueError(f"phi4 needs L >= 2 and lam >= 0, got L = {L}, lam = {lam}")

@@ -46,6 +46,8 @@ class U1Wilson(LatticeAction):
         beta: the inverse gauge coupling β > 0.
     """
 
+    symmetries = frozenset({"negate"})  # charge conjugation θ ↦ −θ: cos θ_P is even
+
     def __init__(self, L: int = 8, beta: float = 2.0):
         if L < 2 or not beta > 0:
             raise ValueError(f"u1_wilson needs L >= 2 and beta > 0, got L = {L}, beta = {beta}")

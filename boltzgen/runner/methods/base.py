@@ -34,6 +34,9 @@ class MethodContext:
         seed: the task's seed; it names shared artifacts (randomness comes from the
             ``torch.Generator`` handed to ``run``, never from this number).
         progress: show progress bars.
+        load_generator: loads the finished generator of another task from its folder
+            (:func:`boltzgen.runner.trained.load_trained_generator`), for a flow that
+            starts from it (``flow.init_from``); ``None``: such a flow is refused.
     """
 
     checkpoint: Path | None = None
@@ -41,6 +44,7 @@ class MethodContext:
     shared: Path | None = None
     seed: int = 0
     progress: bool = False
+    load_generator: Callable[[Path], Any] | None = None
 
 
 C = TypeVar("C")

@@ -10,24 +10,44 @@ with the same settings and seed — this one and the flow-based samplers built o
 flow MCMC, flow HMC) — share one trained flow: it is trained once, in
 ``RUN_DIR/<system>/_generators/<key>-seed<k>/``, under a file lock, and every method that
 uses it is charged its full training cost, so the comparison stays fair.
+
+**Symmetrised draws.** ``symmetrize: negate`` averages the trained flow over x ↦ −x,
+q_g(x) = ½[q(x) + q(−x)] (:class:`~boltzgen.samplers.symmetrized.SymmetrizedGenerator`),
+for a target that declares that symmetry (``Energy.symmetries``: φ⁴, the Ising field).
+Near a symmetry-breaking transition reverse KL trains a flow onto one sector; its average
+covers both. The setting does not change training, so it is no part of the shared key:
+one trained flow serves the method with and without it.
+
+**A flow trained elsewhere** (``flow.init_from: TASK_DIR``) starts from the finished
+generator of another run's task: its parameters, moved to this lattice size for the
+lattice flows (:func:`boltzgen.flows.lattice.load_at_any_volume`), or loaded as they are
+for the other kinds (same shapes). Its whole training cost is charged to this generator.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from boltzgen.flows.lattice import load_at_any_volume
 from boltzgen.records import Cost, CostMeter, WeightedSamples
+from boltzgen.records.files import readable_json
 from boltzgen.runner.lock import locked
-from boltzgen.runner.methods.base import LogDensity, MethodContext, settings_of, to_cpu
+from boltzgen.runner.methods.base import (
+    ADDED_SETTING,
+    LogDensity,
+    MethodContext,
+    settings_of,
+    to_cpu,
+)
 from boltzgen.runner.methods.budget import largest_within, too_small
-from boltzgen.runner.methods.flows import FlowParams, build_generator
+from boltzgen.runner.methods.flows import LATTICE_COUPLINGS, FlowParams, build_generator
 from boltzgen.runner.methods.training import (
     TrainingData,
     TrainParams,
@@ -36,6 +56,7 @@ from boltzgen.runner.methods.training import (
     training_data,
 )
 from boltzgen.samplers.importance import BoltzmannGenerator, importance_evaluations
+from boltzgen.samplers.symmetrized import SymmetrizedGenerator, negate
 from boltzgen.systems import System
 from boltzgen.training.generator import train
 
@@ -56,6 +77,17 @@ class BoltzmannGeneratorParams:
     polish: TrainParams | None = None
     n_samples: int = 20_000
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    symmetrize: Literal["none", "negate"] = field(default="none", metadata=ADDED_SETTING)
+
+    def __post_init__(self) -> None:
+        if self.symmetrize not in SYMMETRIES:
+            raise ValueError(
+                f"symmetrize must be one of {sorted(SYMMETRIES)}, got {self.symmetrize!r}"
+            )
+
+
+SYMMETRIES = {"none": None, "negate": negate}
+"""The involutions a generator may be averaged over (``symmetrize``), by name."""
 
 
 def _device(name: str) -> torch.device:
@@ -91,29 +123,91 @@ class TrainedGenerator:
         return samples
 
 
+GeneratorLoader = Callable[[Path], tuple[System, TrainedGenerator]]
+"""Loads the finished generator of a task folder (``boltzgen.runner.trained``)."""
+
+
 def train_generator(
     system: System,
     params: BoltzmannGeneratorParams,
     generator: torch.Generator,
     folder: Path | None,
     progress: bool,
+    load_generator: GeneratorLoader | None = None,
 ) -> TrainedGenerator:
     """Build and train the generator; its ``training_cost`` holds everything it cost,
     the charge of its training data included.
 
     Training resumes from ``folder`` (one sub-folder per stage), so a finished
-    training is loaded rather than repeated.
+    training is loaded rather than repeated. ``load_generator`` loads the generator that
+    ``flow.init_from`` names.
     """
+    symmetry = _symmetry(system, params.symmetrize)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     data = training_data(system, params.train, generator)
     meter = CostMeter(system.energy)
     with meter.measure():
         model = build_generator(system, params.flow, seed, data.x).to(_device(params.device))
-    cost, last_loss, records = _train_stages(
+    start = Cost()
+    records: list[dict[str, Any]] = []
+    if params.flow.init_from is not None:
+        source = _source(params.flow.init_from, load_generator)
+        start = initialise_from(model, source, params.flow.kind)
+        charged = start.energy_evals + start.force_evals
+        records.append({"stage": "init", "source": params.flow.init_from, "charged_evals": charged})
+    cost, last_loss, stage_records = _train_stages(
         model, system, params, seed, data, generator, folder, progress
     )
-    model.training_cost = cost + meter.cost
-    return TrainedGenerator(model, last_loss, seed + 1, records)
+    model.training_cost = cost + meter.cost + start
+    if symmetry is not None:
+        model = SymmetrizedGenerator(model, symmetry)
+    return TrainedGenerator(model, last_loss, seed + 1, records + stage_records)
+
+
+def _symmetry(system: System, name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The involution ``symmetrize`` names, if ``system``'s energy declares it."""
+    if name == "none":
+        return None
+    declared = system.energy.symmetries
+    if name not in declared:
+        raise ValueError(
+            f"symmetrize: {name} needs a target with u({name}(x)) = u(x); {system.name} declares "
+            f"{sorted(declared) or 'no symmetry'} (Energy.symmetries)"
+        )
+    return SYMMETRIES[name]
+
+
+def _source(task_dir: str, load_generator: GeneratorLoader | None) -> BoltzmannGenerator:
+    """The finished generator of the task in ``task_dir`` (``flow.init_from``)."""
+    if load_generator is None:
+        raise ValueError(
+            f"flow.init_from {task_dir}: loading another task's generator needs the runner "
+            "(boltzgen run)"
+        )
+    _, trained = load_generator(Path(task_dir))
+    return trained.model
+
+
+def initialise_from(model: BoltzmannGenerator, source: BoltzmannGenerator, kind: str) -> Cost:
+    """Load ``source``'s flow parameters into ``model``'s flow; return ``source``'s whole
+    training cost (charged to ``model``).
+
+    Lattice flows (``kind`` ``lattice`` or ``u1_gauge``) move to ``model``'s lattice size
+    (the conditioners are circular convolutions: the same weights act on any L the masks
+    fit); other flows must have the same shapes.
+
+    Raises:
+        ValueError: the two flows differ in architecture (the message says where).
+    """
+    state = source.flow.state_dict()
+    try:
+        if kind in LATTICE_COUPLINGS:
+            load_at_any_volume(model.flow, state)
+        else:
+            model.flow.load_state_dict(state)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"flow.init_from: {error}") from error
+    return source.training_cost
 
 
 def _train_stages(
@@ -158,11 +252,16 @@ def stages(params: BoltzmannGeneratorParams) -> list[tuple[str, TrainParams]]:
 
 def settings_key(params: BoltzmannGeneratorParams | Mapping[str, Any]) -> str:
     """First 12 hex digits of the SHA-256 of the settings that make the trained flow (keys
-    sorted): all but ``n_samples``, the number of draws, which does not change the flow.
+    sorted): all but :data:`SAMPLING_ONLY` (the number of draws, their symmetrisation),
+    which do not change the flow.
     ``params`` may also be those settings as written in a task's ``settings.json``."""
-    settings = {k: v for k, v in settings_of(params).items() if k != "n_samples"}
+    settings = {k: v for k, v in settings_of(params).items() if k not in SAMPLING_ONLY}
     text = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+SAMPLING_ONLY = ("n_samples", "symmetrize")
+"""Settings of how the trained flow is drawn from, which do not change its training."""
 
 
 GENERATOR_METHODS = ("boltzmann_generator", "smc", "flow_mcmc", "flow_hmc")
@@ -176,6 +275,20 @@ def shared_folder_name(method: str, params: Mapping[str, Any], seed: int) -> str
         return None
     generator = params if method == "boltzmann_generator" else params.get("generator", {})
     return _folder_name(generator, seed)
+
+
+def training_folders(directory: Path) -> list[Path]:
+    """Where a task's training checkpoints are: its ``checkpoint/`` folder and, for a method
+    that shares its generator, that generator's folder under ``<system>/_generators/``."""
+    folders = [directory / "checkpoint"]
+    record = readable_json(directory / "checkpoint" / "settings.json")
+    settings = {} if record is None else record.get("settings", {})
+    name = shared_folder_name(
+        str(settings.get("method")), settings.get("params") or {}, int(settings.get("seed", 0))
+    )
+    if name is not None:
+        folders.append(directory.parent.parent / "_generators" / name)
+    return folders
 
 
 def _folder_name(params: BoltzmannGeneratorParams | Mapping[str, Any], seed: int) -> str:
@@ -193,11 +306,14 @@ def shared_generator(
     Without a shared folder the generator is trained for this task alone, resuming from
     the task's checkpoint folder when it has one.
     """
+    load = context.load_generator
     if context.shared is None:
-        return train_generator(system, params, generator, context.checkpoint, context.progress)
+        return train_generator(
+            system, params, generator, context.checkpoint, context.progress, load
+        )
     folder = context.shared / _folder_name(params, context.seed)
     with locked(folder / "lock"):
-        return train_generator(system, params, generator, folder, context.progress)
+        return train_generator(system, params, generator, folder, context.progress, load)
 
 
 def run(

@@ -36,6 +36,13 @@ class FlowHMCParams:
     target_acceptance: float = 0.8
     thin: int = 1
 
+    def __post_init__(self) -> None:
+        if self.generator.symmetrize != "none":
+            raise ValueError(
+                "flow_hmc moves in the flow's latent space, which a symmetrised generator "
+                "(a mixture of two maps) does not have: leave generator.symmetrize at none"
+            )
+
 
 def run(
     system: System, params: FlowHMCParams, generator: torch.Generator, context: MethodContext

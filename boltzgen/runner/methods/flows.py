@@ -85,6 +85,9 @@ class FlowParams:
     linear, the tutorial's) or ``silu`` (smooth: field-transformation HMC integrates the
     flow's Jacobian, whose jumps under LeakyReLU make the leapfrog error first order in
     the step); other flow kinds refuse anything but the default.
+    ``init_from`` names a task folder of a finished run whose generator (same kind and
+    size; any L for the lattice kinds) starts this one's training, its cost charged here
+    (:func:`~boltzgen.runner.methods.boltzmann_generator.initialise_from`).
     ``dtype`` is the flow's arithmetic (parameters, latents, log-densities): ``float32``
     roughly halves the cost of a training step on a CPU; the target energy keeps its own
     dtype (a float32 configuration is evaluated in the energy's float64), so log-weights
@@ -107,6 +110,7 @@ class FlowParams:
     coupling: CouplingKind = "default"
     dtype: Literal["float64", "float32"] = "float64"
     activation: Activation = field(default=DEFAULT_ACTIVATION, metadata=ADDED_SETTING)
+    init_from: str | None = field(default=None, metadata=ADDED_SETTING)
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
