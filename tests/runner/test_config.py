@@ -1,5 +1,7 @@
 """Experiment files: typed parsing, overrides, and errors that name file and field."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -102,3 +104,13 @@ def test_finetune_with_a_bad_field_names_it(tmp_path):
     bg = {"method": "boltzmann_generator", "finetune": {"los": "reverse_kl"}}
     with pytest.raises(ConfigError, match=r"methods\.bg\.finetune\.los"):
         load_experiment(write(tmp_path, {**BASE, "methods": {"bg": bg}}))
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path("experiments").glob("lattice*.yaml")), ids=lambda p: p.stem
+)
+def test_shipped_lattice_experiments_parse_and_plan(path):
+    """The lattice experiments need no reference data to plan (the molecular ones read
+    their PT sets while fitting budgets)."""
+    experiment = load_experiment(path)
+    assert plan(experiment)
