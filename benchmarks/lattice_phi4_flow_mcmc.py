@@ -13,7 +13,9 @@ at any L and any point
 (:func:`boltzgen.flows.lattice.load_at_any_volume`), and ``--steps 0`` only evaluates it.
 ``--symmetrize`` draws from the trained flow averaged over φ ↦ −φ
 (:class:`boltzgen.samplers.symmetrized.SymmetrizedGenerator`), which covers both sectors
-of M where reverse KL has collapsed onto one of them near the critical line.
+of M where reverse KL has collapsed onto one of them near the critical line;
+``--loss reverse_kl_symmetric`` trains that average itself
+(:func:`boltzgen.samplers.objectives.symmetric_reverse_kl`).
 
     nice -n 10 python benchmarks/lattice_phi4_flow_mcmc.py --steps 4000 --out runs/phi4_flow
 """
@@ -46,6 +48,12 @@ def main() -> None:
     parser.add_argument("--init", type=Path, default=None, help="folder with a model.pt")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--symmetrize", action="store_true", help="average the flow over φ ↦ −φ")
+    parser.add_argument(
+        "--loss",
+        choices=("reverse_kl", "reverse_kl_symmetric"),
+        default="reverse_kl",
+        help="reverse_kl_symmetric trains the flow averaged over φ ↦ −φ",
+    )
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -64,7 +72,7 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        loss="reverse_kl",
+        loss=args.loss,
         lr_schedule="cosine",
         checkpoint_every=200,
     )
@@ -89,6 +97,7 @@ def main() -> None:
         "lam": args.lam,
         "init": None if args.init is None else str(args.init),
         "symmetrized": args.symmetrize,
+        "loss": args.loss,
         "train_steps": len(result.losses),
         "train_wall_s": train_s,
         "train_energy_evals": result.cost.energy_evals,

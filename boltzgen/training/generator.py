@@ -26,12 +26,25 @@ from boltzgen.energies.base import Energy
 from boltzgen.metrics.weights import batch_ess
 from boltzgen.records import Cost
 from boltzgen.samplers.importance import BoltzmannGenerator
-from boltzgen.samplers.objectives import forward_kl, mixed_kl, reverse_kl
+from boltzgen.samplers.objectives import (
+    forward_kl,
+    mixed_kl,
+    reverse_kl,
+    symmetric_reverse_kl,
+)
+from boltzgen.samplers.symmetrized import negate
 from boltzgen.training.fab import FABObjective, ReplayBuffer, ais_evaluations
 from boltzgen.training.optimise import Checkpointing, Optimiser, optimise
 
-LossName = Literal["forward_kl", "reverse_kl", "mixed", "fab", "fab_mixed"]
-LOSSES: tuple[LossName, ...] = ("forward_kl", "reverse_kl", "mixed", "fab", "fab_mixed")
+LossName = Literal["forward_kl", "reverse_kl", "reverse_kl_symmetric", "mixed", "fab", "fab_mixed"]
+LOSSES: tuple[LossName, ...] = (
+    "forward_kl",
+    "reverse_kl",
+    "reverse_kl_symmetric",
+    "mixed",
+    "fab",
+    "fab_mixed",
+)
 CHECKPOINT_NAME = "checkpoint.pt"
 _MAY_CHANGE_ON_RESUME = frozenset({"steps", "checkpoint_every"})
 
@@ -45,7 +58,9 @@ class TrainConfig:
         batch_size: samples per step (data rows and/or latent draws).
         lr, weight_decay: Adam's learning rate and L2 weight decay.
         grad_clip: maximum global gradient norm, ``None`` for no clipping.
-        loss: ``"forward_kl"`` (needs data), ``"reverse_kl"``, ``"mixed"`` (needs data),
+        loss: ``"forward_kl"`` (needs data), ``"reverse_kl"``, ``"reverse_kl_symmetric"``
+            (reverse KL of the flow averaged over x ↦ −x, for a target with u(−x) = u(x):
+            :func:`~boltzgen.samplers.objectives.symmetric_reverse_kl`), ``"mixed"`` (needs data),
             ``"fab"`` (flow annealed importance sampling bootstrap, α = 2, no data;
             :mod:`boltzgen.training.fab`) or ``"fab_mixed"`` (w·forward KL on data plus
             (1 − w)·FAB).
@@ -176,6 +191,11 @@ class TrainResult:
 
 
 def _check_data(config: TrainConfig, data: Tensor | None, energy: Energy) -> None:
+    if config.loss == "reverse_kl_symmetric" and "negate" not in energy.symmetries:
+        raise ValueError(
+            "loss reverse_kl_symmetric needs a target with u(−x) = u(x); this energy declares "
+            f"{sorted(energy.symmetries) or 'no symmetry'} (Energy.symmetries)"
+        )
     if not config.needs_data:
         return
     if data is None:
@@ -211,6 +231,11 @@ class _Objective:
         m, c, b = self.model, self.config, self.config.batch_size
         if c.loss == "reverse_kl":
             loss, log_w = reverse_kl(m.prior, m.flow, self.energy, b, g, c.energy_cap)
+            return loss, {"ess_fractions": batch_ess(log_w) / b}
+        if c.loss == "reverse_kl_symmetric":
+            loss, log_w = symmetric_reverse_kl(
+                m.prior, m.flow, self.energy, negate, b, g, c.energy_cap
+            )
             return loss, {"ess_fractions": batch_ess(log_w) / b}
         assert self.data is not None
         x = self.data[torch.randint(self.data.shape[0], (b,), generator=g, device=g.device)]
