@@ -15,7 +15,8 @@ at any L and any point
 (:class:`boltzgen.samplers.symmetrized.SymmetrizedGenerator`), which covers both sectors
 of M where reverse KL has collapsed onto one of them near the critical line;
 ``--loss reverse_kl_symmetric`` trains that average itself
-(:func:`boltzgen.samplers.objectives.symmetric_reverse_kl`).
+(:func:`boltzgen.samplers.objectives.symmetric_reverse_kl`); ``--loss mixed`` adds forward KL
+on HMC configurations (their forces reported as ``data_force_evals``).
 
     nice -n 10 python benchmarks/lattice_phi4_flow_mcmc.py --steps 4000 --out runs/phi4_flow
 """
@@ -36,8 +37,20 @@ from boltzgen.metrics import observable_estimate
 from boltzgen.observables.lattice import field_abs_magnetization, scaled_magnetization
 from boltzgen.samplers.flow_mcmc import FlowIndependenceMetropolis
 from boltzgen.samplers.importance import BoltzmannGenerator
+from boltzgen.samplers.mcmc import HMC
 from boltzgen.samplers.symmetrized import SymmetrizedGenerator
 from boltzgen.training.generator import TrainConfig, train
+
+
+def hmc_data(system: bg.System, chains: int, steps: int) -> tuple[torch.Tensor, int]:
+    """Training configurations for forward KL: HMC (10 leapfrog steps, 500 warm-up
+    trajectories) from N(0, 1) fields, with their images under φ ↦ −φ (an exact symmetry,
+    so the data cover both sectors), and the forces the chains cost."""
+    generator = torch.Generator().manual_seed(7)
+    x0 = torch.randn(chains, *system.energy.event_shape, generator=generator, dtype=torch.float64)
+    samples = HMC(system.energy, 0.1, 10, 0.8).sample(x0, steps, generator, 500)
+    x = samples.x.to(torch.float32)
+    return torch.cat([x, -x]), samples.cost.force_evals
 
 
 def main() -> None:
@@ -50,10 +63,14 @@ def main() -> None:
     parser.add_argument("--symmetrize", action="store_true", help="average the flow over φ ↦ −φ")
     parser.add_argument(
         "--loss",
-        choices=("reverse_kl", "reverse_kl_symmetric"),
+        choices=("reverse_kl", "reverse_kl_symmetric", "mixed"),
         default="reverse_kl",
-        help="reverse_kl_symmetric trains the flow averaged over φ ↦ −φ",
+        help="reverse_kl_symmetric trains the flow averaged over φ ↦ −φ; mixed adds forward "
+        "KL on HMC configurations (--data-chains × --data-steps, and their negatives)",
     )
+    parser.add_argument("--data-chains", type=int, default=64)
+    parser.add_argument("--data-steps", type=int, default=1000)
+    parser.add_argument("--forward-weight", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -73,11 +90,15 @@ def main() -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         loss=args.loss,
+        forward_weight=args.forward_weight,
         lr_schedule="cosine",
         checkpoint_every=200,
     )
     start = time.time()
-    result = train(model, system.energy, config, checkpoint_dir=args.out / "checkpoint")
+    data, data_forces = None, 0
+    if args.loss == "mixed":
+        data, data_forces = hmc_data(system, args.data_chains, args.data_steps)
+    result = train(model, system.energy, config, data, checkpoint_dir=args.out / "checkpoint")
     train_s = time.time() - start
     generator = torch.Generator().manual_seed(1)
     sampler = SymmetrizedGenerator(model) if args.symmetrize else model
@@ -101,6 +122,7 @@ def main() -> None:
         "train_steps": len(result.losses),
         "train_wall_s": train_s,
         "train_energy_evals": result.cost.energy_evals,
+        "data_force_evals": data_forces,
         "final_loss": sum(tail) / len(tail) if tail else None,
         "ess_fraction": weighted.info["ess_fraction"],
         "acceptance": chains.info["acceptance"],
