@@ -16,6 +16,7 @@ from boltzgen.runner.methods.boltzmann_generator import (
     BoltzmannGeneratorParams,
     settings_key,
     train_generator,
+    training_folders,
 )
 from boltzgen.runner.methods.flows import FlowParams
 from boltzgen.runner.methods.training import TrainParams
@@ -42,6 +43,13 @@ def small_run(tmp_path_factory, run_on_debug):
             "n_samples": 512,
             "symmetrize": "negate",
         },
+        "bg_symtrain": {
+            "method": "boltzmann_generator",
+            "flow": FLOW,
+            "train": {**TRAIN, "loss": "reverse_kl_symmetric"},
+            "n_samples": 512,
+            "symmetrize": "negate",
+        },
         "mcmc_sym": {
             "method": "flow_mcmc",
             "generator": {"flow": FLOW, "train": TRAIN, "symmetrize": "negate"},
@@ -55,12 +63,26 @@ def small_run(tmp_path_factory, run_on_debug):
 
 
 def test_symmetrised_methods_share_the_trained_flow(small_run):
-    assert len(list((small_run / "_generators").iterdir())) == 1
+    folders = {
+        m: training_folders(small_run / m / "seed0")[1] for m in ("bg", "bg_sym", "mcmc_sym")
+    }
+    assert len(set(folders.values())) == 1
+    assert (folders["bg"] / "train" / "checkpoint.pt").exists()
+    symtrain = training_folders(small_run / "bg_symtrain" / "seed0")[1]
+    assert symtrain != folders["bg"]
+    assert sorted((small_run / "_generators").iterdir()) == sorted({folders["bg"], symtrain})
     plain = BoltzmannGeneratorParams(flow=FlowParams(**FLOW), train=TrainParams(**TRAIN))
     both = BoltzmannGeneratorParams(
         flow=FlowParams(**FLOW), train=TrainParams(**TRAIN), symmetrize="negate"
     )
     assert settings_key(plain) == settings_key(both)
+
+
+def test_symmetric_training_runs_through_the_runner_at_the_cost_of_reverse_kl(small_run):
+    cost = json.loads((small_run / "bg_symtrain" / "seed0" / "result.json").read_text())["cost"]
+    plain = json.loads((small_run / "bg_sym" / "seed0" / "result.json").read_text())["cost"]
+    assert cost["train_energy_evals"] == plain["train_energy_evals"] > 0
+    assert cost["train_force_evals"] == plain["train_force_evals"]
 
 
 def test_symmetrised_draws_carry_the_averaged_density(small_run):
