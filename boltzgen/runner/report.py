@@ -141,15 +141,20 @@ def pool(estimates: Sequence[dict[str, Any]]) -> Pooled:
 def training_data_label(result: dict[str, Any]) -> str:
     """Where a result's training samples came from and their charge.
 
-    E.g. ``exact ×500 (500 evals)``; ``none`` when the method trained without data.
+    E.g. ``exact ×500 (500 evals)``; ``none`` when the method trained without data. A flow
+    started from another run's generator (``flow.init_from``, a stage ``init``) reads
+    ``started from RUN/.../seed0 (2.56e+05 evals)``.
     """
     records = result.get("info", {}).get("training_data") or []
-    parts = [
-        f"{r['source']} ×{r['n']} ({r['charged_evals']:.3g} evals)"
-        for r in records
-        if r.get("source", "none") != "none"
-    ]
+    parts = [_data_part(r) for r in records if r.get("source", "none") != "none"]
     return "; ".join(parts) if parts else "none"
+
+
+def _data_part(record: dict[str, Any]) -> str:
+    charge = f"({record['charged_evals']:.3g} evals)"
+    if record.get("stage") == "init":
+        return f"started from {record['source']} {charge}"
+    return f"{record['source']} ×{record['n']} {charge}"
 
 
 def overrides_label(result: dict[str, Any]) -> str:

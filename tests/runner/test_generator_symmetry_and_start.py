@@ -20,6 +20,7 @@ from boltzgen.runner.methods.boltzmann_generator import (
 )
 from boltzgen.runner.methods.flows import FlowParams
 from boltzgen.runner.methods.training import TrainParams
+from boltzgen.runner.report import training_data_label
 from boltzgen.runner.trained import load_trained_generator
 
 FLOW = {"kind": "lattice", "n_layers": 2, "hidden": 4}
@@ -146,6 +147,7 @@ def test_started_flow_moves_to_a_larger_lattice_and_is_charged_for_its_start(
     assert stage["charged_evals"] == spent > 0
     cost = result["cost"]
     assert cost["train_energy_evals"] + cost["train_force_evals"] == spent
+    assert training_data_label(result) == f"started from {source} ({spent:.3g} evals)"
 
 
 def test_a_start_of_another_architecture_is_refused(small_run, tmp_path):
