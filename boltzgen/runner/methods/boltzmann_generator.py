@@ -13,7 +13,7 @@ uses it is charged its full training cost, so the comparison stays fair.
 
 **Symmetrised draws.** ``symmetrize: negate`` averages the trained flow over x ↦ −x,
 q_g(x) = ½[q(x) + q(−x)] (:class:`~boltzgen.samplers.symmetrized.SymmetrizedGenerator`),
-for a target that declares that symmetry (``Energy.symmetries``: φ⁴, the Ising field).
+for a target that declares that symmetry (``Energy.symmetries``: φ⁴, U(1), the Ising field).
 Near a symmetry-breaking transition reverse KL trains a flow onto one sector; its average
 covers both. The setting does not change training, so it is no part of the shared key:
 one trained flow serves the method with and without it.
