@@ -75,12 +75,18 @@ def reverse_kl(
         ``(loss: [], log_w: [B])`` with the uncapped, detached log-weights
         log w = −u(x) − log q(x) of the batch (for the ESS).
     """
-    z = prior.sample(batch_size, generator)
-    x, logdet = flow(z)
-    u = energy.energy(x)
-    log_q = prior.log_prob(z) - logdet
+    _, u, log_q = _model_batch(prior, flow, energy, batch_size, generator)
     loss = (soft_cap(u, energy_cap) + log_q).mean()
     return loss, (-u - log_q).detach()
+
+
+def _model_batch(
+    prior: Prior, flow: Flow, energy: Energy, batch_size: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``batch_size`` draws x = f(z), their energies u(x) and log q(x), differentiable."""
+    z = prior.sample(batch_size, generator)
+    x, logdet = flow(z)
+    return x, energy.energy(x), prior.log_prob(z) - logdet
 
 
 def symmetric_reverse_kl(
@@ -102,10 +108,7 @@ def symmetric_reverse_kl(
         ``(loss: [], log_w: [B])``, log w = −u(x) − log q_g(x) (uncapped, detached): the
         weights of the batch as draws of q_g, for the ESS.
     """
-    z = prior.sample(batch_size, generator)
-    x, logdet = flow(z)
-    u = energy.energy(x)
-    log_q = prior.log_prob(z) - logdet
+    x, u, log_q = _model_batch(prior, flow, energy, batch_size, generator)
     z_image, logdet_inverse = flow.inverse(symmetry(x))
     log_q_image = prior.log_prob(z_image) + logdet_inverse
     log_q_g = torch.logaddexp(log_q, log_q_image) - math.log(2.0)

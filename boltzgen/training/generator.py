@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -37,14 +37,7 @@ from boltzgen.training.fab import FABObjective, ReplayBuffer, ais_evaluations
 from boltzgen.training.optimise import Checkpointing, Optimiser, optimise
 
 LossName = Literal["forward_kl", "reverse_kl", "reverse_kl_symmetric", "mixed", "fab", "fab_mixed"]
-LOSSES: tuple[LossName, ...] = (
-    "forward_kl",
-    "reverse_kl",
-    "reverse_kl_symmetric",
-    "mixed",
-    "fab",
-    "fab_mixed",
-)
+LOSSES: tuple[LossName, ...] = get_args(LossName)
 CHECKPOINT_NAME = "checkpoint.pt"
 _MAY_CHANGE_ON_RESUME = frozenset({"steps", "checkpoint_every"})
 
