@@ -7,6 +7,11 @@ Per-configuration series (``[B]``) whose expectation (or variance) is the observ
 * ``two_point_susceptibility`` — χ₂ = Σ_x G_c(x) = V(⟨M²⟩ − ⟨M⟩²) of a scalar field
   ``φ: [B, L, L]`` with M = Σ_x φ(x)/V: the *variance* of y = Σ_x φ(x)/√V
   (G_c as in the tutorial, arXiv 2101.08176, eq. 37).
+* ``two_point_susceptibility_symmetric`` — the same χ₂ for an action even in φ (φ⁴ without
+  an external field), where ⟨M⟩ = 0 exactly: χ₂ = V⟨M²⟩, the *mean* of y². It is blind to
+  the sign of M, so in the ordered phase a chain that stays in one sign sector (HMC flips it
+  ever more rarely as V grows) still estimates it, where the variance about the pooled mean
+  needs the chains to share the two sectors equally.
 * ``field_abs_magnetization`` — ⟨|M|⟩ of a scalar field.
 * :func:`binder_cumulant` — U₄ = 1 − ⟨M⁴⟩/(3⟨M²⟩²) of a series of magnetisations, the
   finite-size probe of a critical point (a ratio of moments, not a per-sample series).
@@ -57,6 +62,11 @@ def q2(theta: Tensor) -> Tensor:
 def scaled_magnetization(phi: Tensor) -> Tensor:
     """y = Σ_x φ(x)/√V, whose variance is χ₂ = Σ_x G_c(x): ``[B]``."""
     return phi.sum(dim=(-2, -1)) / math.sqrt(phi.shape[-1] * phi.shape[-2])
+
+
+def squared_scaled_magnetization(phi: Tensor) -> Tensor:
+    """y² = (Σ_x φ(x))²/V, whose mean is χ₂ when ⟨M⟩ = 0 by the symmetry φ ↦ −φ: ``[B]``."""
+    return scaled_magnetization(phi).square()
 
 
 def binder_cumulant(m: Tensor) -> Tensor:

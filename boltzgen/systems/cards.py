@@ -144,7 +144,7 @@ def build_system(card: Mapping[str, Any], source: Path, backend: str | None = No
         topology=topology,
         openmm_system=molecule.openmm_system if molecule is not None else _particles_openmm(energy),
         card=dict(card),
-        observables=_build_observables(card.get("observables", {}), source),
+        observables=_build_observables(card.get("observables", {}), energy, source),
     )
 
 
@@ -243,14 +243,24 @@ def _build_states(spec: Any, energy: Energy, topology: Any, source: Path) -> dic
     }
 
 
-def _build_observables(spec: Any, source: Path) -> dict[str, Observable]:
-    """``observables: {name: kind}``, each kind from :data:`OBSERVABLE_KINDS`."""
+def _build_observables(spec: Any, energy: Energy, source: Path) -> dict[str, Observable]:
+    """``observables: {name: kind}``, each kind from :data:`OBSERVABLE_KINDS`; a kind that
+    relies on a symmetry only where the energy declares it."""
     if not isinstance(spec, Mapping):
         raise ConfigError(source, "observables", "must map result names to kinds", spec)
     for name, kind in spec.items():
         if kind not in OBSERVABLE_KINDS:
             raise ConfigError(
                 source, f"observables.{name}", "is not an observable kind", kind, OBSERVABLE_KINDS
+            )
+        needed = OBSERVABLE_KINDS[kind].requires_symmetry
+        if needed is not None and needed not in energy.symmetries:
+            raise ConfigError(
+                source,
+                f"observables.{name}",
+                f"relies on the symmetry {needed!r}, which the energy does not declare"
+                f" (it declares {sorted(energy.symmetries) or 'none'})",
+                kind,
             )
     return {str(name): OBSERVABLE_KINDS[kind] for name, kind in spec.items()}
 
