@@ -7,6 +7,11 @@ distribution approaches exp(−U/kT) as the time step shrinks. Masses may be
 repartitioned onto hydrogens (they do not change the configurational distribution,
 only the dynamics), which allows longer steps.
 
+Two-dimensional models (particles in the plane z = 0 of a 3-D OpenMM box, see
+:mod:`boltzgen.energies.particles.openmm_system`) run the same scheme written as an
+``openmm.CustomIntegrator`` whose kicks and noise act on x and y only
+(:func:`planar_langevin_integrator`); frames then come back as ``[n, N, 2]``.
+
 Cost: one force evaluation per MD step and one energy evaluation per saved frame.
 Frames are returned as MCMC-like samples (one chain, zero log-weights), with
 reduced energies u = U/kT at the explicit temperature.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +99,41 @@ def _bonded_pairs(system: openmm.System) -> list[tuple[int, int]]:
     return list(dict.fromkeys(pairs))
 
 
+def planar_langevin_integrator(
+    temperature: float, friction_per_ps: float, timestep_fs: float, n_particles: int
+) -> openmm.CustomIntegrator:
+    """OpenMM's Langevin "middle" scheme (LFMiddle, Zhang et al. 2019) acting on x and y only.
+
+    Per step, with a = e^{−γΔt} and the mask e = (1, 1, 0) on every particle:
+
+        v ← v + Δt·e·f/m;  x ← x + ½Δt·v;  v ← a·v + √(1 − a²)·√(kT/m)·e·ξ;  x ← x + ½Δt·v,
+
+    ξ standard normal per degree of freedom: the scheme of ``LangevinMiddleIntegrator``
+    (which it equals in the plane), so a particle with no z velocity never gets one. The
+    caller zeroes the z velocities it starts with. With γ = 0 it is the leapfrog of
+    ``VerletIntegrator``.
+    """
+    dt = timestep_fs * 1e-3  # ps
+    a = math.exp(-friction_per_ps * dt)
+    integrator = openmm.CustomIntegrator(dt)
+    integrator.addGlobalVariable("a", a)
+    integrator.addGlobalVariable("b", math.sqrt(1.0 - a * a))
+    integrator.addGlobalVariable("kT", kt_kj_per_mol(temperature))
+    integrator.addPerDofVariable("plane", 0.0)
+    integrator.addUpdateContextState()
+    integrator.addComputePerDof("v", "v + dt*plane*f/m")
+    integrator.addComputePerDof("x", "x + 0.5*dt*v")
+    integrator.addComputePerDof("v", "a*v + b*sqrt(kT/m)*plane*gaussian")
+    integrator.addComputePerDof("x", "x + 0.5*dt*v")
+    integrator.setPerDofVariableByName("plane", [openmm.Vec3(1.0, 1.0, 0.0)] * n_particles)
+    return integrator
+
+
 class MolecularDynamics:
     """Langevin dynamics of an ``openmm.System`` at an explicit temperature (kelvin).
+
+    ``dimensions=2``: the system's particles move in the plane z = 0 (a 2-D particle model,
+    :func:`planar_langevin_integrator`); positions in and frames out are ``[N, 2]``.
 
     Example:
         >>> md = MolecularDynamics(system.openmm_system, 300.0, MDConfig(frame_interval=500))
@@ -102,22 +141,34 @@ class MolecularDynamics:
     """
 
     def __init__(
-        self, openmm_system: openmm.System, temperature: float, config: MDConfig = MDConfig()
+        self,
+        openmm_system: openmm.System,
+        temperature: float,
+        config: MDConfig = MDConfig(),
+        dimensions: int = 3,
     ):
+        if dimensions not in (2, 3):
+            raise ValueError(f"dimensions must be 2 or 3, got {dimensions}")
         self.temperature = float(temperature)
         self.kt = kt_kj_per_mol(self.temperature)
         self.config = config
+        self.dimensions = dimensions
         self.system = openmm_system
         if config.hydrogen_mass is not None:
             self.system = repartition_hydrogen_mass(openmm_system, config.hydrogen_mass)
 
     def _context(self, seed: int) -> openmm.Context:
         c = self.config
-        integrator = openmm.LangevinMiddleIntegrator(
-            self.temperature * unit.kelvin,
-            c.friction_per_ps / unit.picosecond,
-            c.timestep_fs * unit.femtosecond,
-        )
+        if self.dimensions == 2:
+            integrator = planar_langevin_integrator(
+                self.temperature, c.friction_per_ps, c.timestep_fs, self.system.getNumParticles()
+            )
+        else:
+            integrator = openmm.LangevinMiddleIntegrator(
+                self.temperature * unit.kelvin,
+                c.friction_per_ps / unit.picosecond,
+                c.timestep_fs * unit.femtosecond,
+            )
         integrator.setRandomNumberSeed(seed)
         platform = openmm.Platform.getPlatformByName(c.platform)
         properties = {"Threads": str(c.threads)} if c.threads and c.platform == "CPU" else {}
@@ -127,7 +178,21 @@ class MolecularDynamics:
         state = context.getState(getPositions=True, getEnergy=True)
         x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         u = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / self.kt
-        return np.asarray(x, dtype=np.float64), u
+        return np.asarray(x, dtype=np.float64)[:, : self.dimensions], u
+
+    def _start(self, context: openmm.Context, x0: Tensor, seed: int) -> None:
+        """Positions ``x0`` (padded with z = 0 in the plane) and Maxwell–Boltzmann velocities
+        (their z parts zeroed in the plane)."""
+        x = x0.detach().cpu().to(torch.float64).numpy()
+        if self.dimensions == 2:
+            x = np.concatenate([x, np.zeros_like(x[:, :1])], axis=1)
+        context.setPositions(x * unit.nanometer)
+        context.setVelocitiesToTemperature(self.temperature * unit.kelvin, seed)
+        if self.dimensions == 2:
+            v = context.getState(getVelocities=True).getVelocities(asNumpy=True)
+            v = v.value_in_unit(unit.nanometer / unit.picosecond)
+            v[:, 2] = 0.0
+            context.setVelocities(v * (unit.nanometer / unit.picosecond))
 
     def sample(
         self,
@@ -141,7 +206,7 @@ class MolecularDynamics:
         """Equilibrate ``n_equilibration`` steps, then save ``n_frames`` frames.
 
         Args:
-            x0: ``[N, 3]`` starting positions in nm.
+            x0: ``[N, 3]`` starting positions in nm (``[N, 2]`` in the plane).
             n_frames: frames to keep, ``frame_interval`` steps apart.
             generator: seeds the integrator and the initial velocities.
             n_equilibration: discarded steps before the first frame.
@@ -150,14 +215,13 @@ class MolecularDynamics:
                 if it exists, the run resumes from it.
 
         Returns:
-            ``[n_frames, N, 3]`` frames as one chain, reduced energies, and the cost.
+            ``[n_frames, N, dimensions]`` frames as one chain, reduced energies, and the cost.
         """
         seed = int(torch.randint(1, 2**30, (1,), generator=generator))
         context = self._context(seed)
         xs, us, steps, wall = self._resume(context, checkpoint)
         if not xs:
-            context.setPositions(x0.detach().cpu().numpy() * unit.nanometer)
-            context.setVelocitiesToTemperature(self.temperature * unit.kelvin, seed)
+            self._start(context, x0, seed)
             steps = self._advance(context, n_equilibration)
         start = time.perf_counter() - wall
         interval = self.config.frame_interval
@@ -190,7 +254,7 @@ class MolecularDynamics:
         x = (
             torch.from_numpy(np.stack(xs))
             if xs
-            else torch.empty(0, self.system.getNumParticles(), 3, dtype=torch.float64)
+            else torch.empty(0, self.system.getNumParticles(), self.dimensions, dtype=torch.float64)
         )
         u = torch.tensor(us, dtype=torch.float64)
         cost = Cost(energy_evals=len(us), force_evals=steps, wall_s=wall)

@@ -12,6 +12,7 @@ from torch import Tensor
 from boltzgen.energies.base import Energy
 from boltzgen.energies.exact import ExactReference
 from boltzgen.energies.particles import ParticleEnergy
+from boltzgen.energies.particles.openmm_system import to_openmm
 from boltzgen.observables.kinds import Observable
 from boltzgen.observables.states import State
 from boltzgen.systems.references import SystemReferences
@@ -57,6 +58,18 @@ class System(SystemReferences):
     @property
     def temperature(self) -> float:
         return self.energy.temperature
+
+    @property
+    def md_system(self) -> tuple[Any, int] | None:
+        """What Langevin dynamics integrates: the ``openmm.System`` and the dimensions its
+        particles move in — the card's own system (3), or a 2-D particle model laid in the
+        plane z = 0 of an OpenMM box (2; it is no ``openmm_system``, whose users expect 3-D
+        positions); ``None`` where there is neither."""
+        if self.openmm_system is not None:
+            return self.openmm_system, 3
+        if isinstance(self.energy, ParticleEnergy) and self.energy.box.numel() == 2:
+            return to_openmm(self.energy), 2
+        return None
 
     @property
     def box(self) -> Tensor | None:

@@ -265,21 +265,40 @@ def test_the_ternary_card_has_the_box_and_composition_of_the_authors_configurati
     assert torch.bincount(energy.species).tolist() == [600, 330, 360]
 
 
-@pytest.mark.parametrize("name", ["kob_andersen_3d", "polydisperse_3d"])
+@pytest.mark.parametrize("name", list(MODELS))
 def test_the_library_openmm_system_gives_the_reduced_energy_at_t_kelvin(name):
+    """… and the force (in the plane z = 0 for the 2-D model, with no z component)."""
     energy = MODELS[name]()
     x = _configurations(energy, 2)
-    expected, _ = reference(to_openmm(energy), _as_3d(x))
+    expected, forces = reference(to_openmm(energy), _as_3d(x))
     kt = MOLAR_GAS_CONSTANT * energy.temperature  # T* runs as T* kelvin
     np.testing.assert_allclose(energy.energy(x).numpy(), expected / kt, rtol=1e-6)
+    d = x.shape[-1]
+    scale = np.abs(forces).max()
+    np.testing.assert_allclose(energy.force(x).numpy() * kt, forces[..., :d], atol=1e-6 * scale)
+    assert np.all(forces[..., d:] == 0.0)
 
 
-def test_md_runs_on_a_particle_system_at_its_reduced_temperature():
-    system = bg.load_system("kob_andersen_3d", n_particles=200, temperature=1.0)
+@pytest.mark.parametrize(
+    "name, n, dimensions", [("kob_andersen_3d", 200, 3), ("kob_andersen_2d_ternary", 64, 2)]
+)
+def test_md_runs_on_a_particle_system_at_its_reduced_temperature(name, n, dimensions):
+    system = bg.load_system(name, n_particles=n, temperature=1.0)
+    openmm_system, d = system.md_system
+    assert d == dimensions
     config = MDConfig(timestep_fs=5.0, frame_interval=20, platform="Reference")
-    md = MolecularDynamics(system.openmm_system, system.temperature, config)
+    md = MolecularDynamics(openmm_system, system.temperature, config, dimensions)
     samples = md.sample(system.initial_positions, 5, torch.Generator().manual_seed(0), 100)
+    assert samples.x.shape == (5, n, dimensions)
     torch.testing.assert_close(samples.energies, system.energy.energy(samples.x))
+
+
+def test_the_2d_model_is_no_openmm_system_of_the_card():
+    """Its OpenMM system (laid in a plane) serves MD only; the PT and reference routes that
+    read ``openmm_system`` expect 3-D positions and do not see it."""
+    system = bg.load_system("kob_andersen_2d_ternary", n_particles=64)
+    assert system.openmm_system is None and system.md_system[1] == 2
+    assert bg.load_system("double_well_2d").md_system is None
 
 
 def test_inherent_structures_are_minima_below_the_start():

@@ -1,4 +1,5 @@
-"""Swap MC, population annealing, HMC and PT run on particle systems and fit their budgets."""
+"""Swap MC, population annealing, HMC, PT and MD (in the plane) run on particle systems and fit
+their budgets."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ CASES = {
         "batch_size": 8,
     },
     "hmc": {"method": "hmc", "n_chains": 4, "n_leapfrog": 5, "step_size": 0.002},
+    "md": {"method": "md", "timestep_fs": 5.0, "frame_interval": 20, "n_equilibration": 100},
     "pt": {
         "method": "parallel_tempering",
         "n_temperatures": 2,

@@ -1,4 +1,5 @@
-"""The MD baseline: equipartition on a harmonic system, resume, mass repartitioning."""
+"""The MD baseline: equipartition on a harmonic system (in space and in the plane), resume,
+mass repartitioning."""
 
 import math
 
@@ -10,7 +11,12 @@ from openmm import unit
 
 from boltzgen.energies.units import kt_kj_per_mol
 from boltzgen.metrics import integrated_time
-from boltzgen.samplers.md import MDConfig, MolecularDynamics, repartition_hydrogen_mass
+from boltzgen.samplers.md import (
+    MDConfig,
+    MolecularDynamics,
+    planar_langevin_integrator,
+    repartition_hydrogen_mass,
+)
 
 
 def harmonic_system(n: int, k: float = 500.0, mass: float = 12.0) -> openmm.System:
@@ -86,3 +92,55 @@ def test_hydrogen_mass_repartitioning_keeps_total_mass():
     np.testing.assert_allclose(masses, [12.0 - 2 * 1.992, 3.0, 3.0, 16.0 - 1.992, 3.0])
     assert masses.sum() == pytest.approx(12.0 + 16.0 + 3 * 1.008)
     assert system.getParticleMass(1).value_in_unit(unit.dalton) == pytest.approx(1.008)
+
+
+@pytest.mark.parametrize("temperature", [150.0, 300.0])
+def test_planar_md_obeys_equipartition_in_the_plane(temperature):
+    """Oscillators U = ½k(x² + y² + z²) started in the plane stay there: ⟨u⟩ = 2n/2 = n (two
+    degrees of freedom each) within 4 standard errors, frames ``[n, N, 2]``."""
+    n = 8
+    md = MolecularDynamics(
+        harmonic_system(n),
+        temperature,
+        MDConfig(timestep_fs=2.0, friction_per_ps=5.0, frame_interval=50, platform="Reference"),
+        dimensions=2,
+    )
+    x0 = torch.full((n, 2), 0.05, dtype=torch.float64)
+    samples = md.sample(x0, 3000, torch.Generator().manual_seed(2), n_equilibration=2000)
+    u = samples.energies
+    se = u.std().item() * math.sqrt(integrated_time(u) / len(u))
+    assert abs(u.mean().item() - n) < 4 * se, (u.mean().item(), n, se)
+    assert samples.x.shape == (3000, n, 2)
+    r2 = samples.x.square().sum(dim=(1, 2))
+    torch.testing.assert_close(u, 0.5 * 500.0 * r2 / kt_kj_per_mol(temperature))
+
+
+def test_planar_integrator_without_friction_is_the_leapfrog_and_keeps_z_at_zero():
+    """γ = 0: the same positions as OpenMM's VerletIntegrator, step for step; z stays 0."""
+    system = harmonic_system(4)
+    rng = np.random.default_rng(0)
+    x0 = np.concatenate([rng.normal(0, 0.05, (4, 2)), np.zeros((4, 1))], axis=1)
+    v0 = np.concatenate([rng.normal(0, 0.5, (4, 2)), np.zeros((4, 1))], axis=1)
+    positions = []
+    for integrator in (openmm.VerletIntegrator(0.002), planar_langevin_integrator(300, 0, 2, 4)):
+        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(x0)
+        context.setVelocities(v0)
+        integrator.step(50)
+        positions.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+    np.testing.assert_allclose(positions[1], positions[0], rtol=0, atol=1e-12)
+    assert np.all(positions[1][:, 2] == 0.0)
+
+
+def test_an_interrupted_planar_run_resumes_to_the_same_trajectory(tmp_path):
+    config = MDConfig(frame_interval=10, platform="Reference", checkpoint_every=5)
+    x0 = torch.full((3, 2), 0.1, dtype=torch.float64)
+
+    def run(n_frames: int, name: str):
+        md = MolecularDynamics(harmonic_system(3), 300.0, config, dimensions=2)
+        return md.sample(x0, n_frames, torch.Generator().manual_seed(4), checkpoint=tmp_path / name)
+
+    whole = run(20, "a.npz")
+    run(10, "b.npz")
+    resumed = run(20, "b.npz")
+    assert torch.equal(whole.x, resumed.x) and whole.x.shape == (20, 3, 2)

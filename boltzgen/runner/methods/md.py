@@ -1,5 +1,8 @@
 """The MD method: OpenMM Langevin dynamics from the card's initial positions (one chain).
 
+Molecules and 3-D particle models run OpenMM's Langevin integrator; 2-D particle models run
+it in the plane z = 0 (``System.md_system``).
+
 Frames are saved every ``frame_interval`` steps after ``n_equilibration`` steps; the run
 resumes from ``checkpoint/md.npz`` and writes ``trajectory.dcd`` for molecules.
 """
@@ -44,9 +47,10 @@ def run(
     system: System, params: MDParams, generator: torch.Generator, context: MethodContext
 ) -> WeightedSamples:
     """Equilibrate, then save ``n_frames`` frames (checkpointed every tenth of them)."""
-    if system.openmm_system is None:
+    if system.md_system is None:
         raise ValueError(f"method md needs an OpenMM system; {system.name} has none")
-    md = MolecularDynamics(system.openmm_system, system.temperature, params.config())
+    openmm_system, dimensions = system.md_system
+    md = MolecularDynamics(openmm_system, system.temperature, params.config(), dimensions)
     checkpoint = None if context.checkpoint is None else context.checkpoint / "md.npz"
     samples = md.sample(
         system.initial_positions,
