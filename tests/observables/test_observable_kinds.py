@@ -45,13 +45,21 @@ def test_the_energy_observable_reads_the_energies_not_the_positions():
     assert torch.equal(observable.values(x, u, 0.5), u * 0.5 / 5)
 
 
-def test_an_unknown_kind_names_the_known_ones(tmp_path):
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("energy_per_particle", "potential_energy_per_particle"),  # unknown: names the known
+        ("two_point_susceptibility_symmetric", "relies on the symmetry 'negate'"),
+    ],
+)
+def test_a_card_naming_a_kind_it_cannot_have_is_refused(tmp_path, kind, message):
+    """An unknown kind, or one relying on a symmetry the double well does not declare."""
     card = tmp_path / "c.yaml"
     card.write_text(
         "name: c\nenergy: {kind: double_well}\ntemperature: 1.0\ninitial_positions: minimum\n"
-        "observables: {e: energy_per_particle}\nreference: {kind: exact}\n"
+        f"observables: {{e: {kind}}}\nreference: {{kind: exact}}\n"
     )
-    with pytest.raises(ConfigError, match="potential_energy_per_particle"):
+    with pytest.raises(ConfigError, match=message):
         load_system(str(card))
 
 
@@ -95,13 +103,3 @@ def test_symmetric_chi2_is_blind_to_the_sign_sector_of_a_chain():
     second_moment = observable_estimate(samples, y.square(), symmetric.statistic)
     assert abs(second_moment.value - (a * a + 1)) < 4 * second_moment.stderr
     assert observable_estimate(samples, y, "variance").value < 1.2
-
-
-def test_a_kind_relying_on_a_symmetry_is_refused_where_the_energy_lacks_it(tmp_path):
-    card = tmp_path / "c.yaml"
-    card.write_text(
-        "name: c\nenergy: {kind: double_well}\ntemperature: 1.0\ninitial_positions: minimum\n"
-        "observables: {chi2: two_point_susceptibility_symmetric}\nreference: {kind: exact}\n"
-    )
-    with pytest.raises(ConfigError, match="relies on the symmetry 'negate'"):
-        load_system(str(card))
