@@ -125,7 +125,7 @@ def test_symmetric_reverse_kl_matches_the_averaged_generator_density():
     log_q_g = SymmetrizedGenerator(base).log_prob(x)
     u = energy.energy(x)
     torch.testing.assert_close(log_w, (-u - log_q_g).detach())
-    assert float(loss.detach()) == pytest.approx(float((u + log_q_g).mean()), rel=1e-12)
+    assert float(loss.detach()) == pytest.approx(float((u + log_q_g).mean().detach()), rel=1e-12)
 
 
 def test_training_the_symmetric_loss_reaches_the_exact_averaged_flow():
