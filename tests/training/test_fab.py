@@ -178,5 +178,5 @@ def test_fab_mixed_adds_forward_kl_on_data():
     g = torch.Generator().manual_seed(0)
     run_ais(model, energy, 64, g, torch.full((1,), config.ais_step_size, dtype=F64), 1)
     batch = data[torch.randint(500, (64,), generator=g)]
-    nll = float(-model.log_prob(batch).mean())
+    nll = float(-model.log_prob(batch).mean().detach())
     assert result.losses[0] == pytest.approx(nll, rel=1e-6)
