@@ -47,9 +47,10 @@ def run(
     system: System, params: MDParams, generator: torch.Generator, context: MethodContext
 ) -> WeightedSamples:
     """Equilibrate, then save ``n_frames`` frames (checkpointed every tenth of them)."""
-    if system.md_system is None:
+    md_system = system.md_system  # built on each access for 2-D models: read once
+    if md_system is None:
         raise ValueError(f"method md needs an OpenMM system; {system.name} has none")
-    openmm_system, dimensions = system.md_system
+    openmm_system, dimensions = md_system
     md = MolecularDynamics(openmm_system, system.temperature, params.config(), dimensions)
     checkpoint = None if context.checkpoint is None else context.checkpoint / "md.npz"
     samples = md.sample(
