@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from boltzgen.runner import time_to_df as lib
+from boltzgen.runner import time_to_df_report as tables
 from boltzgen.systems import load_system
 from boltzgen.systems.references import ReferenceValue
 
@@ -80,7 +81,7 @@ def test_ratios_to_md_and_pt_and_not_reached() -> None:
     assert found["hmc"].reached == {0.2: None, 0.1: None}
     assert found["hmc"].vs_pt == {0.2: None, 0.1: None}
     assert found["parallel_tempering"].vs_md[0.2] == (pytest.approx(0.1), False)
-    text = "\n".join(ttdf.summary_table(list(found.values()), (0.2, 0.1)))
+    text = "\n".join(tables.summary_table(list(found.values()), (0.2, 0.1)))
     assert "not reached" in text and "< 0.001" in text
     no_md = [r for r in rows if r.method != "md"]
     assert all(s.vs_md == {0.2: None, 0.1: None} for s in lib.summarise(no_md, BUDGETS))
@@ -153,6 +154,11 @@ def test_end_to_end_on_the_double_well(tmp_path) -> None:
     assert (out / "error_vs_evals.png").stat().st_size > 0
     left = json.loads((out / "budget_3000" / "double_well_2d" / "left_out.json").read_text())
     assert "snf" in left
+    # the report rebuilt for one piece of the ladder only: the other budget's rows drop out
+    assert ttdf.main(["--out", str(out), "--report-only", "--budgets", "20000"]) == 0
+    with (out / "time_to_df.csv").open() as handle:
+        assert {r["budget"] for r in csv.DictReader(handle)} == {"20000"}
+    assert "| 2e+04 |" in (out / "report.md").read_text()
 
 
 def _trained(method: str, errors: dict[int, list[float]], training: list[int]) -> list:
@@ -198,7 +204,7 @@ def test_the_amortised_budget_is_the_sampling_spent_where_the_method_stays_withi
     # PT pays nothing up front: no amortised view, and it is not in the amortised table
     assert not found["parallel_tempering"].trains
     assert found["parallel_tempering"].amortised == {0.2: None, 0.1: None}
-    text = "\n".join(ttdf.amortised_table(list(found.values()), (0.2, 0.1)))
+    text = "\n".join(tables.amortised_table(list(found.values()), (0.2, 0.1)))
     assert "| bg | 5e+04 | 0.5 | 5e+04 | 0.05 |" in text and "| late | 9.9e+05" in text
     assert "parallel_tempering" not in text
 
@@ -281,3 +287,49 @@ def test_a_checkpointed_pt_reference_is_told_to_resume_with_its_own_settings() -
         "move": args.move, "thin": args.thin, "dtype": args.dtype, "device": args.device,
     }  # fmt: skip
     assert read == {key: asdict(settings)[key] for key in read}
+
+
+def test_the_seeds_quantile_bounds_every_seed_with_the_stated_probability() -> None:
+    """z with P(all n half-normal errors ≤ zσ) = c: Φ⁻¹(0.95) for one seed at 90 %, and a
+    Monte Carlo frequency of 5 seeds all within zσ at 0.9 within 4 standard errors."""
+    import torch
+
+    assert lib.seeds_quantile(1, 0.9) == pytest.approx(1.6448536, abs=1e-6)
+    z = lib.seeds_quantile(5, 0.9)
+    g = torch.Generator().manual_seed(0)
+    trials = 200_000
+    inside = (torch.randn(trials, 5, generator=g).abs() <= z).all(dim=1).double().mean().item()
+    assert abs(inside - 0.9) < 4 * math.sqrt(0.9 * 0.1 / trials)
+    with pytest.raises(ValueError):
+        lib.seeds_quantile(0, 0.9)
+
+
+def test_a_projection_extrapolates_the_largest_fully_sampled_budget_as_one_over_root_b() -> None:
+    """Errors ±0.4 kT at 10⁵ (all seeds), one seed never sampled at 10⁶: projected from
+    10⁵ with RMS 0.4, b = 10⁵ (z · 0.4 / t)²; within 0.2 kT is 4× cheaper than 0.1 kT."""
+    rows = _rows("pt", {10**4: [1.0, -2.0], 10**5: [0.4, -0.4], 10**6: [0.1, math.nan]})
+    p = lib.projected_budget(rows, 0.1, n_seeds=2)
+    z = lib.seeds_quantile(2, 0.9)
+    assert (p.from_budget, p.rms, p.n_seeds) == (10**5, pytest.approx(0.4), 2)
+    assert p.budget == pytest.approx(1e5 * (z * 0.4 / 0.1) ** 2)
+    assert lib.projected_budget(rows, 0.2, n_seeds=2).budget == pytest.approx(p.budget / 4)
+    assert lib.projected_budget(_rows("x", {10**5: [math.nan]}), 0.1) is None
+    # a missing seed makes a budget unusable too
+    assert lib.projected_budget(rows, 0.1, n_seeds=3) is None
+
+
+def test_the_report_projects_only_what_the_ladder_does_not_reach() -> None:
+    """PT misses 0.1 kT on the ladder: it gets a projection, and the generator that stays
+    within from 10⁵ is compared with it; a tolerance reached is never projected."""
+    budgets = [10**4, 10**5, 10**6]
+    pt = _rows("parallel_tempering", {10**4: [0.5, 0.6], 10**5: [0.3, 0.2], 10**6: [0.15, 0.05]})
+    bg = _rows("bg", {10**5: [0.05, 0.02], 10**6: [0.01, 0.02]})
+    found = {s.method: s for s in lib.summarise(pt + bg, budgets, (0.2, 0.1), n_seeds=2)}
+    assert found["bg"].projected == {0.2: None, 0.1: None}
+    assert found["parallel_tempering"].projected[0.2] is None
+    ahead = found["parallel_tempering"].projected[0.1]
+    rms = math.sqrt((0.15**2 + 0.05**2) / 2)
+    assert ahead.budget == pytest.approx(1e6 * (lib.seeds_quantile(2, 0.9) * rms / 0.1) ** 2)
+    text = "\n".join(tables.projection_lines(list(found.values()), "parallel_tempering"))
+    assert f"≈ {ahead.budget:.1e} (from 1e+06" in text
+    assert f"÷ PT's projection ≈ {1e5 / ahead.budget:.2g}" in text

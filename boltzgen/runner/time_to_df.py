@@ -150,6 +150,61 @@ def ratio(budget: int | None, baseline: int | None, top: int | None = None) -> R
 
 
 @dataclass(frozen=True)
+class Projection:
+    """Where a method would stay within a tolerance if its error were purely statistical.
+
+    At ``from_budget`` b₀, the largest budget of the ladder at which every seed sampled
+    every state, the seeds' root-mean-square error is ``rms`` σ₀. With σ(b) = σ₀ √(b₀ / b)
+    (independent, unbiased estimates), all ``n_seeds`` seeds' |ΔF − reference| lie within t
+    with probability ``confidence`` c from
+
+        b = b₀ (z σ₀ / t)²,   z = Φ⁻¹((1 + c^(1/n)) / 2)
+
+    (each |error| is half-normal: P(|e| ≤ zσ) = 2Φ(z) − 1). A bias that does not fall as
+    1/√b (a state under-weighted by a flow, a chain not yet equilibrated at b₀) makes the
+    projection too optimistic; it is a forecast, never a measurement.
+    """
+
+    budget: float
+    from_budget: int
+    rms: float
+    n_seeds: int
+    confidence: float
+
+
+def seeds_quantile(n_seeds: int, confidence: float) -> float:
+    """z such that ``n_seeds`` independent |N(0, σ²)| errors are all ≤ zσ with probability
+    ``confidence``."""
+    from scipy.stats import norm
+
+    if n_seeds < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need n_seeds ≥ 1 and 0 < confidence < 1, got {n_seeds}, {confidence}")
+    return float(norm.ppf(0.5 * (1.0 + confidence ** (1.0 / n_seeds))))
+
+
+def projected_budget(
+    rows: Sequence[Row], tolerance: float, n_seeds: int | None = None, confidence: float = 0.9
+) -> Projection | None:
+    """:class:`Projection` of one method's rows (one free energy) to ``tolerance``; ``None``
+    where no budget has a finite error for every seed (``n_seeds``, else the most seeds
+    any budget has)."""
+    seeds = {b: {r.seed for r in rows if r.budget == b} for b in {r.budget for r in rows}}
+    want = n_seeds or max(map(len, seeds.values()), default=0)
+    full = [
+        b
+        for b, found in seeds.items()
+        if len(found) >= want > 0 and all(math.isfinite(r.abs_error) for r in rows if r.budget == b)
+    ]
+    if not full:
+        return None
+    b0 = max(full)
+    errors = [r.abs_error for r in rows if r.budget == b0]
+    rms = math.sqrt(sum(e * e for e in errors) / len(errors))
+    z = seeds_quantile(want, confidence)
+    return Projection(b0 * (z * rms / tolerance) ** 2, b0, rms, want, confidence)
+
+
+@dataclass(frozen=True)
 class Summary:
     """One method's entry of the report for one system and free energy: the budget from
     which it stays within each tolerance, its ratios to MD and PT, and the same for its
@@ -164,6 +219,8 @@ class Summary:
     amortised: dict[float, int | None]
     amortised_vs_pt: dict[float, Ratio]
     trains: bool
+    projected: dict[float, Projection | None]
+    """Per tolerance not reached on the ladder, the :class:`Projection` (else ``None``)."""
 
 
 def _method_summaries(
@@ -191,9 +248,22 @@ def _method_summaries(
     for m, found in reached.items():
         cheap = {t: amortised(by_method[m], budgets, t, n_seeds) for t in tolerances}
         system, name, trained = rows[0].system, rows[0].free_energy, trains(by_method[m])
+        ahead = {
+            t: None if found[t] is not None else projected_budget(by_method[m], t, n_seeds)
+            for t in tolerances
+        }
         out.append(
             Summary(
-                system, name, m, found, vs(found, md), vs(found, pt), cheap, vs(cheap, pt), trained
+                system,
+                name,
+                m,
+                found,
+                vs(found, md),
+                vs(found, pt),
+                cheap,
+                vs(cheap, pt),
+                trained,
+                ahead,
             )
         )
     return out
@@ -208,8 +278,9 @@ def summarise(
     n_seeds: int | None = None,
 ) -> list[Summary]:
     """Per (system, free energy, method): the budget from which it stays within each
-    tolerance, its ratio to ``md``'s and ``pt``'s (methods named by label), and its
-    amortised budget with its ratio to ``pt``'s full budget."""
+    tolerance, its ratio to ``md``'s and ``pt``'s (methods named by label), its
+    amortised budget with its ratio to ``pt``'s full budget, and, for each tolerance it does
+    not reach, the budget projected from its largest (:func:`projected_budget`)."""
     out = []
     for system, name in dict.fromkeys((r.system, r.free_energy) for r in rows):
         mine = [r for r in rows if r.system == system and r.free_energy == name]
