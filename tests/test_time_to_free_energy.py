@@ -333,3 +333,30 @@ def test_the_report_projects_only_what_the_ladder_does_not_reach() -> None:
     text = "\n".join(tables.projection_lines(list(found.values()), "parallel_tempering"))
     assert f"≈ {ahead.budget:.1e} (from 1e+06" in text
     assert f"÷ PT's projection ≈ {1e5 / ahead.budget:.2g}" in text
+
+
+def test_the_peptide_experiment_parses_and_its_fab_methods_share_one_generator() -> None:
+    """experiments/time_to_df_peptides.yaml is a runner experiment at every budget of its
+    ladder, with MD and PT baselines; FAB's importance sampling and SMC train one flow."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from boltzgen.runner.config import parse_experiment
+    from boltzgen.runner.methods.boltzmann_generator import shared_folder_name
+
+    path = ttdf.EXPERIMENT.with_name("time_to_df_peptides.yaml")
+    raw = yaml.safe_load(path.read_text())
+    assert raw["budgets"] == sorted(raw["budgets"]) and len(raw["seeds"]) >= 5
+    for budget in raw["budgets"]:
+        derived = ttdf.budget_experiment(raw, raw["systems"][0], budget)
+        experiment = parse_experiment(derived, str(path))
+        assert experiment.budget.energy_evals == budget
+    methods = {m.label: m for m in experiment.methods}
+    assert {"md", "parallel_tempering", "parallel_tempering_openmm"} <= set(methods)
+    assert methods["parallel_tempering_openmm"].params.backend == "openmm"
+    names = {
+        shared_folder_name(methods[label].method, asdict(methods[label].params), 0)
+        for label in ("boltzmann_generator_fab", "boltzmann_generator_fab_smc")
+    }
+    assert len(names) == 1 and None not in names
