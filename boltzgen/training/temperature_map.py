@@ -97,6 +97,7 @@ def train_temperature_map(
     t_hot: float | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,
+    progress: bool = False,
 ) -> History:
     """Train ``flow`` to push hot configurations towards exp(−u_cold).
 
@@ -109,6 +110,7 @@ def train_temperature_map(
         checkpoint_dir: where ``temperature_map_checkpoint.pt`` is written every
             ``checkpoint_every`` steps and at the end (with a stateful stream's state);
             an existing one is resumed from (same settings).
+        progress: show a progress bar with the loss and the evaluations spent.
     """
     batches = fixed_batches(hot, batch_size) if isinstance(hot, Tensor) else hot
     settings = {
@@ -141,6 +143,7 @@ def train_temperature_map(
         metrics=("mean_logdet",),
         counter=cold,
         monitor=keeper,
+        progress=progress,
     )
 
 

@@ -101,6 +101,7 @@ def run(
         weight_decay=params.weight_decay,
         t_hot=t_hot,
         checkpoint_dir=context.checkpoint,
+        progress=context.progress,
     )
     samples = TemperatureMap(flow, energy).sample(z, hot.energies)
     training = hot.cost + start + history.cost
