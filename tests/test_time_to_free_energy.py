@@ -314,7 +314,11 @@ def test_a_projection_extrapolates_the_largest_fully_sampled_budget_as_one_over_
     assert p.budget == pytest.approx(1e5 * (z * 0.4 / 0.1) ** 2)
     assert lib.projected_budget(rows, 0.2, n_seeds=2).budget == pytest.approx(p.budget / 4)
     assert lib.projected_budget(_rows("x", {10**5: [math.nan]}), 0.1) is None
-    # a missing seed makes a budget unusable too
+    # projected for three seeds from the two that ran (min_seeds 2): a larger z
+    three = lib.projected_budget(rows, 0.1, n_seeds=3, min_seeds=2)
+    z3 = lib.seeds_quantile(3, 0.9)
+    assert three.from_budget == 10**5 and three.budget == pytest.approx(p.budget * (z3 / z) ** 2)
+    # a budget with fewer seeds than min_seeds is unusable
     assert lib.projected_budget(rows, 0.1, n_seeds=3) is None
 
 

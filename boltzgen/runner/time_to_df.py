@@ -153,8 +153,8 @@ def ratio(budget: int | None, baseline: int | None, top: int | None = None) -> R
 class Projection:
     """Where a method would stay within a tolerance if its error were purely statistical.
 
-    At ``from_budget`` b₀, the largest budget of the ladder at which every seed sampled
-    every state, the seeds' root-mean-square error is ``rms`` σ₀. With σ(b) = σ₀ √(b₀ / b)
+    At ``from_budget`` b₀, the largest budget of the ladder at which enough seeds ran and
+    every one of them sampled every state, their root-mean-square error is ``rms`` σ₀. With σ(b) = σ₀ √(b₀ / b)
     (independent, unbiased estimates), all ``n_seeds`` seeds' |ΔF − reference| lie within t
     with probability ``confidence`` c from
 
@@ -183,17 +183,24 @@ def seeds_quantile(n_seeds: int, confidence: float) -> float:
 
 
 def projected_budget(
-    rows: Sequence[Row], tolerance: float, n_seeds: int | None = None, confidence: float = 0.9
+    rows: Sequence[Row],
+    tolerance: float,
+    n_seeds: int | None = None,
+    confidence: float = 0.9,
+    min_seeds: int = 3,
 ) -> Projection | None:
-    """:class:`Projection` of one method's rows (one free energy) to ``tolerance``; ``None``
-    where no budget has a finite error for every seed (``n_seeds``, else the most seeds
-    any budget has)."""
+    """:class:`Projection` of one method's rows (one free energy) to ``tolerance``: from the
+    largest budget where at least ``min_seeds`` seeds (fewer only if ``n_seeds`` is smaller)
+    ran and every one of them sampled every state, for all ``n_seeds`` seeds (else the most
+    any budget has) to lie within it; ``None`` where no budget qualifies."""
     seeds = {b: {r.seed for r in rows if r.budget == b} for b in {r.budget for r in rows}}
     want = n_seeds or max(map(len, seeds.values()), default=0)
+    enough = min(min_seeds, want)
     full = [
         b
         for b, found in seeds.items()
-        if len(found) >= want > 0 and all(math.isfinite(r.abs_error) for r in rows if r.budget == b)
+        if len(found) >= enough > 0
+        and all(math.isfinite(r.abs_error) for r in rows if r.budget == b)
     ]
     if not full:
         return None

@@ -79,10 +79,10 @@ def projection_lines(summaries: Sequence[Summary], pt: str) -> list[str]:
     base = next((s.projected for s in summaries if s.method == pt), {})
     lines = [
         "Projected, not measured: the budget from which all seeds would lie within the "
-        "tolerance with 90 % probability if the error at the largest budget where every "
-        "seed sampled every state fell as 1/√budget (`projected_budget`; a bias makes it "
-        "too optimistic). For a method within the tolerance where PT is not: its budget "
-        "over PT's projection.",
+        "tolerance with 90 % probability if the root-mean-square error at the largest "
+        "budget where at least 3 seeds ran and each sampled every state fell as "
+        "1/√budget (`projected_budget`; a bias makes it too optimistic). For a method "
+        "within the tolerance where PT is not: its budget over PT's projection.",
         "",
         "| method | " + " | ".join(f"within {t} kT" for t in TOLERANCES) + " |",
         "|---" * (1 + len(TOLERANCES)) + "|",
