@@ -154,9 +154,9 @@ class Projection:
     """Where a method would stay within a tolerance if its error were purely statistical.
 
     At ``from_budget`` b₀, the largest budget of the ladder at which enough seeds ran and
-    every one of them sampled every state, their root-mean-square error is ``rms`` σ₀. With σ(b) = σ₀ √(b₀ / b)
-    (independent, unbiased estimates), all ``n_seeds`` seeds' |ΔF − reference| lie within t
-    with probability ``confidence`` c from
+    every one of them sampled every state, their root-mean-square error is ``rms`` σ₀.
+    With σ(b) = σ₀ √(b₀ / b) (independent, unbiased estimates), all ``n_seeds`` seeds'
+    |ΔF − reference| lie within t with probability ``confidence`` c from
 
         b = b₀ (z σ₀ / t)²,   z = Φ⁻¹((1 + c^(1/n)) / 2)
 
