@@ -341,7 +341,8 @@ def test_the_report_projects_only_what_the_ladder_does_not_reach() -> None:
 
 def test_the_peptide_experiment_parses_and_its_fab_methods_share_one_generator() -> None:
     """experiments/time_to_df_peptides.yaml is a runner experiment at every budget of its
-    ladder, with MD and PT baselines; FAB's importance sampling and SMC train one flow."""
+    ladder, with MD and PT baselines; FAB's importance sampling, SMC and flow MCMC train
+    one flow."""
     from dataclasses import asdict
 
     import yaml
@@ -361,6 +362,10 @@ def test_the_peptide_experiment_parses_and_its_fab_methods_share_one_generator()
     assert methods["parallel_tempering_openmm"].params.backend == "openmm"
     names = {
         shared_folder_name(methods[label].method, asdict(methods[label].params), 0)
-        for label in ("boltzmann_generator_fab", "boltzmann_generator_fab_smc")
+        for label in (
+            "boltzmann_generator_fab",
+            "boltzmann_generator_fab_smc",
+            "boltzmann_generator_fab_mcmc",
+        )
     }
     assert len(names) == 1 and None not in names
