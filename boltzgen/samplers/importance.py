@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from boltzgen.energies.base import Energy
 from boltzgen.flows.base import Flow, Prior
@@ -72,6 +73,7 @@ class BoltzmannGenerator(nn.Module):
         generator: torch.Generator,
         batch_size: int = 10_000,
         training_cost: Cost | None = None,
+        progress: bool = False,
     ) -> WeightedSamples:
         """``n`` draws with log-weights −u(x) − log q(x), in batches, without gradients.
 
@@ -80,6 +82,7 @@ class BoltzmannGenerator(nn.Module):
             generator: the only source of randomness.
             batch_size: configurations pushed through the flow and energy at once.
             training_cost: training cost to report (default: ``self.training_cost``).
+            progress: show a progress bar over the batches.
 
         Returns:
             :class:`WeightedSamples` with ``energies`` u(x) (``+inf`` for failed
@@ -91,9 +94,10 @@ class BoltzmannGenerator(nn.Module):
             raise ValueError(f"n and batch_size must be positive, got {n}, {batch_size}")
         meter = CostMeter(self.energy)
         with meter.measure(), torch.no_grad():
+            starts = range(0, n, batch_size)
             parts = [
                 self._weighted_batch(min(batch_size, n - s), generator)
-                for s in range(0, n, batch_size)
+                for s in tqdm(starts, desc="importance draws", unit="batch", disable=not progress)
             ]
         x, log_w, u = (torch.cat(p) for p in zip(*parts, strict=True))
         training = self.training_cost if training_cost is None else training_cost

@@ -324,7 +324,7 @@ def run(
 ) -> WeightedSamples:
     """Train (or load) the shared generator, then draw ``n_samples`` weighted samples."""
     trained = shared_generator(system, params, generator, context)
-    samples = trained.model.sample(params.n_samples, trained.draws())
+    samples = trained.model.sample(params.n_samples, trained.draws(), progress=context.progress)
     samples.info["train_loss_final"] = trained.final_loss
     return to_cpu(trained.label(samples))
 
