@@ -219,6 +219,19 @@ def test_rows_of_a_result_split_sampling_from_training_and_data() -> None:
     assert row.abs_error == pytest.approx(0.5) and math.isnan(row.stderr)
 
 
+def test_a_ladder_method_adds_its_mbar_estimate_as_a_row_of_its_own() -> None:
+    """PT's T₀ estimate and its MBAR-over-the-ladder estimate, same cost, same reference."""
+    cost = {"energy_evals": 0, "force_evals": 5000, "wall_s": 2.0}
+    result = {"system": "toy", "method": "parallel_tempering", "seed": 1, "cost": cost}
+    result["free_energies"] = {"B_vs_A": {"value": 1.4, "reference": 1.0, "converged": True}}
+    result["info"] = {"mbar_free_energies": {"B_vs_A": {"value": 0.9, "stderr": 0.05}}}
+    t0, mbar = lib.rows_of(result, 5000)
+    assert (t0.method, mbar.method) == ("parallel_tempering", "parallel_tempering, MBAR")
+    assert t0.abs_error == pytest.approx(0.4) and mbar.abs_error == pytest.approx(0.1)
+    assert (mbar.stderr, mbar.reference, mbar.converged) == (0.05, 1.0, False)
+    assert (mbar.energy_evals, mbar.wall_s) == (t0.energy_evals, t0.wall_s)
+
+
 def test_the_experiment_trains_every_flow_method_on_the_charged_pt_set() -> None:
     """No exact draws in the head-to-head: every method that trains on data uses `data: pt`
     (the FAB generator trains without data)."""

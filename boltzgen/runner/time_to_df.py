@@ -64,19 +64,42 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+MBAR_SUFFIX = ", MBAR"
+"""Appended to a ladder method's label for its rows from MBAR over every temperature."""
+
+
 def rows_of(result: Mapping[str, Any], budget: int) -> list[Row]:
-    """One :class:`Row` per free energy of a ``result.json`` record."""
+    """One :class:`Row` per free energy of a ``result.json`` record.
+
+    A ladder method (parallel tempering, TSF replica exchange) gives a second row per free
+    energy, labelled ``<method>, MBAR``: its estimate by MBAR over every temperature
+    (``info.mbar_free_energies``, the estimator of the PT reference sets), beside the one
+    from the lowest temperature's samples alone. Such a row has no convergence flag
+    (``converged`` False).
+    """
+    out = _rows(result, budget, result["method"], result["free_energies"])
+    mbar = (result.get("info") or {}).get("mbar_free_energies") or {}
+    for name, fe in mbar.items():
+        reference = result["free_energies"].get(name, {}).get("reference")
+        entry = {"value": fe.get("value"), "stderr": fe.get("stderr"), "reference": reference}
+        out += _rows(result, budget, result["method"] + MBAR_SUFFIX, {name: entry})
+    return out
+
+
+def _rows(
+    result: Mapping[str, Any], budget: int, method: str, free_energies: Mapping[str, Any]
+) -> list[Row]:
     cost, metrics = result["cost"], result.get("metrics", {})
     sampling = sum(int(cost.get(k, 0)) for k in ("energy_evals", "force_evals"))
     training = sum(int(cost.get(k, 0)) for k in ("train_energy_evals", "train_force_evals"))
     wall = float(cost.get("wall_s", 0.0)) + float(cost.get("train_wall_s", 0.0))
     out = []
-    for name, fe in result["free_energies"].items():
+    for name, fe in free_energies.items():
         value, reference = _number(fe.get("value")), _number(fe.get("reference"))
         out.append(
             Row(
                 system=result["system"],
-                method=result["method"],
+                method=method,
                 budget=budget,
                 seed=int(result["seed"]),
                 free_energy=name,
