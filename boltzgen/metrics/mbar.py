@@ -41,6 +41,8 @@ from boltzgen.records import WeightedSamples
 
 Array = Tensor | np.ndarray
 _JACKKNIFE_GROUPS = 16  # chains are pooled into at most this many delete-one-group blocks
+MIN_KEPT_STEPS = 20
+"""The fewest recorded steps per chain that the ladder estimate keeps, whatever g says."""
 
 
 def _numpy(values: Array) -> np.ndarray:
@@ -209,7 +211,11 @@ def ladder_state_free_energy(
         state_a: name of a recorded state (A).
         state_b: name of a recorded state (B).
         stride: keep every ``stride``-th recorded step; ``None``: ⌈g⌉ with g from
-            :func:`ladder_statistical_inefficiency` over energies and both indicators.
+            :func:`ladder_statistical_inefficiency` over energies and both indicators, but
+            no coarser than keeps :data:`MIN_KEPT_STEPS` steps. A run shorter than that
+            many g would otherwise be cut to a handful of steps, whose estimate can miss
+            by tens of kT with an error bar of one; the jackknife over independent chains
+            does not need independent steps, so it still measures the error.
     """
     recorded = samples.info.get("ladder_states", {})
     missing = [s for s in (state_a, state_b) if s not in recorded]
@@ -219,7 +225,9 @@ def ladder_state_free_energy(
             f"(recorded: {sorted(recorded)})"
         )
     if stride is None:
-        stride = math.ceil(ladder_statistical_inefficiency(samples, (state_a, state_b)))
+        g = ladder_statistical_inefficiency(samples, (state_a, state_b))
+        n_steps = len(samples.info["ladder_energies"])
+        stride = max(1, min(math.ceil(g), n_steps // MIN_KEPT_STEPS))
     temperatures = samples.info["temperatures"]
     energies = torch.as_tensor(samples.info["ladder_energies"]).cpu()[::stride]
     in_a, in_b = (torch.as_tensor(recorded[s]).cpu()[::stride] for s in (state_a, state_b))

@@ -121,6 +121,29 @@ def test_mbar_over_all_temperatures_recovers_free_energy(double_well_run: Weight
     assert abs(value - exact_delta_f()) < 4 * stderr
 
 
+def test_mbar_over_a_run_shorter_than_its_correlation_keeps_enough_steps() -> None:
+    """State B visited in one stretch, the last quarter of a 200-step run, on every rung
+    and chain, energies the same in A and B: g of the indicator is about the run's length,
+    so a stride of ⌈g⌉ would keep the first step alone (B never seen, ΔF infinite). The
+    stride keeps 20 steps, a quarter of them in B: ΔF_{B vs A} = ln 3 up to the energies'
+    noise, with a finite error bar."""
+    n, temperatures, chains = 200, [1.0, 2.0], 4
+    g = torch.Generator().manual_seed(0)
+    energies = torch.rand(n, len(temperatures), chains, generator=g, dtype=torch.float64)
+    in_b = torch.zeros(n, len(temperatures), chains, dtype=torch.bool)
+    in_b[150:] = True
+    info = {
+        "temperatures": temperatures,
+        "ladder_energies": energies,
+        "ladder_states": {"A": ~in_b, "B": in_b},
+    }
+    x = torch.zeros(1, 1, dtype=torch.float64)
+    samples = WeightedSamples(x, torch.zeros(1), torch.zeros(1), info=info)
+    value, stderr = ladder_state_free_energy(samples, "A", "B")
+    assert abs(value - math.log(3.0)) < 0.1
+    assert math.isfinite(stderr)
+
+
 @pytest.mark.parametrize("pair", range(len(LADDER) - 1))
 def test_swap_acceptance_matches_exact_energy_distributions(
     double_well_run: WeightedSamples, pair: int
