@@ -201,12 +201,23 @@ def run_budget(raw: Mapping[str, Any], entry: Any, budget: int, out: Path) -> in
 
 
 def collect(out: Path) -> list[Row]:
-    """Every ``result.json`` under ``OUT/budget_<N>/``, as rows (budget from the folder)."""
+    """Every ``result.json`` under ``OUT/budget_<N>/``, as rows (budget from the folder).
+
+    A ladder method's MBAR estimate is recomputed from its ``ladder.npz`` with the
+    estimator as it is now."""
+    from boltzgen.runner.methods.ladder import mbar_from_file
+
     rows = []
     for folder in sorted(out.glob("budget_*"), key=lambda p: int(p.name.split("_")[1])):
         budget = int(folder.name.split("_")[1])
         for path in sorted(folder.glob("*/*/*/seed*/result.json")):
-            rows += rows_of(json.loads(path.read_text()), budget)
+            result = json.loads(path.read_text())
+            info = result.get("info") or {}
+            if "mbar_free_energies" in info and "temperatures" in info:
+                names = list(result["free_energies"])
+                mbar = mbar_from_file(path.parent, info["temperatures"], names)
+                info["mbar_free_energies"] = info["mbar_free_energies"] if mbar is None else mbar
+            rows += rows_of(result, budget)
     return rows
 
 

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from boltzgen.records import WeightedSamples
+from boltzgen.runner.methods.ladder import mbar_from_file
 from boltzgen.runner.trained import load_trained_generator
 
 GENERATOR = {
@@ -83,6 +84,13 @@ def test_parallel_tempering_saves_its_ladder_and_mbar_estimate(run_dir):
         assert ladder["energies"].shape == (120, 4, 8)
         assert ladder["state_left"].shape == (120, 4, 8)
     assert r["cost"]["force_evals"] == 4 * 8 * (1 + 5 * 150)
+    # recomputed from the file, the estimate is the one the run wrote
+    folder = run_dir / "double_well_2d" / "pt" / "seed0"
+    again = mbar_from_file(folder, r["info"]["temperatures"], ["right_vs_left"])
+    saved = r["info"]["mbar_free_energies"]["right_vs_left"]
+    assert again["right_vs_left"]["value"] == pytest.approx(saved["value"], rel=1e-9)
+    assert again["right_vs_left"]["stderr"] == pytest.approx(saved["stderr"], rel=1e-9)
+    assert mbar_from_file(folder.parent, [1.0], ["right_vs_left"]) is None
 
 
 def test_only_the_generators_own_draws_get_the_held_out_check(run_dir):

@@ -36,6 +36,36 @@ def _mbar(system: System, samples: WeightedSamples) -> dict[str, Any]:
     return out
 
 
+def mbar_from_file(
+    folder: Path, temperatures: list[float], names: list[str]
+) -> dict[str, Any] | None:
+    """The ladder ΔF of each free energy ``B_vs_A`` in ``names``, recomputed by MBAR from a
+    finished task's ``ladder.npz`` (the estimator as it is now, not as it was when the task
+    ran); ``None`` where the folder has no ladder file."""
+    from boltzgen.metrics.mbar import ladder_state_free_energy
+
+    path = folder / "ladder.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        energies = torch.as_tensor(data["energies"])
+        states = {
+            k.removeprefix("state_"): torch.as_tensor(data[k])
+            for k in data.files
+            if k.startswith("state_")
+        }
+    info = {"temperatures": temperatures, "ladder_energies": energies, "ladder_states": states}
+    zeros = torch.zeros(1, dtype=torch.float64)
+    samples = WeightedSamples(zeros[:, None], zeros, zeros, info=info)
+    out = {}
+    for name in names:
+        b, a = name.split("_vs_")
+        estimate = ladder_state_free_energy(samples, a, b)
+        value = estimate.value if math.isfinite(estimate.value) else None
+        out[name] = {"value": value, "stderr": estimate.stderr}
+    return out
+
+
 def with_ladder(system: System, samples: WeightedSamples, output: Path | None) -> WeightedSamples:
     """Add MBAR free energies to ``info``; move the ladder arrays to ``output/ladder.npz``.
 
