@@ -67,7 +67,7 @@ def amortised_table(summaries: Sequence[Summary], tolerances: Sequence[float]) -
 
 def _projected(p: Projection | None) -> str:
     if p is None:
-        return "no budget with every seed's estimate"
+        return "no budget where 3 seeds ran and each sampled every state"
     return f"≈ {p.budget:.1e} (from {p.from_budget:.0e}, RMS error {p.rms:.3g} kT)"
 
 
