@@ -216,7 +216,8 @@ def collect(out: Path) -> list[Row]:
             if "mbar_free_energies" in info and "temperatures" in info:
                 names = list(result["free_energies"])
                 mbar = mbar_from_file(path.parent, info["temperatures"], names)
-                info["mbar_free_energies"] = info["mbar_free_energies"] if mbar is None else mbar
+                if mbar is not None:
+                    info["mbar_free_energies"] = mbar
             rows += rows_of(result, budget)
     return rows
 

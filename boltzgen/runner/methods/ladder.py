@@ -21,15 +21,15 @@ from boltzgen.systems import System
 LADDER_KEYS = ("ladder_energies", "ladder_states")
 
 
-def _mbar(system: System, samples: WeightedSamples) -> dict[str, Any]:
-    """ΔF ``B_vs_A`` of every free-energy pair of the card, by MBAR over the ladder.
+def _mbar(samples: WeightedSamples, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """ΔF ``B_vs_A`` of every state pair (A, B), by MBAR over the ladder.
 
     pymbar, a slow import, is loaded only when a ladder method has run.
     """
     from boltzgen.metrics.mbar import ladder_state_free_energy
 
     out = {}
-    for a, b in system.free_energy_pairs:
+    for a, b in pairs:
         estimate = ladder_state_free_energy(samples, a, b)
         value = estimate.value if math.isfinite(estimate.value) else None
         out[f"{b}_vs_{a}"] = {"value": value, "stderr": estimate.stderr}
@@ -42,8 +42,6 @@ def mbar_from_file(
     """The ladder ΔF of each free energy ``B_vs_A`` in ``names``, recomputed by MBAR from a
     finished task's ``ladder.npz`` (the estimator as it is now, not as it was when the task
     ran); ``None`` where the folder has no ladder file."""
-    from boltzgen.metrics.mbar import ladder_state_free_energy
-
     path = folder / "ladder.npz"
     if not path.exists():
         return None
@@ -57,13 +55,8 @@ def mbar_from_file(
     info = {"temperatures": temperatures, "ladder_energies": energies, "ladder_states": states}
     zeros = torch.zeros(1, dtype=torch.float64)
     samples = WeightedSamples(zeros[:, None], zeros, zeros, info=info)
-    out = {}
-    for name in names:
-        b, a = name.split("_vs_")
-        estimate = ladder_state_free_energy(samples, a, b)
-        value = estimate.value if math.isfinite(estimate.value) else None
-        out[name] = {"value": value, "stderr": estimate.stderr}
-    return out
+    pairs = [tuple(reversed(name.split("_vs_"))) for name in names]
+    return _mbar(samples, pairs)
 
 
 def with_ladder(system: System, samples: WeightedSamples, output: Path | None) -> WeightedSamples:
@@ -71,7 +64,7 @@ def with_ladder(system: System, samples: WeightedSamples, output: Path | None) -
 
     Without an output folder the arrays are dropped.
     """
-    samples.info["mbar_free_energies"] = _mbar(system, samples)
+    samples.info["mbar_free_energies"] = _mbar(samples, list(system.free_energy_pairs))
     ladder = {k: samples.info.pop(k) for k in LADDER_KEYS if k in samples.info}
     if output is None:
         return samples
