@@ -19,9 +19,7 @@ from boltzgen.flows.coupling import (
 from boltzgen.flows.internal import (
     FixedFrameInternalCoordinates,
     InternalCoordinates,
-    InternalLayout,
     StandardizeInternal,
-    ZMatrix,
 )
 from boltzgen.flows.linear import AffineFlow, ElementwiseAffine
 from boltzgen.flows.ode import ContinuousFlow, VectorField, flow_matching_loss
@@ -36,6 +34,7 @@ from boltzgen.flows.transformer import (
     make_transformer_flow,
     random_rotation,
 )
+from boltzgen.flows.zmatrix import InternalLayout, ZMatrix
 
 __all__ = [
     "AffineCoupling",
