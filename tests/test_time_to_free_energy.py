@@ -335,6 +335,22 @@ def test_a_projection_extrapolates_the_largest_fully_sampled_budget_as_one_over_
     assert lib.projected_budget(rows, 0.1, n_seeds=3) is None
 
 
+def test_a_projection_keeps_training_fixed_and_scales_only_the_sampling() -> None:
+    """A generator that paid 6·10⁴ (one seed) and 5·10⁴ (the other) evaluations of training
+    at 10⁵: only the sampling s₀ = 10⁵ − 6·10⁴ grows, b = 6·10⁴ + s₀ (z σ₀ / t)²; an error
+    already inside the tolerance projects below b₀ but never below the training."""
+    rows = _trained("bg", {10**5: [0.2, -0.2]}, [60_000, 50_000])
+    z = lib.seeds_quantile(2, 0.9)
+    p = lib.projected_budget(rows, 0.1, n_seeds=2)
+    assert p.fixed == 60_000
+    assert p.budget == pytest.approx(60_000 + 40_000 * (z * 0.2 / 0.1) ** 2)
+    small = lib.projected_budget(_trained("bg", {10**5: [0.001, 0.001]}, [60_000] * 2), 0.1)
+    assert small.budget == pytest.approx(60_000 + 40_000 * (z * 0.001 / 0.1) ** 2)
+    assert 60_000 < small.budget < 10**5
+    # a sampler without training: f = 0, the plain 1/√b rule
+    assert lib.projected_budget(_rows("pt", {10**5: [0.2, -0.2]}), 0.1).fixed == 0
+
+
 def test_the_report_projects_only_what_the_ladder_does_not_reach() -> None:
     """PT misses 0.1 kT on the ladder: it gets a projection, and the generator that stays
     within from 10⁵ is compared with it; a tolerance reached is never projected."""

@@ -178,14 +178,18 @@ class Projection:
 
     At ``from_budget`` b₀, the largest budget of the ladder at which enough seeds ran and
     every one of them sampled every state, their root-mean-square error is ``rms`` σ₀.
-    With σ(b) = σ₀ √(b₀ / b) (independent, unbiased estimates), all ``n_seeds`` seeds'
-    |ΔF − reference| lie within t with probability ``confidence`` c from
+    Of b₀, ``fixed`` f evaluations paid for training and its data (0 for a sampler that
+    does not train; the largest over the seeds) and s₀ = b₀ − f for sampling. Only the
+    sampling lowers the error: with σ(s) = σ₀ √(s₀ / s) (independent, unbiased
+    estimates), all ``n_seeds`` seeds' |ΔF − reference| lie within t with probability
+    ``confidence`` c from
 
-        b = b₀ (z σ₀ / t)²,   z = Φ⁻¹((1 + c^(1/n)) / 2)
+        b = f + s₀ (z σ₀ / t)²,   z = Φ⁻¹((1 + c^(1/n)) / 2)
 
-    (each |error| is half-normal: P(|e| ≤ zσ) = 2Φ(z) − 1). A bias that does not fall as
-    1/√b (a state under-weighted by a flow, a chain not yet equilibrated at b₀) makes the
-    projection too optimistic; it is a forecast, never a measurement.
+    (each |error| is half-normal: P(|e| ≤ zσ) = 2Φ(z) − 1); for f = 0, b = b₀ (z σ₀ / t)².
+    A generator's error that does not shrink with more draws (a state under-weighted by
+    the flow), a chain not yet equilibrated at b₀, any bias makes the projection too
+    optimistic; it is a forecast, never a measurement.
     """
 
     budget: float
@@ -193,6 +197,7 @@ class Projection:
     rms: float
     n_seeds: int
     confidence: float
+    fixed: int = 0
 
 
 def seeds_quantile(n_seeds: int, confidence: float) -> float:
@@ -215,7 +220,8 @@ def projected_budget(
     """:class:`Projection` of one method's rows (one free energy) to ``tolerance``: from the
     largest budget where at least ``min_seeds`` seeds (fewer only if ``n_seeds`` is smaller)
     ran and every one of them sampled every state, for all ``n_seeds`` seeds (else the most
-    any budget has) to lie within it; ``None`` where no budget qualifies."""
+    any budget has) to lie within it, its training kept fixed; ``None`` where no budget
+    qualifies."""
     seeds = {b: {r.seed for r in rows if r.budget == b} for b in {r.budget for r in rows}}
     want = n_seeds or max(map(len, seeds.values()), default=0)
     enough = min(min_seeds, want)
@@ -228,10 +234,12 @@ def projected_budget(
     if not full:
         return None
     b0 = max(full)
-    errors = [r.abs_error for r in rows if r.budget == b0]
-    rms = math.sqrt(sum(e * e for e in errors) / len(errors))
+    at = [r for r in rows if r.budget == b0]
+    rms = math.sqrt(sum(r.abs_error**2 for r in at) / len(at))
+    fixed = min(b0, max(r.energy_evals - r.sample_evals for r in at))
     z = seeds_quantile(want, confidence)
-    return Projection(b0 * (z * rms / tolerance) ** 2, b0, rms, want, confidence)
+    budget = fixed + (b0 - fixed) * (z * rms / tolerance) ** 2
+    return Projection(budget, b0, rms, want, confidence, fixed)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ def amortised_table(summaries: Sequence[Summary], tolerances: Sequence[float]) -
 def _projected(p: Projection | None) -> str:
     if p is None:
         return "no budget where 3 seeds ran and each sampled every state"
-    return f"≈ {p.budget:.1e} (from {p.from_budget:.0e}, RMS error {p.rms:.3g} kT)"
+    trained = f", {p.fixed:.2g} of it training" if p.fixed else ""
+    return f"≈ {p.budget:.1e} (from {p.from_budget:.0e}{trained}, RMS error {p.rms:.3g} kT)"
 
 
 def projection_lines(summaries: Sequence[Summary], pt: str) -> list[str]:
@@ -81,7 +82,8 @@ def projection_lines(summaries: Sequence[Summary], pt: str) -> list[str]:
         "Projected, not measured: the budget from which all seeds would lie within the "
         "tolerance with 90 % probability if the root-mean-square error at the largest "
         "budget where at least 3 seeds ran and each sampled every state fell as "
-        "1/√budget (`projected_budget`; a bias makes it too optimistic). For a method "
+        "1/√(sampling evaluations), training and its data kept as they were "
+        "(`projected_budget`; a bias makes it too optimistic). For a method "
         "within the tolerance where PT is not: its budget over PT's projection.",
         "",
         "| method | " + " | ".join(f"within {t} kT" for t in TOLERANCES) + " |",
