@@ -33,7 +33,10 @@ error ≤ ``--max-reference-stderr`` (0.05 kT); a weaker or missing reference is
     python benchmarks/time_to_free_energy.py --out runs/time_to_df --report-only
     python benchmarks/time_to_free_energy.py --out runs/t --report-only --budgets 1e5 1e6 1e7
 
-(the last: a ladder run in pieces, one budget range per invocation, reported as one).
+    python benchmarks/time_to_free_energy.py --out runs/t --report-only --include runs/t_seed1
+
+(the last two: a ladder run in pieces, one budget range per invocation or one seed per
+OUT folder — ``--set 'seeds=[1]'`` — reported as one).
 """
 
 from __future__ import annotations
@@ -200,35 +203,60 @@ def run_budget(raw: Mapping[str, Any], entry: Any, budget: int, out: Path) -> in
 # --------------------------------------------------------------------------- collecting
 
 
-def collect(out: Path) -> list[Row]:
-    """Every ``result.json`` under ``OUT/budget_<N>/``, as rows (budget from the folder).
+def result_files(roots: Sequence[Path]) -> list[tuple[int, Path]]:
+    """(budget, path) of every ``result.json`` under ``ROOT/budget_<N>/`` of each root.
+
+    Raises:
+        SystemExit: two roots hold the same task (system entry, method, seed) at the same
+            budget: the pieces of a ladder must not overlap.
+    """
+    found: dict[tuple[int, tuple[str, ...]], Path] = {}
+    for root in roots:
+        for folder in root.glob("budget_*"):
+            budget = int(folder.name.split("_")[1])
+            for path in folder.glob("*/*/*/seed*/result.json"):
+                key = (budget, path.relative_to(folder).parts)
+                if key in found and found[key].resolve() != path.resolve():
+                    raise SystemExit(f"the same task in two pieces: {found[key]} and {path}")
+                found[key] = path
+    return sorted(found.items(), key=lambda kv: kv[0])
+
+
+def collect(out: Path, include: Sequence[Path] = ()) -> list[Row]:
+    """Every ``result.json`` under ``OUT/budget_<N>/`` (and under each ``include`` folder,
+    pieces of the same ladder run separately), as rows (budget from the folder).
 
     A ladder method's MBAR estimate is recomputed from its ``ladder.npz`` with the
     estimator as it is now."""
     from boltzgen.runner.methods.ladder import mbar_from_file
 
     rows = []
-    for folder in sorted(out.glob("budget_*"), key=lambda p: int(p.name.split("_")[1])):
-        budget = int(folder.name.split("_")[1])
-        for path in sorted(folder.glob("*/*/*/seed*/result.json")):
-            result = json.loads(path.read_text())
-            info = result.get("info") or {}
-            if "mbar_free_energies" in info and "temperatures" in info:
-                names = list(result["free_energies"])
-                mbar = mbar_from_file(path.parent, info["temperatures"], names)
-                if mbar is not None:
-                    info["mbar_free_energies"] = mbar
-            rows += rows_of(result, budget)
+    for (budget, _), path in result_files([out, *include]):
+        result = json.loads(path.read_text())
+        info = result.get("info") or {}
+        if "mbar_free_energies" in info and "temperatures" in info:
+            names = list(result["free_energies"])
+            mbar = mbar_from_file(path.parent, info["temperatures"], names)
+            if mbar is not None:
+                info["mbar_free_energies"] = mbar
+        rows += rows_of(result, budget)
     return rows
 
 
-def left_out(out: Path) -> dict[tuple[str, int], dict[str, str]]:
-    """{(system entry, budget): {method: why}} from every ``left_out.json``."""
-    found = {}
-    for path in sorted(out.glob("budget_*/*/left_out.json")):
-        budget = int(path.parent.parent.name.split("_")[1])
-        found[(path.parent.name, budget)] = json.loads(path.read_text())
-    return found
+def left_out(out: Path, include: Sequence[Path] = ()) -> dict[tuple[str, int], dict[str, str]]:
+    """{(system entry, budget): {method: why}} from every ``left_out.json`` (of OUT and
+    the ``include`` folders; a method run in any piece is not left out)."""
+    found: dict[tuple[str, int], dict[str, str]] = {}
+    ran = {(p.parts[-5], b, p.parts[-3]) for (b, _), p in result_files([out, *include])}
+    for root in [out, *include]:
+        for path in sorted(root.glob("budget_*/*/left_out.json")):
+            budget = int(path.parent.parent.name.split("_")[1])
+            entry = found.setdefault((path.parent.name, budget), {})
+            entry.update(json.loads(path.read_text()))
+    return {
+        key: {m: why for m, why in methods.items() if (key[0], key[1], m) not in ran}
+        for key, methods in found.items()
+    }
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> None:
@@ -297,9 +325,10 @@ def plot(rows: Sequence[Row], path: Path, tolerances: Sequence[float] = TOLERANC
 def write_report(out: Path, plan: Plan, figure: bool = True) -> list[Row]:
     """Collect the results into ``time_to_df.csv``, ``report.md`` and (``figure``)
     ``error_vs_evals.png``."""
-    rows = [r for r in collect(out) if r.budget in plan.budgets]
+    include = [Path(p) for p in plan.include]
+    rows = [r for r in collect(out, include) if r.budget in plan.budgets]
     write_csv(rows, out / "time_to_df.csv")
-    skipped = {k: v for k, v in left_out(out).items() if k[1] in plan.budgets}
+    skipped = {k: v for k, v in left_out(out, include).items() if k[1] in plan.budgets}
     (out / "report.md").write_text(report_text(rows, plan, skipped))
     if rows and figure:
         plot(rows, out / "error_vs_evals.png")
@@ -335,6 +364,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pt", default="parallel_tempering", help="label of the PT baseline")
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild the CSV, report and plot from OUT"
+    )
+    parser.add_argument(
+        "--include",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="with --report-only: also the results of these OUT folders (pieces of the same "
+        "ladder run separately, e.g. one job per seed); kept in OUT/plan.json",
     )
     return parser
 
@@ -388,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = Plan(**json.loads((args.out / "plan.json").read_text()))
         if args.budgets:  # a ladder run in pieces: report every piece's budgets
             plan = replace(plan, budgets=sorted(int(b) for b in args.budgets))
+        if args.include:
+            added = [str(p) for p in args.include if str(p) not in plan.include]
+            plan = replace(plan, include=[*plan.include, *added])
+            (args.out / "plan.json").write_text(json.dumps(asdict(plan), indent=1) + "\n")
         write_report(args.out, plan)
         print((args.out / "report.md").read_text())
         return 0

@@ -398,3 +398,43 @@ def test_the_peptide_experiment_parses_and_its_fab_methods_share_one_generator()
         )
     }
     assert len(names) == 1 and None not in names
+
+
+def _result(root: Path, budget: int, method: str, seed: int, value: float) -> Path:
+    """A ``result.json`` of the toy system where a ladder run would write it."""
+    folder = root / f"budget_{budget}" / "toy" / "toy" / method / f"seed{seed}"
+    folder.mkdir(parents=True)
+    cost = {"energy_evals": budget, "wall_s": 1.0}
+    result = {"system": "toy", "method": method, "seed": seed, "cost": cost}
+    result["free_energies"] = {"B_vs_A": {"value": value, "reference": 1.0, "converged": True}}
+    (folder / "result.json").write_text(json.dumps(result))
+    return folder
+
+
+def test_pieces_of_a_ladder_in_other_folders_are_reported_as_one(tmp_path, capsys) -> None:
+    """Seed 0 in OUT, seeds 1 and 2 each in a folder of its own (one job per seed): the
+    report with ``--include`` has all three, keeps the folders in plan.json for the next
+    report, and no longer lists as left out a method that ran in a piece; the same task in
+    two pieces is refused."""
+    out, one, two = tmp_path / "out", tmp_path / "seed1", tmp_path / "seed2"
+    _result(out, 1000, "bg", 0, 1.05)
+    _result(one, 1000, "bg", 1, 0.97)
+    _result(two, 1000, "bg", 2, 1.02)
+    _result(two, 1000, "smc", 0, 1.0)
+    (out / "budget_1000" / "toy" / "left_out.json").write_text('{"smc": "does not fit"}')
+    plan = tables.Plan([1000], 3, "md", "parallel_tempering", "cmd", {}, False)
+    (out / "plan.json").write_text(json.dumps(ttdf.asdict(plan)))
+    assert ttdf.main(["--out", str(out), "--report-only", "--include", str(one), str(two)]) == 0
+    rows = ttdf.collect(out, [one, two])
+    found = sorted((r.method, r.seed, round(r.abs_error, 6)) for r in rows)
+    assert found == [("bg", 0, 0.05), ("bg", 1, 0.03), ("bg", 2, 0.02), ("smc", 0, 0.0)]
+    assert json.loads((out / "plan.json").read_text())["include"] == [str(one), str(two)]
+    assert ttdf.main(["--out", str(out), "--report-only"]) == 0  # the pieces stay in
+    with (out / "time_to_df.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+    assert ttdf.left_out(out, [one, two]) == {("toy", 1000): {}}
+    assert ttdf.left_out(out) == {("toy", 1000): {"smc": "does not fit"}}
+    capsys.readouterr()
+    _result(tmp_path / "again", 1000, "bg", 1, 0.9)
+    with pytest.raises(SystemExit, match="the same task in two pieces"):
+        ttdf.collect(out, [one, tmp_path / "again"])

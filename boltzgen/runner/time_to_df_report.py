@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from boltzgen.runner.time_to_df import (
@@ -159,6 +159,9 @@ class Plan:
     command: str
     references: dict[str, dict[str, list[Any]]]
     weak_reference: bool
+    include: list[str] = field(default_factory=list)
+    """Other OUT folders whose results belong to this ladder (pieces run separately, e.g.
+    one batch job per seed), read by every report."""
 
 
 def _left_out_lines(skipped: Mapping) -> list[str]:
@@ -199,6 +202,8 @@ def report_text(rows: Sequence[Row], plan: Plan, skipped: Mapping) -> str:
     """``report.md``: the stays-within table, the per-budget details and what was left out."""
     lines = ["# Energy evaluations and wall time to a free energy", ""]
     lines += [f"Command: `{plan.command}`", ""]
+    if plan.include:
+        lines += ["With the results of: " + ", ".join(f"`{p}`" for p in plan.include), ""]
     if plan.weak_reference:
         lines += [
             "**WEAK REFERENCE**: a reference below failed the gate (stderr above "
