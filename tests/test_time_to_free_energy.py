@@ -438,3 +438,22 @@ def test_pieces_of_a_ladder_in_other_folders_are_reported_as_one(tmp_path, capsy
     _result(tmp_path / "again", 1000, "bg", 1, 0.9)
     with pytest.raises(SystemExit, match="the same task in two pieces"):
         ttdf.collect(out, [one, tmp_path / "again"])
+
+
+def test_the_double_well_fab_methods_share_one_generator() -> None:
+    """experiments/time_to_df.yaml: FAB's importance sampling, SMC and flow MCMC name one
+    generator folder (one training per seed), which trains without data."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from boltzgen.runner.config import parse_experiment
+    from boltzgen.runner.methods.boltzmann_generator import shared_folder_name
+
+    raw = yaml.safe_load(ttdf.EXPERIMENT.read_text())
+    derived = ttdf.budget_experiment(raw, raw["systems"][0], raw["budgets"][-1])
+    methods = {m.label: m for m in parse_experiment(derived, str(ttdf.EXPERIMENT)).methods}
+    labels = ("boltzmann_generator_fab", "smc_fab", "flow_mcmc_fab")
+    names = {shared_folder_name(methods[x].method, asdict(methods[x].params), 0) for x in labels}
+    assert len(names) == 1 and None not in names
+    assert raw["methods"]["smc_fab"]["generator"]["train"]["loss"] == "fab"
