@@ -179,7 +179,7 @@ def run_budget(raw: Mapping[str, Any], entry: Any, budget: int, out: Path) -> in
     """Run one system entry at one budget through ``boltzgen run``; its exit status.
 
     The methods left out are written to ``left_out.json`` beside the experiment file the
-    run used (``experiment.yaml``).
+    run used (``experiment.yaml``), beside those an earlier run of other methods left out.
     """
     from boltzgen.runner.cli import main as boltzgen
     from boltzgen.runner.config import parse_experiment
@@ -191,7 +191,10 @@ def run_budget(raw: Mapping[str, Any], entry: Any, budget: int, out: Path) -> in
         print(f"  {entry_label(entry)} @ {budget:.0e}: {label} left out ({why})", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     share_generators(parse_experiment(derived, str(run_dir)), run_dir, out)
-    (run_dir / "left_out.json").write_text(json.dumps(left_out, indent=1) + "\n")
+    record = run_dir / "left_out.json"  # other methods' entries stay (a run in pieces)
+    kept = json.loads(record.read_text()) if record.exists() else {}
+    kept = {m: why for m, why in kept.items() if m not in derived["methods"]}
+    record.write_text(json.dumps(kept | left_out, indent=1) + "\n")
     derived["methods"] = {k: v for k, v in derived["methods"].items() if k not in left_out}
     if not derived["methods"]:
         return 0

@@ -457,3 +457,17 @@ def test_the_double_well_fab_methods_share_one_generator() -> None:
     names = {shared_folder_name(methods[x].method, asdict(methods[x].params), 0) for x in labels}
     assert len(names) == 1 and None not in names
     assert raw["methods"]["smc_fab"]["generator"]["train"]["loss"] == "fab"
+
+
+def test_a_run_of_other_methods_keeps_the_left_out_reasons_of_the_first(tmp_path) -> None:
+    """Two runs of one budget folder with different methods, each left out at 3000
+    evaluations (their training does not fit): left_out.json lists both."""
+    import yaml
+
+    raw = yaml.safe_load(ttdf.EXPERIMENT.read_text())
+    entry, methods = raw["systems"][0], raw["methods"]
+    for label in ("snf", "boltzmann_generator_fab"):
+        piece = raw | {"methods": {label: methods[label]}}
+        assert ttdf.run_budget(piece, entry, 3000, tmp_path) == 0
+    record = tmp_path / "budget_3000" / "double_well_2d" / "left_out.json"
+    assert set(json.loads(record.read_text())) == {"snf", "boltzmann_generator_fab"}
