@@ -52,7 +52,17 @@ from boltzgen.systems import System, load_system
 from boltzgen.training import train_perturbation_scale, train_snf
 
 SYSTEMS = ("double_well_2d", "many_well_32d", "correlated_gaussian_4d")
-METHODS = ("bg", "smc", "snf", "flow_perturbation", "flow_mcmc", "flow_hmc", "hmc", "pt")
+METHODS = (
+    "bg",
+    "smc",
+    "snf",
+    "flow_perturbation",
+    "flow_mcmc",
+    "flow_mcmc_512",
+    "flow_hmc",
+    "hmc",
+    "pt",
+)
 N_DRAWS = 10_000
 MIN_REPORTED = 10
 """Fewer runs with a stderr than this say nothing about coverage: the method is flagged."""
@@ -107,6 +117,11 @@ SAMPLERS: dict[str, Callable[[Models, torch.Generator], WeightedSamples]] = {
     "flow_perturbation": lambda m, g: m.fp.sample(N_DRAWS, g),
     "flow_mcmc": lambda m, g: FlowIndependenceMetropolis(m.bg, m.system.energy).sample(
         64, 150, g, 30
+    ),
+    # many short chains, as the head-to-head runs them: the regime where a rare state is
+    # missed by single chains by chance and visits are checked on groups of chains
+    "flow_mcmc_512": lambda m, g: FlowIndependenceMetropolis(m.bg, m.system.energy).sample(
+        512, 400, g, 30, thin=5
     ),
     "flow_hmc": lambda m, g: FlowHMC(m.bg, m.system.energy, 0.2, 2, 0.8).sample(64, 30, g, 20),
     "hmc": _hmc,

@@ -43,3 +43,23 @@ def test_constant_series_have_no_rhat_and_unvisited_states_fail() -> None:
     indicator[:, 2] = 0.0  # chain 2 never enters the state
     verdict = chain_convergence((), [indicator])
     assert not verdict.all_visited and not verdict.converged
+
+
+def test_many_chains_need_every_state_in_every_group_of_chains_not_in_every_chain() -> None:
+    """512 well-mixed chains of 360 independent steps and a state of probability 0.8 %: some
+    chains miss it by chance ((1 − p)^360 ≈ 5 %), yet every group of 64 chains visits it and
+    R̂ is fine, so the estimate is converged; with 8 chains, one that never enters the state
+    still fails, and so do 512 chains of which a whole group (64 neighbours) never enters."""
+    g = torch.Generator().manual_seed(1)
+    indicator = (torch.rand(360, 512, generator=g, dtype=F64) < 0.008).to(F64)
+    assert not bool((indicator != 0).any(dim=0).all())  # some chain never visits
+    verdict = chain_convergence((), [indicator])
+    assert verdict.all_visited and verdict.converged
+    few = indicator[:, :8].clone()
+    few[:, 3] = 0.0
+    few[0, :] = 1.0
+    few[0, 3] = 0.0
+    assert not chain_convergence((), [few]).all_visited
+    stuck = indicator.clone()
+    stuck[:, 64:128] = 0.0
+    assert not chain_convergence((), [stuck]).all_visited
