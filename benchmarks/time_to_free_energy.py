@@ -253,8 +253,8 @@ def left_out(out: Path, include: Sequence[Path] = ()) -> dict[tuple[str, int], d
     ran = {(p.parts[-5], b, p.parts[-3]) for (b, _), p in result_files([out, *include])}
     for root in [out, *include]:
         for path in sorted(root.glob("budget_*/*/left_out.json")):
-            budget = int(path.parent.parent.name.split("_")[1])
-            entry = found.setdefault((path.parent.name, budget), {})
+            key = (path.parent.name, int(path.parent.parent.name.split("_")[1]))
+            entry = found.setdefault(key, {})
             entry.update(json.loads(path.read_text()))
     return {
         key: {m: why for m, why in methods.items() if (key[0], key[1], m) not in ran}
@@ -464,9 +464,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         command,
         _references(probe.systems, probe.energy_backend),
         bool(refused),
+        _included(args.out),
     )
     (args.out / "plan.json").write_text(json.dumps(asdict(plan), indent=1) + "\n")
     return run_ladder(raw, plan, args.out)
+
+
+def _included(out: Path) -> list[str]:
+    """The ``--include`` folders an earlier report of OUT recorded (a new run keeps them)."""
+    path = out / "plan.json"
+    return json.loads(path.read_text()).get("include", []) if path.exists() else []
 
 
 def run_ladder(raw: Mapping[str, Any], plan: Plan, out: Path) -> int:

@@ -430,6 +430,7 @@ def test_pieces_of_a_ladder_in_other_folders_are_reported_as_one(tmp_path, capsy
     assert found == [("bg", 0, 0.05), ("bg", 1, 0.03), ("bg", 2, 0.02), ("smc", 0, 0.0)]
     assert json.loads((out / "plan.json").read_text())["include"] == [str(one), str(two)]
     assert ttdf.main(["--out", str(out), "--report-only"]) == 0  # the pieces stay in
+    assert ttdf._included(out) == [str(one), str(two)]  # and a new run of OUT keeps them
     with (out / "time_to_df.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 4
     assert ttdf.left_out(out, [one, two]) == {("toy", 1000): {}}
