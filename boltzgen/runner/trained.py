@@ -56,18 +56,26 @@ def load_trained_generator(task_dir: Path) -> tuple[System, TrainedGenerator]:
     raw = settings["params"] if method == "boltzmann_generator" else settings["params"]["generator"]
     params = parse_dataclass(BoltzmannGeneratorParams, raw, str(path), "params")
     folder = _finished_folder(task_dir, params)
-    spec = SystemSpec(
-        label=task_dir.parent.parent.name,
-        card=settings["system"],
-        overrides=dict(settings.get("overrides", {})),
-        source=str(path),
-    )
-    system = load_task_system(spec, backend=settings.get("energy_backend"))
+    system = load_task_system(task_system_spec(task_dir), backend=settings.get("energy_backend"))
     seed = int(settings["seed"])
     trained = train_generator(
         system, params, torch.Generator().manual_seed(seed), folder, False, load_trained_generator
     )
     return system, trained
+
+
+def task_system_spec(task_dir: Path, **overrides: Any) -> SystemSpec:
+    """The system of the task in ``task_dir`` as its settings recorded it (card, overrides
+    and label), with ``overrides`` on top, e.g. ``temperature=1.5`` for the same system at
+    another temperature."""
+    path = task_dir / "checkpoint" / "settings.json"
+    settings: dict[str, Any] = json.loads(read_verified(path))["settings"]
+    return SystemSpec(
+        label=task_dir.parent.parent.name,
+        card=settings["system"],
+        overrides={**settings.get("overrides", {}), **overrides},
+        source=str(path),
+    )
 
 
 def _finished_folder(task_dir: Path, params: BoltzmannGeneratorParams) -> Path:

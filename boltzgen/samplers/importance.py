@@ -56,6 +56,21 @@ class BoltzmannGenerator(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return f"target={self.energy!r}, trainable parameters={n:,}"
 
+    def at_temperature(self, temperature: float) -> BoltzmannGenerator:
+        """The same prior and flow (shared, not copied) weighed at another temperature.
+
+        A trained flow is a proposal for any target it overlaps: drawn from q and weighed
+        by w = exp(−u_T(x)) / q(x), with u_T = u · T₀/T the energy reduced at T, its
+        self-normalised averages are consistent for the Boltzmann distribution at T, and
+        the amortised cost of that second temperature is the draws alone. How far T may
+        move from the training temperature T₀ is the ESS's to say: heating broadens the
+        target beyond q's tails (heavy weights), cooling narrows it. The training cost is
+        kept, so that a first estimate still reports it.
+        """
+        other = BoltzmannGenerator(self.prior, self.flow, self.energy.at_temperature(temperature))
+        other.training_cost = self.training_cost
+        return other
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Model log-density log q(x) = log p_Z(f⁻¹(x)) + log|det ∂f⁻¹/∂x|, ``[B]``."""
         z, logdet = self.flow.inverse(x)

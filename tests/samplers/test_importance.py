@@ -111,3 +111,29 @@ def test_sample_rejects_bad_sizes() -> None:
     bg = BoltzmannGenerator(GaussianPrior(2), make_spline_flow(2, hidden=8), _gaussian(2))
     with pytest.raises(ValueError, match="positive"):
         bg.sample(0, torch.Generator())
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_at_temperature_weighs_the_same_flow_for_the_boltzmann_distribution_at_t(
+    temperature: float,
+) -> None:
+    """A flow exact for the Gaussian at T (covariance TΣ) gives uniform weights once the
+    generator is weighed at T, each equal to Z_T = Z₁ · T^(d/2), and the draws of the two
+    generators differ only by the reduced energy's factor: log w_T = log w₁ + u(1 − 1/T)."""
+    dim = 3
+    energy = _gaussian(dim)
+    flow = AffineFlow.from_gaussian(energy.mean, temperature * energy.cov)
+    bg = BoltzmannGenerator(GaussianPrior(dim), flow, energy)
+    bg.training_cost = Cost(energy_evals=123)
+    hot = bg.at_temperature(temperature)
+    assert hot.flow is bg.flow and hot.prior is bg.prior
+    assert hot.training_cost.energy_evals == 123
+    at_t = hot.sample(2000, torch.Generator().manual_seed(0))
+    assert float(at_t.log_weights.std()) < 1e-10
+    expected = energy.log_z + 0.5 * dim * math.log(temperature)
+    assert log_z(at_t.log_weights)[0] == pytest.approx(expected, abs=1e-9)
+    at_one = bg.sample(2000, torch.Generator().manual_seed(0))
+    assert float(at_one.log_weights.std()) > 0.1
+    u = energy.energy(at_one.x)
+    torch.testing.assert_close(at_t.log_weights, at_one.log_weights + u * (1 - 1 / temperature))
+    assert at_t.cost.energy_evals == 2000 and at_t.cost.train_energy_evals == 123
