@@ -9,8 +9,8 @@ of ``benchmarks/time_to_free_energy.py``), the finished generator is loaded (nev
 and drawn ``--draws`` times (default: as many draws as the task's own sampling evaluations,
 so the second temperature costs what the first estimate's sampling did), weighed at each
 temperature T (:func:`boltzgen.runner.second_temperature.at_second_temperature`) and scored
-against the system's reference at T. Prints, and writes to ``OUT/second_temperature.md`` and
-``.json``, per method and T: the seeds within 0.2 and 0.1 kT, the median |ΔF − reference|
+against the system's reference at T. Prints, and writes to ``OUT/second_temperature_<N>.md``
+and ``.json``, per method and T: the seeds within 0.2 and 0.1 kT, the median |ΔF − reference|
 (smallest–largest), the seeds flagged converged and the median Kish ESS fraction.
 """
 
@@ -95,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{task}: T = {temperature:g}: {rows[-1].value:.3f} kT", file=sys.stderr)
     table = _table(rows)
     print(table)
-    write_atomic(args.out / "second_temperature.md", table.encode())
-    write_json(args.out / "second_temperature.json", {"estimates": [r.to_dict() for r in rows]})
+    stem = args.out / f"second_temperature_{int(args.budget)}"
+    write_atomic(stem.with_suffix(".md"), table.encode())
+    write_json(stem.with_suffix(".json"), {"estimates": [r.to_dict() for r in rows]})
     return 0
 
 
