@@ -88,11 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows: list[SecondTemperatureEstimate] = []
     for task in _tasks(args.out, int(args.budget), args.methods):
-        n = _draws(task, args.draws)
-        for temperature in args.temperatures:
-            seed = 1000 * args.seed + int(task.name.removeprefix("seed"))  # fresh per task
-            rows.extend(at_second_temperature(task, temperature, n, seed=seed))
-            print(f"{task}: T = {temperature:g}: {rows[-1].value:.3f} kT", file=sys.stderr)
+        seed = 1000 * args.seed + int(task.name.removeprefix("seed"))  # fresh per task
+        found = at_second_temperature(task, args.temperatures, _draws(task, args.draws), seed)
+        for r in found:
+            print(f"{task}: T = {r.temperature:g}: {r.value:.3f} kT", file=sys.stderr)
+        rows.extend(found)
     table = _table(rows)
     print(table)
     stem = args.out / f"second_temperature_{int(args.budget)}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from boltzgen.runner.evaluate import evaluate
 from boltzgen.runner.methods.base import to_cpu
 from boltzgen.runner.system_specs import load_task_system
 from boltzgen.runner.trained import load_trained_generator, task_system_spec
+from boltzgen.samplers.importance import BoltzmannGenerator
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,14 @@ class SecondTemperatureEstimate:
 
 
 def at_second_temperature(
-    task_dir: Path, temperature: float, n_draws: int, seed: int = 0, progress: bool = False
+    task_dir: Path,
+    temperatures: Sequence[float],
+    n_draws: int,
+    seed: int = 0,
+    progress: bool = False,
 ) -> list[SecondTemperatureEstimate]:
-    """Every free energy of the task's system at ``temperature`` from ``n_draws`` draws of
-    the task's trained generator.
+    """Every free energy of the task's system at each of ``temperatures`` from ``n_draws``
+    draws of the task's trained generator (loaded once; the same latent draws at each T).
 
     Raises:
         ValueError: the task trains no generator or its training has not finished
@@ -91,9 +97,27 @@ def at_second_temperature(
     """
     settings = json.loads(read_verified(task_dir / "checkpoint" / "settings.json"))["settings"]
     _, trained = load_trained_generator(task_dir)
+    model = trained.model
+    return [
+        estimate
+        for temperature in temperatures
+        for estimate in _estimates(task_dir, settings, model, temperature, n_draws, seed, progress)
+    ]
+
+
+def _estimates(
+    task_dir: Path,
+    settings: dict[str, Any],
+    model: BoltzmannGenerator,
+    temperature: float,
+    n_draws: int,
+    seed: int,
+    progress: bool,
+) -> list[SecondTemperatureEstimate]:
+    """The free energies of ``model`` weighed at ``temperature``, scored against the task's
+    system there."""
     spec = task_system_spec(task_dir, temperature=temperature)
     system = load_task_system(spec, backend=settings.get("energy_backend"))
-    model = trained.model
     device = next(model.parameters()).device
     draws = torch.Generator(device=device).manual_seed(seed)
     samples = to_cpu(model.at_temperature(temperature).sample(n_draws, draws, progress=progress))

@@ -37,7 +37,7 @@ def task(tmp_path_factory, run_on_debug):
 
 def test_at_the_training_temperature_it_is_the_generators_own_estimate(task):
     """T = T₀: the same draws, the same weights, the same ΔF as sampling the model itself."""
-    (estimate,) = at_second_temperature(task, 1.0, 2000, seed=3)
+    (estimate,) = at_second_temperature(task, [1.0], 2000, seed=3)
     _, trained = load_trained_generator(task)
     system = bg.load_system("double_well_2d")
     samples = trained.model.sample(2000, torch.Generator().manual_seed(3))
@@ -51,7 +51,7 @@ def test_at_the_training_temperature_it_is_the_generators_own_estimate(task):
 @pytest.mark.parametrize("temperature", [0.8, 1.25])
 def test_weighed_at_another_temperature_it_recovers_the_exact_free_energy_there(task, temperature):
     """Against the exact ΔF of the card at T (quadrature), within 4 standard errors."""
-    (estimate,) = at_second_temperature(task, temperature, 20_000, seed=1)
+    (estimate,) = at_second_temperature(task, [temperature], 20_000, seed=1)
     exact = bg.load_system("double_well_2d", temperature=temperature).reference_estimates()
     assert estimate.reference == pytest.approx(exact["right_vs_left"].value, rel=1e-12)
     assert not math.isclose(estimate.reference, 4.777274129955561, rel_tol=1e-3)
@@ -63,4 +63,4 @@ def test_weighed_at_another_temperature_it_recovers_the_exact_free_energy_there(
 
 def test_a_task_without_a_generator_is_refused(task):
     with pytest.raises(ValueError, match="trains no generator"):
-        at_second_temperature(task.parent.parent / "pt" / "seed0", 1.5, 100)
+        at_second_temperature(task.parent.parent / "pt" / "seed0", [1.5], 100)
