@@ -36,6 +36,7 @@ from boltzgen.flows.splines import (
     IDENTITY_DERIVATIVE_OFFSET,
     bounded_rq_spline,
     n_spline_params,
+    retry_in_float64,
     rq_spline_forward,
     rq_spline_inverse,
 )
@@ -118,18 +119,16 @@ def _circular_spline(x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, 
     widths, heights = params[..., :k], params[..., k : 2 * k]
     boundary = params[..., 2 * k : 2 * k + 1]
     derivatives = torch.cat([boundary, params[..., 2 * k + 1 :], boundary], dim=-1)
-    try:
-        y, ld = rational_quadratic_spline(
-            x,
-            widths,
-            heights,
-            derivatives + IDENTITY_DERIVATIVE_OFFSET,
-            inverse=inverse,
-            left=-math.pi,
-            right=math.pi,
-            bottom=-math.pi,
-            top=math.pi,
+
+    def spline(x: Tensor, w: Tensor, h: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        pi = math.pi
+        return rational_quadratic_spline(
+            x, w, h, d, inverse=inverse, left=-pi, right=pi, bottom=-pi, top=pi
         )
+
+    derivatives = derivatives + IDENTITY_DERIVATIVE_OFFSET
+    try:
+        y, ld = retry_in_float64(spline, x, widths, heights, derivatives, inverse=inverse)
     except InputOutsideDomain:
         raise ValueError("circular spline input outside [-pi, pi]: wrap angles first") from None
     return _onto_circle(y), ld

@@ -31,6 +31,7 @@ next to these with the same signature.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from nflows.transforms.base import InputOutsideDomain
@@ -73,18 +74,29 @@ def _spline(
             f"spline params must have shape {[*x.shape, '(P)']}, got {list(params.shape)}"
         )
     w, h, d = _split(params, linear_tails)
+    y, ld = retry_in_float64(
+        lambda *t: _nflows_spline(*t, bound, inverse, linear_tails), x, w, h, d, inverse=inverse
+    )
+    return y, ld.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def retry_in_float64(
+    spline: Callable[..., tuple[Tensor, Tensor]], x: Tensor, *params: Tensor, inverse: bool
+) -> tuple[Tensor, Tensor]:
+    """``spline(x, *params)``, redone in float64 when nflows' inverse trips on rounding.
+
+    The inverse is the root of a ξ² + b ξ + c in the input's bin, and nflows asserts
+    b² − 4ac ≥ 0. Exactly it holds everywhere in the bin; in float32 it rounds below zero
+    for an input within a few ulp of a knot next to a steep or flat bin. float64 recovers
+    the root; ``(y, log-derivative)`` come back in the input's dtype.
+    """
     try:
-        y, ld = _nflows_spline(x, w, h, d, bound, inverse, linear_tails)
+        return spline(x, *params)
     except AssertionError:
-        # The inverse is the root of a x² + b x + c and nflows asserts b² − 4ac ≥ 0; in
-        # float32 it can round below zero for a steep bin at the interval's edge. float64
-        # recovers the root; the results come back in the input's dtype.
         if not inverse or x.dtype == torch.float64:
             raise
-        wide = (t.to(torch.float64) for t in (x, w, h, d))
-        y, ld = _nflows_spline(*wide, bound, inverse, linear_tails)
-        y, ld = y.to(x.dtype), ld.to(x.dtype)
-    return y, ld.reshape(x.shape[0], -1).sum(dim=1)
+        y, ld = spline(*(t.to(torch.float64) for t in (x, *params)))
+        return y.to(x.dtype), ld.to(x.dtype)
 
 
 def _nflows_spline(

@@ -89,6 +89,38 @@ def test_float32_spline_stays_on_the_circle_at_its_ends(inverse: bool) -> None:
     assert bool(torch.isclose(y.abs(), pi32).all())
 
 
+def knots_in_float32(params: torch.Tensor, ulps: int = 3) -> torch.Tensor:
+    """Each interior knot height of each spline, moved by −ulps … ulps float32 steps: ``[B, 1]``."""
+    k = params.shape[-1] // 3
+    heights = 1e-3 + (1 - 1e-3 * k) * torch.softmax(params[..., k : 2 * k].double(), dim=-1)
+    knots = (2 * PI * heights.cumsum(dim=-1)[..., :-1] - PI).float()
+    moved = [knots]
+    for direction in (-PI, PI):
+        step = knots
+        for _ in range(ulps):
+            step = torch.nextafter(step, torch.tensor(direction, dtype=torch.float32))
+            moved.append(step)
+    return torch.cat(moved, dim=-1).reshape(-1, 1)
+
+
+def test_float32_inverse_at_the_knots_is_exact_to_rounding() -> None:
+    """At a knot next to a steep or flat bin, float32 rounds nflows' b² − 4ac below zero.
+
+    The inverse must still return the root (recomputed in float64, returned as float32): the
+    float64 inverse of the same inputs to float32 rounding, and a round trip back to the knot.
+    """
+    g = torch.Generator().manual_seed(11)
+    base = 3.0 * torch.randn(512, 1, n_circular_params(8), generator=g)
+    y = knots_in_float32(base)
+    params = base.repeat_interleave(y.shape[0] // base.shape[0], dim=0)
+    x, ld = circular_rq_spline(y, params, inverse=True)
+    x64, ld64 = circular_rq_spline(y.double(), params.double(), inverse=True)
+    assert x.dtype == torch.float32 and ld.dtype == torch.float32
+    torch.testing.assert_close(x.double(), x64, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ld.double(), ld64, atol=1e-6, rtol=0)
+    torch.testing.assert_close(circular_rq_spline(x, params)[0], y, atol=2e-5, rtol=0)
+
+
 @pytest.mark.parametrize("n_bins", [1, 4, 9])
 def test_spline_round_trip_and_logdet(n_bins: int) -> None:
     x = angles(30, 3, seed=4)
