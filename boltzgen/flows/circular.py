@@ -127,8 +127,11 @@ def _circular_spline(x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, 
         )
 
     derivatives = derivatives + IDENTITY_DERIVATIVE_OFFSET
+    circle = (-math.pi, math.pi)
     try:
-        y, ld = retry_in_float64(spline, x, widths, heights, derivatives, inverse=inverse)
+        y, ld = retry_in_float64(
+            spline, x, widths, heights, derivatives, inverse=inverse, domain=circle
+        )
     except InputOutsideDomain:
         raise ValueError("circular spline input outside [-pi, pi]: wrap angles first") from None
     return _onto_circle(y), ld

@@ -75,27 +75,40 @@ def _spline(
         )
     w, h, d = _split(params, linear_tails)
     y, ld = retry_in_float64(
-        lambda *t: _nflows_spline(*t, bound, inverse, linear_tails), x, w, h, d, inverse=inverse
+        lambda *t: _nflows_spline(*t, bound, inverse, linear_tails),
+        *(x, w, h, d),
+        inverse=inverse,
+        domain=None if linear_tails else (-bound, bound),
     )
     return y, ld.reshape(x.shape[0], -1).sum(dim=1)
 
 
 def retry_in_float64(
-    spline: Callable[..., tuple[Tensor, Tensor]], x: Tensor, *params: Tensor, inverse: bool
+    spline: Callable[..., tuple[Tensor, Tensor]],
+    x: Tensor,
+    *params: Tensor,
+    inverse: bool,
+    domain: tuple[float, float] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``spline(x, *params)``, redone in float64 when nflows' inverse trips on rounding.
 
     The inverse is the root of a ξ² + b ξ + c in the input's bin, and nflows asserts
     b² − 4ac ≥ 0. Exactly it holds everywhere in the bin; in float32 it rounds below zero
     for an input within a few ulp of a knot next to a steep or flat bin. float64 recovers
-    the root; ``(y, log-derivative)`` come back in the input's dtype.
+    the root; ``(y, log-derivative)`` come back in the input's dtype. ``domain`` is the
+    spline's interval, if bounded: x passed its float32 check, but a float32 end (float32's
+    π lies above float64's) can fall outside it in float64, so x is clamped onto it there
+    (the gradient kept: the clamp only undoes rounding).
     """
     try:
         return spline(x, *params)
     except AssertionError:
         if not inverse or x.dtype == torch.float64:
             raise
-        y, ld = spline(*(t.to(torch.float64) for t in (x, *params)))
+        wide = x.to(torch.float64)
+        if domain is not None:
+            wide = wide.detach().clamp(*domain) + (wide - wide.detach())
+        y, ld = spline(wide, *(p.to(torch.float64) for p in params))
         return y.to(x.dtype), ld.to(x.dtype)
 
 
