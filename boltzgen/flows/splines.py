@@ -76,7 +76,10 @@ def _spline(
     w, h, d = _split(params, linear_tails)
     y, ld = retry_in_float64(
         lambda *t: _nflows_spline(*t, bound, inverse, linear_tails),
-        *(x, w, h, d),
+        x,
+        w,
+        h,
+        d,
         inverse=inverse,
         domain=None if linear_tails else (-bound, bound),
     )
