@@ -33,7 +33,9 @@ Two families of circle maps h (``transform``):
 
 As in the tutorial the conditioner has no output bound (no final tanh): the scales s
 and the rotation t range over the real line. Layers cycle μ = 0, 1 and o = 0 … 3; each
-starts as the identity (zero last convolution).
+starts as the identity (zero last convolution), except that a mixture of K ≥ 2 NCPs
+starts with its scales spread over [−δ, δ] (:func:`spread_ncp_scales`): from equal
+scales the K components receive equal gradients and stay equal, one NCP in effect.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from boltzgen.flows.lattice import Activation, conv_net_channels
 
 TWO_PI = 2 * math.pi
 BISECTION_STEPS = 64
+NCP_SPREAD = 0.5
 CircleTransform = Literal["ncp", "spline"]
 
 
@@ -89,6 +92,23 @@ def circle_spline(p: Tensor, params: Tensor, inverse: bool = False) -> tuple[Ten
     x = (p - math.pi).clamp(-math.pi, math.pi)
     y, log_d = circular_rq_spline_elementwise(x, params, inverse)
     return y + math.pi, log_d
+
+
+def spread_ncp_scales(net: nn.Module, n_components: int, spread: float = NCP_SPREAD) -> None:
+    """Start the K NCP scales of ``net``'s last convolution at linspace(−δ, δ, K).
+
+    h(p) = (1/K) Σ_k g_{s_k}(p) is symmetric in the components, so if they start equal
+    (a zero last convolution) every gradient step moves them alike and the mixture stays
+    a single NCP, whose best fit to a von Mises plaquette density at β = 2 is about
+    0.06 nats per plaquette (two components: 0.005). Distinct starting biases break the
+    symmetry; the map starts near, not at, the identity (g_{−s} is the inverse of g_s).
+    """
+    if n_components < 2:
+        return
+    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        scales = torch.linspace(-spread, spread, n_components, dtype=last.bias.dtype)
+        last.bias[:n_components] = scales
 
 
 def n_circle_params(transform: CircleTransform, n_components: int) -> int:
@@ -217,5 +237,7 @@ def make_gauge_flow(
         net = conv_net_channels(
             2, n_out, hidden, n_hidden_layers, 3, dtype, generator, False, activation
         )
+        if transform == "ncp":
+            spread_ncp_scales(net, n_components)
         layers.append(GaugeEquivariantCoupling(length, k % 2, (k // 2) % 4, net, transform))
     return Sequential(*layers, Flatten((2, length, length)))

@@ -63,13 +63,39 @@ def test_density_is_gauge_invariant_and_the_action_too(transform):
     torch.testing.assert_close(energy.energy(rotated), energy.energy(theta))
 
 
-@TRANSFORMS
-def test_flow_starts_as_the_identity(transform):
-    flow = make_gauge_flow(4, n_layers=2, transform=transform)
+@pytest.mark.parametrize(("transform", "n_components"), [("ncp", 1), ("spline", 2), ("spline", 8)])
+def test_flow_starts_as_the_identity(transform, n_components):
+    flow = make_gauge_flow(4, n_layers=2, transform=transform, n_components=n_components)
     z = _links(3, 4, 6)
     x, ld = flow(z)
     torch.testing.assert_close(x.reshape(3, -1), z)
     torch.testing.assert_close(ld, torch.zeros(3, dtype=torch.float64))
+
+
+def _ncp_scales(flow, z: torch.Tensor) -> torch.Tensor:
+    """The first layer's NCP scales s_k at the active plaquettes of ``z``: ``[B, A, K]``."""
+    layer = flow.layers[0]
+    with torch.no_grad():
+        return layer._active(z)[1]
+
+
+def test_ncp_mixture_components_start_apart_and_training_keeps_them_apart():
+    """Equal scales would get equal gradients forever: the mixture would be one NCP."""
+    flow = make_gauge_flow(4, n_layers=2, hidden=4, n_components=3, transform="ncp")
+    prior, energy = UniformAnglePrior(32), U1Wilson(L=4, beta=2.0)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        z = prior.sample(16, generator)
+        x, ld = flow(z)
+        loss = (energy.energy(x) - ld).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    scales = _ncp_scales(flow, _links(4, 4, 8))
+    gaps = (scales[..., :, None] - scales[..., None, :]).abs()
+    off_diagonal = gaps[..., ~torch.eye(3, dtype=torch.bool)]
+    assert float(off_diagonal.min()) > 0.1
 
 
 def test_silu_conditioners_give_an_invertible_flow_and_unknown_activations_fail():
