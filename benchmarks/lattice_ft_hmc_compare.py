@@ -72,12 +72,17 @@ def read_points(paths: list[Path]) -> list[Point]:
     return points
 
 
+def best(points: list[Point]) -> Point | None:
+    """The cheapest measured figure; if every one is a lower bound, the tightest (largest)."""
+    measured = [p for p in points if not p.lower_bound]
+    if measured:
+        return min(measured, key=lambda p: p.cost)
+    return max(points, key=lambda p: p.cost) if points else None
+
+
 def best_hmc(points: list[Point], beta: float) -> Point | None:
-    """The cheapest measured plain-HMC figure at β (a lower bound only if all are)."""
-    hmc = [p for p in points if p.beta == beta and p.method in HMC_METHODS]
-    measured = [p for p in hmc if not p.lower_bound]
-    pool = measured or hmc
-    return min(pool, key=lambda p: p.cost) if pool else None
+    """The best plain-HMC figure at β (see ``best``)."""
+    return best([p for p in points if p.beta == beta and p.method in HMC_METHODS])
 
 
 def ratio_mark(ft: Point, hmc: Point) -> str:
@@ -118,16 +123,10 @@ def plot(points: list[Point], path: Path) -> None:
     labels = {"hmc": "HMC", "hmc_long": "HMC", "ft_hmc": "FT-HMC", "flow_mcmc": "flow MCMC"}
     colors = {"HMC": "C0", "FT-HMC": "C1", "flow MCMC": "C2"}
     for label, color in colors.items():
-        chosen = {}
-        for p in points:
-            if labels[p.method] != label:
-                continue
-            best = chosen.get(p.beta)
-            if best is None or (best.lower_bound, best.cost) > (p.lower_bound, p.cost):
-                chosen[p.beta] = p
-        if not chosen:
+        mine = [p for p in points if labels[p.method] == label]
+        series = [best([p for p in mine if p.beta == b]) for b in sorted({p.beta for p in mine})]
+        if not series:
             continue
-        series = [chosen[b] for b in sorted(chosen)]
         ax.plot([p.beta for p in series], [p.cost for p in series], color=color, label=label)
         for p in series:
             marker = styles[p.method]

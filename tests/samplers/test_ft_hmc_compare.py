@@ -52,3 +52,10 @@ def test_ratio_is_bounded_the_way_the_bounds_go(tmp_path):
     assert cmp.ratio_mark(ft, dataclasses.replace(hmc, lower_bound=True)) == "?"
     line = next(line for line in cmp.report(points) if "ft_hmc" in line)
     assert line.endswith("HMC/FT-HMC ≤3.00")
+
+
+def test_of_lower_bounds_only_the_tightest_counts(tmp_path):
+    short = _scan(tmp_path / "short", {"hmc": (400.0, True)})
+    long = _scan(tmp_path / "long", {"hmc": (900.0, True)})
+    best = cmp.best_hmc(cmp.read_points([short, long]), 5.0)
+    assert (best.cost, best.lower_bound) == (900.0, True)
