@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "lattice_ft_hmc_compare.py"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("lattice_ft_hmc_compare", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lattice_ft_hmc_compare"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-cmp = _benchmark()
+cmp = SimpleNamespace(**runpy.run_path(str(BENCHMARK), run_name="lattice_ft_hmc_compare"))
 
 
 def _scan(path: Path, methods: dict, beta: float = 5.0, lf: int = 20, ft_lf=None) -> Path:
