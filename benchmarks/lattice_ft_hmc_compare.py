@@ -49,10 +49,9 @@ def read_points(paths: list[Path]) -> list[Point]:
         scan = json.loads((path / "scan.json" if path.is_dir() else path).read_text())
         args = scan["args"]
         for row in scan["rows"]:
-            for method in ("hmc", "hmc_long", "ft_hmc", "flow_mcmc"):
-                if method not in row:
-                    continue
-                r = row[method]
+            for method, r in row.items():
+                if not isinstance(r, dict) or "evals_per_independent_q" not in r:
+                    continue  # β, the retraining record
                 lf = args["n_leapfrog"]
                 if method == "ft_hmc":
                     lf = args.get("ft_n_leapfrog") or lf
