@@ -55,6 +55,7 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=8)
+    parser.add_argument("--kernel", type=int, default=3, help="odd conditioner kernel width")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -82,6 +83,8 @@ def build(args: argparse.Namespace) -> tuple[BoltzmannGenerator, dict, bg.System
         "transform": args.transform,
         "activation": args.activation,
     }
+    if args.kernel != 3:  # folders of the tutorial's 3 × 3 kernels keep their flow.json
+        arch["kernel_size"] = args.kernel
     flow = make_gauge_flow(**arch, dtype=torch.float32)
     prior = UniformAnglePrior(2 * args.L**2, dtype=torch.float32)
     model = BoltzmannGenerator(prior, flow, system.energy)

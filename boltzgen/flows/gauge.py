@@ -214,11 +214,14 @@ def make_gauge_flow(
     seed: int = 0,
     transform: CircleTransform = "ncp",
     activation: Activation = "leaky_relu",
+    kernel_size: int = 3,
 ) -> Sequential:
     """The tutorial's U(1) flow: layers cycling μ = 0, 1 and o = 0 … 3, then ``[B, 2, L, L]``.
 
     ``n_components``: K, mixture components (``"ncp"``) or spline bins (``"spline"``).
     ``activation``: the conditioners' (``"leaky_relu"``, the tutorial's, or ``"silu"``).
+    ``kernel_size``: odd width of the conditioners' circular convolutions (the tutorial's
+    3; a wider one lets each layer see farther frozen plaquettes).
 
     Smoothness: field-transformation HMC integrates the force of the pulled-back action
     U(z) = u(f(z)) − log|det ∂f/∂z|, which contains ∂f/∂z. The leapfrog energy error is
@@ -235,7 +238,7 @@ def make_gauge_flow(
     layers: list[Flow] = []
     for k in range(n_layers):
         net = conv_net_channels(
-            2, n_out, hidden, n_hidden_layers, 3, dtype, generator, False, activation
+            2, n_out, hidden, n_hidden_layers, kernel_size, dtype, generator, False, activation
         )
         if transform == "ncp":
             spread_ncp_scales(net, n_components)
