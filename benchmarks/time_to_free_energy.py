@@ -26,7 +26,9 @@ first with the file's ``pt_data`` settings (``boltzgen reference NAME --method p
 Reference gate: before anything runs, each system's reference ΔF must have a standard
 error ≤ ``--max-reference-stderr`` (0.05 kT); a weaker or missing reference is refused
 (exit status 3) with the command that would make a better one, unless
-``--allow-weak-reference`` is given, which marks the report.
+``--allow-weak-reference`` is given, which marks the report. The references that passed
+are kept in ``OUT/plan.json`` and every error in the report is taken against them: after a
+better reference is made, the same command rescores the finished tasks without running them.
 
     python benchmarks/time_to_free_energy.py --out runs/t --budgets 1e4 1e5 --seeds 2 \\
         --methods hmc parallel_tempering --set methods.hmc.n_chains=8
@@ -225,17 +227,23 @@ def result_files(roots: Sequence[Path]) -> list[tuple[int, Path]]:
     return sorted(found.items(), key=lambda kv: kv[0])
 
 
-def collect(out: Path, include: Sequence[Path] = ()) -> list[Row]:
+def collect(
+    out: Path,
+    include: Sequence[Path] = (),
+    references: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+) -> list[Row]:
     """Every ``result.json`` under ``OUT/budget_<N>/`` (and under each ``include`` folder,
     pieces of the same ladder run separately), as rows (budget from the folder).
 
     A ladder method's MBAR estimate is recomputed from its ``ladder.npz`` with the
-    estimator as it is now."""
+    estimator as it is now, and with ``references`` (``{system: {name: [value, stderr,
+    note]}}``, as :class:`Plan` keeps them) every error is taken against those, so a task
+    scored against an earlier, weaker reference is judged by the one the report names."""
     from boltzgen.runner.methods.ladder import mbar_from_file
 
     rows = []
     for (budget, _), path in result_files([out, *include]):
-        result = json.loads(path.read_text())
+        result = against(json.loads(path.read_text()), references or {})
         info = result.get("info") or {}
         if "mbar_free_energies" in info and "temperatures" in info:
             names = list(result["free_energies"])
@@ -244,6 +252,18 @@ def collect(out: Path, include: Sequence[Path] = ()) -> list[Row]:
                 info["mbar_free_energies"] = mbar
         rows += rows_of(result, budget)
     return rows
+
+
+def against(
+    result: dict[str, Any], references: Mapping[str, Mapping[str, Sequence[Any]]]
+) -> dict[str, Any]:
+    """``result`` with the reference of each of its free energies replaced by the one that
+    ``references`` holds for its system (where it holds one with a value)."""
+    known = references.get(result["system"], {})
+    for name, entry in result["free_energies"].items():
+        if name in known and known[name][0] is not None:
+            entry["reference"] = known[name][0]
+    return result
 
 
 def left_out(out: Path, include: Sequence[Path] = ()) -> dict[tuple[str, int], dict[str, str]]:
@@ -329,7 +349,7 @@ def write_report(out: Path, plan: Plan, figure: bool = True) -> list[Row]:
     """Collect the results into ``time_to_df.csv``, ``report.md`` and (``figure``)
     ``error_vs_evals.png``."""
     include = [Path(p) for p in plan.include]
-    rows = [r for r in collect(out, include) if r.budget in plan.budgets]
+    rows = [r for r in collect(out, include, plan.references) if r.budget in plan.budgets]
     write_csv(rows, out / "time_to_df.csv")
     skipped = {k: v for k, v in left_out(out, include).items() if k[1] in plan.budgets}
     (out / "report.md").write_text(report_text(rows, plan, skipped))

@@ -441,6 +441,25 @@ def test_pieces_of_a_ladder_in_other_folders_are_reported_as_one(tmp_path, capsy
         ttdf.collect(out, [one, tmp_path / "again"])
 
 
+def test_errors_are_taken_against_the_reference_the_plan_names(tmp_path) -> None:
+    """A task scored against an earlier reference (1.0 in its result) is judged by the
+    plan's (1.2): its error is |value − 1.2|, the report shows that reference, and a system
+    the plan holds no reference for keeps its own."""
+    out = tmp_path / "out"
+    _result(out, 1000, "bg", 0, 1.05)
+    references = {"toy": {"B_vs_A": [1.2, 0.01, "pt: MBAR"]}}
+    plan = tables.Plan([1000], 1, "md", "parallel_tempering", "cmd", references, False)
+    (out / "plan.json").write_text(json.dumps(ttdf.asdict(plan)))
+    assert ttdf.main(["--out", str(out), "--report-only"]) == 0
+    with (out / "time_to_df.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["reference"]) == 1.2
+    assert float(row["abs_error"]) == pytest.approx(0.15)
+    assert "Reference toy B_vs_A: 1.2000 ± 0.0100 kT" in (out / "report.md").read_text()
+    (row,) = ttdf.collect(out, references={"other": references["toy"]})
+    assert row.reference == 1.0 and row.abs_error == pytest.approx(0.05)
+
+
 def test_the_double_well_fab_methods_share_one_generator() -> None:
     """experiments/time_to_df.yaml: FAB's importance sampling, SMC and flow MCMC name one
     generator folder (one training per seed), which trains without data."""
