@@ -63,6 +63,8 @@ METHODS = (
     "hmc",
     "pt",
 )
+UNTRAINED = {"hmc", "pt"}
+"""Methods that need no trained flow (``--methods`` of these alone trains none)."""
 N_DRAWS = 10_000
 MIN_REPORTED = 10
 """Fewer runs with a stderr than this say nothing about coverage: the method is flagged."""
@@ -70,12 +72,13 @@ MIN_REPORTED = 10
 
 @dataclass
 class Models:
-    """What the flow-based methods of one system share: trained once."""
+    """What the flow-based methods of one system share: trained once (``None`` where only
+    the methods that train nothing run)."""
 
     system: System
-    bg: BoltzmannGenerator
-    snf: StochasticNormalizingFlow
-    fp: FlowPerturbation
+    bg: BoltzmannGenerator | None
+    snf: StochasticNormalizingFlow | None
+    fp: FlowPerturbation | None
 
 
 def prepare(system: System) -> Models:
@@ -151,7 +154,22 @@ def outcomes(system: System, samples: WeightedSamples, g: torch.Generator) -> li
             stderr = _raw_stderr(system, samples, name, g) if converged else None
         z = (entry["value"] - entry["reference"]) / stderr if converged and stderr else math.nan
         out.append(Outcome(name, z, converged))
+        if name in result["free_energies"] and "ladder_states" in samples.info:
+            out.append(_ladder_outcome(system, samples, name, entry["reference"]))
     return out
+
+
+def _ladder_outcome(
+    system: System, samples: WeightedSamples, name: str, reference: float
+) -> Outcome:
+    """The z-score of a ladder method's MBAR estimate over every temperature (the estimator
+    of the PT reference sets), reported as ``<name>, MBAR``."""
+    from boltzgen.metrics.mbar import ladder_state_free_energy
+
+    a, b = next((a, b) for a, b in system.free_energy_pairs if f"{b}_vs_{a}" == name)
+    value, stderr = ladder_state_free_energy(samples, a, b)
+    finite = math.isfinite(value) and math.isfinite(stderr) and stderr > 0
+    return Outcome(f"{name}, MBAR", (value - reference) / stderr if finite else math.nan, finite)
 
 
 def _raw_stderr(system: System, samples: WeightedSamples, name: str, g: torch.Generator) -> float:
@@ -224,9 +242,12 @@ def main() -> None:
     torch.set_num_threads(1)
     rows: list[Row] = []
     for name in args.systems:
-        start = time.perf_counter()
-        models = prepare(load_system(name))
-        print(f"# {name}: models trained in {time.perf_counter() - start:.0f} s", flush=True)
+        start, system = time.perf_counter(), load_system(name)
+        if set(args.methods) <= UNTRAINED:
+            models = Models(system, None, None, None)
+        else:
+            models = prepare(system)
+            print(f"# {name}: models trained in {time.perf_counter() - start:.0f} s", flush=True)
         for method in args.methods:
             start, runs = time.perf_counter(), []
             for seed in range(args.seeds):

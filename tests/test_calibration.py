@@ -40,3 +40,19 @@ def test_error_bars_cover_the_exact_answers_on_the_correlated_gaussian() -> None
         for row in calibration.summarise("correlated_gaussian_4d", method, runs):
             assert row.flagged < 0.2, row
             assert row.over2 <= 4 / 30 and row.over3 <= 2 / 30, row
+
+
+def test_a_ladder_run_is_also_scored_by_its_mbar_over_every_temperature() -> None:
+    """PT on the double well gives two z-scores per free energy: the lowest temperature's
+    samples and MBAR over the whole ladder (the estimator of the PT reference sets); one run
+    with 8 chains, so the MBAR error is the jackknife's and lands within 4 of its σ."""
+    calibration = _benchmark()
+    system = load_system("double_well_2d")
+    models = calibration.Models(system, None, None, None)
+    g = torch.Generator().manual_seed(1000)
+    outcomes = calibration.outcomes(system, calibration.SAMPLERS["pt"](models, g), g)
+    by_name = {o.estimate: o for o in outcomes}
+    (name,) = [f"{b}_vs_{a}" for a, b in system.free_energy_pairs]
+    assert set(by_name) == {name, f"{name}, MBAR"}
+    ladder = by_name[f"{name}, MBAR"]
+    assert ladder.converged and abs(ladder.z) < 4
