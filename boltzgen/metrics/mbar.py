@@ -34,6 +34,7 @@ import numpy as np
 import pymbar
 import torch
 from pymbar import timeseries
+from pymbar.utils import ParameterError
 from torch import Tensor
 
 from boltzgen.metrics.estimate import Estimate
@@ -97,7 +98,9 @@ def mbar_state_free_energy(
         target: index of the state in which the regions' probabilities are taken.
 
     Returns:
-        ``Estimate(ΔF, stderr)``; ``±inf`` / NaN with stderr ``inf`` if a region is empty.
+        ``Estimate(ΔF, stderr)``; ``±inf`` / NaN with stderr ``inf`` if a region is empty;
+        stderr ``inf`` if the MBAR equations did not converge (pymbar then finds weights
+        that do not sum to one, and its covariance would be meaningless).
     """
     a, b = _numpy(in_a).astype(bool), _numpy(in_b).astype(bool)
     u_kn = _numpy(reduced_energies_kn)
@@ -108,7 +111,12 @@ def mbar_state_free_energy(
         return Estimate(value, math.inf)
     u_target = u_kn[target]
     restricted = np.stack([np.where(a, u_target, np.inf), np.where(b, u_target, np.inf)])
-    result = _mbar(u_kn, n_k).compute_perturbed_free_energies(restricted)
+    mbar = _mbar(u_kn, n_k)
+    try:
+        result = mbar.compute_perturbed_free_energies(restricted)
+    except ParameterError:
+        result = mbar.compute_perturbed_free_energies(restricted, compute_uncertainty=False)
+        return Estimate(float(result["Delta_f"][0, 1]), math.inf)
     return Estimate(float(result["Delta_f"][0, 1]), float(result["dDelta_f"][0, 1]))
 
 
@@ -177,20 +185,19 @@ def _ladder_estimate(
 def _group_jackknife(
     energies: Tensor, in_a: Tensor, in_b: Tensor, temperatures: Sequence[float]
 ) -> float:
-    """Delete-one-group jackknife error of the ladder ΔF over min(C, 16) groups of chains."""
+    """Delete-one-group jackknife error of the ladder ΔF over min(C, 16) groups of chains;
+    ``inf`` if some group's estimate is unusable (an empty state, or MBAR not converged)."""
     groups = torch.arange(energies.shape[2]) % min(energies.shape[2], _JACKKNIFE_GROUPS)
     n_groups = int(groups.max()) + 1
-    values = torch.tensor(
-        [
-            _ladder_estimate(
-                energies[..., groups != g],
-                in_a[..., groups != g],
-                in_b[..., groups != g],
-                temperatures,
-            ).value
-            for g in range(n_groups)
-        ]
-    )
+    estimates = [
+        _ladder_estimate(
+            energies[..., groups != g], in_a[..., groups != g], in_b[..., groups != g], temperatures
+        )
+        for g in range(n_groups)
+    ]
+    if not all(math.isfinite(e.value) and math.isfinite(e.stderr) for e in estimates):
+        return math.inf
+    values = torch.tensor([e.value for e in estimates])
     return math.sqrt((n_groups - 1) / n_groups * float((values - values.mean()).square().sum()))
 
 
@@ -241,7 +248,7 @@ def ladder_state_free_energy(
     energies = torch.as_tensor(samples.info["ladder_energies"]).cpu()[::stride]
     in_a, in_b = (torch.as_tensor(recorded[s]).cpu()[::stride] for s in (state_a, state_b))
     estimate = _ladder_estimate(energies, in_a, in_b, temperatures)
-    if energies.shape[2] < JACKKNIFE_MIN_CHAINS or not math.isfinite(estimate.value):
+    if energies.shape[2] < JACKKNIFE_MIN_CHAINS or not math.isfinite(estimate.stderr):
         return estimate
     jackknife = _group_jackknife(energies, in_a, in_b, temperatures)
     return Estimate(estimate.value, max(estimate.stderr, jackknife))

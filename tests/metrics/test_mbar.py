@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from pymbar.utils import ParameterError
 from scipy.special import ndtr
 
 from boltzgen.metrics.mbar import (
@@ -176,3 +177,30 @@ def test_ladder_error_at_the_energies_stride_covers_the_exact_free_energy() -> N
     over = sum(abs(v) > 2 for v in z) / len(z)
     assert 0.01 <= over <= 0.12, over
     assert sum(fine) < sum(thinned)
+
+
+def test_mbar_that_does_not_converge_reports_no_error_bar(monkeypatch) -> None:
+    """When pymbar's check of the weights refuses a solution (the MBAR equations did not
+    converge), the estimate keeps its value and carries an infinite stderr — on the whole
+    ladder and in any jackknife group — instead of raising."""
+    import pymbar
+
+    solve = pymbar.MBAR.compute_perturbed_free_energies
+
+    refuse_below = [math.inf]  # refuse solutions from fewer samples than this
+
+    def refuse(self, u_ln, compute_uncertainty=True, **kwargs):
+        if compute_uncertainty and u_ln.shape[1] < refuse_below[0]:
+            raise ParameterError("Should have sum_n W_nk = 1")
+        return solve(self, u_ln, compute_uncertainty=compute_uncertainty, **kwargs)
+
+    samples = telegraph_ladder(400, 8, seed=0)
+    value = ladder_state_free_energy(samples, "A", "B").value
+    every_step = ladder_state_free_energy(samples, "A", "B", stride=1)
+    assert math.isfinite(every_step.stderr)
+    monkeypatch.setattr(pymbar.MBAR, "compute_perturbed_free_energies", refuse)
+    refused = ladder_state_free_energy(samples, "A", "B")
+    assert refused.value == pytest.approx(value) and refused.stderr == math.inf
+    refuse_below[0] = 400 * 2 * 8  # the whole ladder converges, a jackknife group does not
+    in_a_group = ladder_state_free_energy(samples, "A", "B", stride=1)
+    assert in_a_group.value == pytest.approx(every_step.value) and in_a_group.stderr == math.inf
