@@ -166,8 +166,7 @@ def _ladder_outcome(
     of the PT reference sets), reported as ``<name>, MBAR``."""
     from boltzgen.metrics.mbar import ladder_state_free_energy
 
-    a, b = next((a, b) for a, b in system.free_energy_pairs if f"{b}_vs_{a}" == name)
-    value, stderr = ladder_state_free_energy(samples, a, b)
+    value, stderr = ladder_state_free_energy(samples, *_pair(system, name))
     finite = math.isfinite(value) and math.isfinite(stderr) and stderr > 0
     return Outcome(f"{name}, MBAR", (value - reference) / stderr if finite else math.nan, finite)
 
@@ -176,10 +175,15 @@ def _raw_stderr(system: System, samples: WeightedSamples, name: str, g: torch.Ge
     """The stderr an uncalibrated sampler's estimate would carry (evaluate withholds it)."""
     if name == "log_z":
         return metrics.log_partition_function(samples).stderr
-    a, b = next((a, b) for a, b in system.free_energy_pairs if f"{b}_vs_{a}" == name)
+    a, b = _pair(system, name)
     return metrics.free_energy_difference(
         samples, system.states[a], system.states[b], generator=g
     ).stderr
+
+
+def _pair(system: System, name: str) -> tuple[str, str]:
+    """The state pair (A, B) of the free energy named ``B_vs_A``."""
+    return next((a, b) for a, b in system.free_energy_pairs if f"{b}_vs_{a}" == name)
 
 
 @dataclass(frozen=True)
