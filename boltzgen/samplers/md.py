@@ -23,6 +23,7 @@ import copy
 import io
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,6 +243,44 @@ class MolecularDynamics:
         if checkpoint is not None:
             self._save(context, checkpoint, xs, us, steps, wall)
         return self._samples(xs, us, steps, wall)
+
+    def first_exit(
+        self,
+        x0: Tensor,
+        left: Callable[[Tensor], Tensor],
+        max_steps: int,
+        check_every: int,
+        generator: torch.Generator,
+    ) -> tuple[int, bool]:
+        """Run from ``x0`` (velocities drawn at the temperature) until ``left`` holds.
+
+        The residence-time measurement of :mod:`boltzgen.metrics.kinetics`: started inside a
+        state, the run stops at the first check where the configuration has left it for good.
+
+        Args:
+            x0: ``[N, 3]`` starting positions in nm (``[N, 2]`` in the plane).
+            left: ``[1, N, d] -> bool[1]``, true once the run counts as gone (the core of the
+                other state, not just outside this one, so that recrossings do not count).
+            max_steps: steps after which the run is cut without an exit.
+            check_every: steps between checks (the time resolution).
+            generator: seeds the integrator and the initial velocities.
+
+        Returns:
+            the steps run (a multiple of ``check_every``, at most ``max_steps`` rounded up),
+            and whether the run ended by leaving.
+        """
+        if max_steps < 1 or check_every < 1:
+            raise ValueError(f"need max_steps, check_every ≥ 1, got {max_steps}, {check_every}")
+        seed = int(torch.randint(1, 2**30, (1,), generator=generator))
+        context = self._context(seed)
+        self._start(context, x0, seed)
+        steps = 0
+        while steps < max_steps:
+            steps += self._advance(context, check_every)
+            x, _ = self._frame(context)
+            if bool(left(torch.from_numpy(x)[None])[0]):
+                return steps, True
+        return steps, False
 
     def _advance(self, context: openmm.Context, n_steps: int) -> int:
         if n_steps > 0:

@@ -144,3 +144,35 @@ def test_an_interrupted_planar_run_resumes_to_the_same_trajectory(tmp_path):
     run(10, "b.npz")
     resumed = run(20, "b.npz")
     assert torch.equal(whole.x, resumed.x) and whole.x.shape == (20, 3, 2)
+
+
+def test_first_exit_stops_at_the_first_check_of_the_same_trajectory():
+    """With one seed, ``first_exit`` follows the trajectory ``sample`` saves at the same
+    interval, and stops at the first saved frame whose particle 0 has x > 0.05 nm."""
+    config = MDConfig(frame_interval=20, platform="Reference")
+    x0 = torch.zeros(2, 3, dtype=torch.float64)
+    md = MolecularDynamics(harmonic_system(2, k=50.0), 300.0, config)
+    frames = md.sample(x0, 200, torch.Generator().manual_seed(5)).x
+    beyond = (frames[:, 0, 0] > 0.05).nonzero()
+    assert len(beyond) > 0, "the test needs a crossing within the saved frames"
+    seen = []
+
+    def left(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape)
+        return x[:, 0, 0] > 0.05
+
+    steps, exited = md.first_exit(x0, left, 4000, 20, torch.Generator().manual_seed(5))
+    assert exited and steps == 20 * (int(beyond[0]) + 1)
+    assert set(seen) == {(1, 2, 3)}
+
+
+def test_first_exit_is_cut_at_its_limit_and_checks_its_arguments():
+    md = MolecularDynamics(harmonic_system(1), 300.0, MDConfig(platform="Reference"))
+    x0 = torch.zeros(1, 3, dtype=torch.float64)
+
+    def never(x):
+        return torch.zeros(len(x), dtype=torch.bool)
+
+    assert md.first_exit(x0, never, 95, 10, torch.Generator().manual_seed(0)) == (100, False)
+    with pytest.raises(ValueError, match="check_every"):
+        md.first_exit(x0, never, 10, 0, torch.Generator().manual_seed(0))

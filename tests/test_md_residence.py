@@ -1,0 +1,57 @@
+"""The MD residence-time forecast: which state's probability it takes, and its figures."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from boltzgen.metrics.kinetics import two_state_length
+from boltzgen.runner.time_to_df import seeds_quantile
+from boltzgen.systems.references import ReferenceValue
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "md_residence.py"
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("md_residence", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["md_residence"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _system(delta_f: float) -> SimpleNamespace:
+    """ΔF(b vs a) = ``delta_f``: b is the rarer state when it is positive."""
+    estimates = {"b_vs_a": ReferenceValue(delta_f, 0.04, "test")}
+    return SimpleNamespace(
+        name="toy", free_energy_pairs=[("a", "b")], reference_estimates=lambda: estimates
+    )
+
+
+@pytest.mark.parametrize("state, p", [("b", 1 / (1 + math.e**3)), ("a", 1 / (1 + math.e**-3))])
+def test_forecast_takes_the_state_probability_from_the_reference(state, p):
+    bench = _benchmark()
+    args = argparse.Namespace(state=state, seeds=5, timestep_fs=2.0, ladder=[1e6])
+    done = {"0": [1000, True], "1": [3000, False], "2": [2000, True]}
+    out = bench._report(args, _system(3.0), done)
+    assert out["residence_steps"] == 3000 and out["exits"] == 2 and out["runs"] == 3
+    assert out["residence_ps"] == pytest.approx(6.0)
+    assert out["state_probability"] == pytest.approx(p)
+    z = seeds_quantile(5, 0.9)
+    budget, rel = out["budgets"]["0.1"]
+    assert budget == pytest.approx(two_state_length(3000, p, 0.1, z))
+    assert rel == pytest.approx(1 / math.sqrt(2))
+    never = out["ladder"]["1e+06"]["p_never_enters"]
+    assert never == pytest.approx(math.exp(-1e6 * p / ((1 - p) * 3000)))
+
+
+def test_a_state_outside_every_pair_is_refused():
+    args = argparse.Namespace(state="c", seeds=5, timestep_fs=1.0, ladder=[])
+    with pytest.raises(SystemExit, match="no free-energy pair"):
+        _benchmark()._report(args, _system(3.0), {"0": [10, True]})
