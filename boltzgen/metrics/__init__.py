@@ -24,6 +24,12 @@ from boltzgen.metrics.free_energy import (
     state_probabilities,
 )
 from boltzgen.metrics.held_out import HeldOutCheck, StateCheck, held_out_check
+from boltzgen.metrics.kinetics import (
+    ResidenceTime,
+    residence_time,
+    two_state_length,
+    two_state_stderr,
+)
 from boltzgen.metrics.observables import ObservableEstimate, observable_estimate
 from boltzgen.metrics.runs import (
     runs_free_energy_difference,
@@ -43,6 +49,7 @@ __all__ = [
     "Estimate",
     "HeldOutCheck",
     "ObservableEstimate",
+    "ResidenceTime",
     "State",
     "StateCheck",
     "autocorrelation",
@@ -64,6 +71,7 @@ __all__ = [
     "observable_estimate",
     "ramachandran_histogram",
     "ramachandran_kl",
+    "residence_time",
     "runs_free_energy_difference",
     "runs_log_z",
     "sample_ess",
@@ -73,5 +81,7 @@ __all__ = [
     "t_factor",
     "torus_cost_matrix",
     "torus_w2",
+    "two_state_length",
+    "two_state_stderr",
     "wasserstein_2_1d",
 ]
