@@ -47,8 +47,9 @@ from pathlib import Path
 import torch
 
 import boltzgen as bg
-from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.gauge import make_gauge_flow
 from boltzgen.flows.lattice import load_at_any_volume
+from boltzgen.flows.wilson_prior import gauge_prior
 from boltzgen.metrics import integrated_time
 from boltzgen.observables.lattice import plaquette, topological_charge
 from boltzgen.records import WeightedSamples
@@ -91,7 +92,9 @@ def load_model(args: argparse.Namespace, system: bg.System) -> BoltzmannGenerato
     arch["length"] = args.L
     flow = make_gauge_flow(**arch, dtype=torch.float32)
     load_at_any_volume(flow, torch.load(args.flow / "model.pt"))
-    prior = UniformAnglePrior(2 * args.L**2, dtype=torch.float32)
+    prior_file = args.flow / "prior.json"
+    prior_beta = json.loads(prior_file.read_text())["beta"] if prior_file.exists() else None
+    prior = gauge_prior(args.L, prior_beta, dtype=torch.float32)
     return BoltzmannGenerator(prior, flow, system.energy)
 
 

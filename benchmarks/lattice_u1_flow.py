@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 
 import boltzgen as bg
-from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.gauge import make_gauge_flow
 from boltzgen.flows.lattice import load_at_any_volume
+from boltzgen.flows.wilson_prior import gauge_prior
 from boltzgen.metrics import ess_fraction, log_partition_function, observable_estimate
 from boltzgen.observables.lattice import plaquette, q2
 from boltzgen.samplers.flow_mcmc import FlowIndependenceMetropolis
@@ -56,6 +57,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=8)
     parser.add_argument("--kernel", type=int, default=3, help="odd conditioner kernel width")
+    parser.add_argument(
+        "--prior-beta",
+        type=float,
+        default=None,
+        help="latent Wilson action at this β₀ (drawn exactly) instead of the uniform prior",
+    )
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -86,7 +93,7 @@ def build(args: argparse.Namespace) -> tuple[BoltzmannGenerator, dict, bg.System
     if args.kernel != 3:  # folders of the tutorial's 3 × 3 kernels keep their flow.json
         arch["kernel_size"] = args.kernel
     flow = make_gauge_flow(**arch, dtype=torch.float32)
-    prior = UniformAnglePrior(2 * args.L**2, dtype=torch.float32)
+    prior = gauge_prior(args.L, args.prior_beta, dtype=torch.float32)
     model = BoltzmannGenerator(prior, flow, system.energy)
     return model, arch, system
 
@@ -175,11 +182,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.flow.state_dict(), args.out / "model.pt")
     (args.out / "flow.json").write_text(json.dumps(arch))
+    if args.prior_beta is not None:
+        (args.out / "prior.json").write_text(json.dumps({"beta": args.prior_beta}))
     tail = result.losses[-50:]
     report = {
         "L": args.L,
         "beta": args.beta,
         "flow": arch,
+        "prior_beta": args.prior_beta,
         "train_steps": len(result.losses),
         "train_wall_s": train_s,
         "train_energy_evals": result.cost.energy_evals,

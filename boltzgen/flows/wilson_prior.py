@@ -36,7 +36,7 @@ from scipy.stats import vonmises
 from torch import Tensor
 
 from boltzgen.flows.base import Prior
-from boltzgen.flows.gauge import TWO_PI, plaquettes
+from boltzgen.flows.gauge import TWO_PI, UniformAnglePrior, plaquettes
 
 MAX_CHARACTER = 64
 
@@ -116,3 +116,11 @@ class WilsonPrior(Prior):
         """β₀ Σ_x cos P(x) − ln Z(β₀), the density on [0, 2π)^{2V}."""
         theta = z.reshape(-1, 2, self.length, self.length)
         return self.beta * torch.cos(plaquettes(theta)).sum((-2, -1)) - self.log_z
+
+
+def gauge_prior(length: int, beta: float | None, dtype: torch.dtype = torch.float64) -> Prior:
+    """The latent density of a U(1) gauge flow on the L × L torus: Haar (``beta`` ``None``)
+    or the Wilson action at ``beta``."""
+    if beta is None:
+        return UniformAnglePrior(2 * length * length, dtype=dtype)
+    return WilsonPrior(length, beta, dtype=dtype)
