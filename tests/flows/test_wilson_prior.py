@@ -9,8 +9,13 @@ import torch
 
 from boltzgen.energies.lattice.u1 import gauge_transform
 from boltzgen.energies.lattice.u1_exact import u1_exact
-from boltzgen.flows.gauge import TWO_PI, plaquettes
-from boltzgen.flows.wilson_prior import WilsonPrior, links_from_plaquettes, wilson_log_z
+from boltzgen.flows.gauge import TWO_PI, UniformAnglePrior, plaquettes
+from boltzgen.flows.wilson_prior import (
+    WilsonPrior,
+    gauge_prior,
+    links_from_plaquettes,
+    wilson_log_z,
+)
 from boltzgen.observables.lattice import q2 as topological_q2
 
 
@@ -69,3 +74,10 @@ def test_draws_follow_the_generator_and_bad_settings_are_refused():
         WilsonPrior(1, 2.0)
     with pytest.raises(ValueError):
         WilsonPrior(4, 0.0)
+
+
+def test_gauge_prior_is_haar_without_a_coupling():
+    assert isinstance(gauge_prior(4, None), UniformAnglePrior) and gauge_prior(4, None).dim == 32
+    prior = gauge_prior(4, 1.5, dtype=torch.float32)
+    assert isinstance(prior, WilsonPrior) and prior.beta == 1.5
+    assert prior.sample(3, torch.Generator().manual_seed(0)).dtype == torch.float32
