@@ -42,6 +42,8 @@ from boltzgen.records.files import write_json
 from boltzgen.runner.time_to_df import TOLERANCES, seeds_quantile
 from boltzgen.samplers.md import MDConfig, MolecularDynamics
 
+MIN_ENTRIES = 10  # expected entries below which σ(ΔF) = √(2τ/(pT)) is not quoted
+
 
 def _starts(system, state: str, runs: int, seed: int) -> torch.Tensor:
     """``runs`` frames of the reference's training part inside ``state``, drawn without
@@ -137,15 +139,17 @@ def _report(args: argparse.Namespace, system, done: dict[str, list]) -> dict:
         return out
     rel = r.stderr / r.value
     out["budgets"] = {str(t): [two_state_length(r.value, p, t, z), rel] for t in TOLERANCES}
-    out["ladder"] = {
-        f"{b:.0e}": {
-            "stderr": two_state_stderr(r.value, p, b),
-            "p_never_enters": math.exp(-b * p / ((1 - p) * r.value)),
-        }
-        for b in args.ladder
-    }
+    out["ladder"] = {f"{b:.0e}": _ladder_entry(b, r.value, p) for b in args.ladder}
     out["reference_stderr"] = p_err
     return out
+
+
+def _ladder_entry(steps: float, residence: float, p: float) -> dict:
+    """An MD run of ``steps`` started in the other state: the entries it expects, the chance
+    of none, and σ(ΔF) where the linear formula applies (≥ ``MIN_ENTRIES`` entries)."""
+    entries = steps * p / ((1 - p) * residence)
+    stderr = two_state_stderr(residence, p, steps) if entries >= MIN_ENTRIES else None
+    return {"expected_entries": entries, "p_never_enters": math.exp(-entries), "stderr": stderr}
 
 
 def _print(out: dict, compare: Sequence[float]) -> None:
@@ -158,9 +162,14 @@ def _print(out: dict, compare: Sequence[float]) -> None:
         print("no run left the state: raise --max-ps or --runs")
         return
     for b, row in out["ladder"].items():
+        error = (
+            f"σ(ΔF) ≈ {row['stderr']:.3g} kT"
+            if row["stderr"] is not None
+            else f"fewer than {MIN_ENTRIES} entries: no σ"
+        )
         print(
-            f"  MD of {b} steps: σ(ΔF) ≈ {row['stderr']:.3g} kT, "
-            f"P(never enters from the other state) ≈ {row['p_never_enters']:.3g}"
+            f"  MD of {b} steps: {row['expected_entries']:.3g} entries expected, "
+            f"P(none) ≈ {row['p_never_enters']:.3g}; {error}"
         )
     for t, (budget, rel) in out["budgets"].items():
         ratios = ", ".join(f"{budget / c:.3g}× {c:.3g}" for c in compare)
