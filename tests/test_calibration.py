@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from boltzgen.systems import load_system
-
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "calibration.py"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("calibration", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["calibration"] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.mark.slow
@@ -29,7 +16,7 @@ def test_error_bars_cover_the_exact_answers_on_the_correlated_gaussian() -> None
     With 30 runs, P(more than 4 of 30 beyond 2σ) is 2 % for a calibrated error and
     P(more than 2 beyond 3σ) is < 0.1 %; the HMC chains on a Gaussian converge.
     """
-    calibration = _benchmark()
+    calibration = load_benchmark("calibration")
     models = calibration.prepare(load_system("correlated_gaussian_4d"))
     for method in ("bg", "smc", "hmc"):
         runs = []
@@ -46,7 +33,7 @@ def test_a_ladder_run_is_also_scored_by_its_mbar_over_every_temperature() -> Non
     """PT on the double well gives two z-scores per free energy: the lowest temperature's
     samples and MBAR over the whole ladder (the estimator of the PT reference sets); one run
     with 8 chains, so the MBAR error is the jackknife's and lands within 4 of its σ."""
-    calibration = _benchmark()
+    calibration = load_benchmark("calibration")
     system = load_system("double_well_2d")
     models = calibration.Models(system, None, None, None)
     g = torch.Generator().manual_seed(1000)

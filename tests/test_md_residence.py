@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,16 +11,7 @@ import pytest
 from boltzgen.metrics.kinetics import two_state_length, two_state_stderr
 from boltzgen.runner.time_to_df import seeds_quantile
 from boltzgen.systems.references import ReferenceValue
-
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "md_residence.py"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("md_residence", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["md_residence"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def _system(delta_f: float) -> SimpleNamespace:
@@ -36,7 +24,7 @@ def _system(delta_f: float) -> SimpleNamespace:
 
 @pytest.mark.parametrize("state, p", [("b", 1 / (1 + math.e**3)), ("a", 1 / (1 + math.e**-3))])
 def test_forecast_takes_the_state_probability_from_the_reference(state, p):
-    bench = _benchmark()
+    bench = load_benchmark("md_residence")
     args = argparse.Namespace(state=state, seeds=5, timestep_fs=2.0, ladder=[1e6, 1e9])
     done = {"0": [1000, True], "1": [3000, False], "2": [2000, True]}
     out = bench._report(args, _system(3.0), done)
@@ -58,4 +46,4 @@ def test_forecast_takes_the_state_probability_from_the_reference(state, p):
 def test_a_state_outside_every_pair_is_refused():
     args = argparse.Namespace(state="c", seeds=5, timestep_fs=1.0, ladder=[])
     with pytest.raises(SystemExit, match="no free-energy pair"):
-        _benchmark()._report(args, _system(3.0), {"0": [10, True]})
+        load_benchmark("md_residence")._report(args, _system(3.0), {"0": [10, True]})

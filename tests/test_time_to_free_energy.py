@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +14,9 @@ from boltzgen.runner import time_to_df as lib
 from boltzgen.runner import time_to_df_report as tables
 from boltzgen.systems import load_system
 from boltzgen.systems.references import ReferenceValue
+from tests.benchmark_scripts import load_benchmark
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "time_to_free_energy.py"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("time_to_free_energy", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["time_to_free_energy"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-ttdf = _benchmark()
+ttdf = load_benchmark("time_to_free_energy")
 BUDGETS = [10**3, 10**4, 10**5, 10**6]
 
 
