@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from tqdm import tqdm
@@ -118,8 +119,9 @@ def _load(args: argparse.Namespace) -> dict[str, list]:
 
 
 def _report(args: argparse.Namespace, system, done: dict[str, list]) -> dict:
-    steps = torch.tensor([v[0] for v in done.values()], dtype=torch.float64).numpy()
-    left = torch.tensor([v[1] for v in done.values()]).numpy()
+    """The residence time of the finished runs and what it forecasts (``residence.json``)."""
+    steps = np.array([v[0] for v in done.values()], dtype=np.float64)
+    left = np.array([v[1] for v in done.values()], dtype=bool)
     r = residence_time(steps, left)
     p, p_err, pair = _state_probability(system, args.state)
     z = seeds_quantile(args.seeds, 0.9)
