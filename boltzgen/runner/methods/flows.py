@@ -19,7 +19,9 @@ Five flow families (``flow.kind``):
 * ``u1_gauge`` — U(1) links ``[2, L, L]``: gauge-equivariant plaquette couplings with
   mixtures of ``n_bins`` non-compact projections (``coupling: ncp``, the default) or
   circular splines of ``n_bins`` bins (``coupling: spline``) and a uniform (Haar) prior
-  (Kanwar et al., arXiv 2003.06413).
+  (Kanwar et al., arXiv 2003.06413), or with ``prior_beta: β₀`` the exactly drawn Wilson
+  action at β₀ (:class:`~boltzgen.flows.wilson_prior.WilsonPrior`), so that the flow only
+  carries the field from β₀ to the card's β.
 
 Both lattice families take ``activation``, their conditioners' nonlinearity:
 ``leaky_relu`` (the default, the tutorial's) or ``silu``, which makes the flow smooth, as
@@ -47,7 +49,7 @@ from boltzgen.flows import (
     make_transformer_flow,
 )
 from boltzgen.flows.circular import MixedPrior, make_internal_flow
-from boltzgen.flows.gauge import UniformAnglePrior, make_gauge_flow
+from boltzgen.flows.gauge import make_gauge_flow
 from boltzgen.flows.internal import (
     ChiralCentres,
     FixedFrameInternalCoordinates,
@@ -57,6 +59,7 @@ from boltzgen.flows.internal import (
     circular_mask,
 )
 from boltzgen.flows.lattice import ACTIVATIONS, Activation, make_lattice_flow
+from boltzgen.flows.wilson_prior import gauge_prior
 from boltzgen.runner.methods.base import ADDED_SETTING
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.systems import System
@@ -88,6 +91,9 @@ class FlowParams:
     ``init_from`` names a task folder of a finished run whose generator (same kind and
     size; any L for the lattice kinds) starts this one's training, its cost charged here
     (:func:`~boltzgen.runner.methods.boltzmann_generator.initialise_from`).
+    ``prior_beta`` (``u1_gauge`` only): the latent links are drawn from the Wilson action at
+    this β₀ instead of the Haar measure (field-transformation HMC then moves in a latent space
+    close to the β₀ theory; docs/lattice.md).
     ``dtype`` is the flow's arithmetic (parameters, latents, log-densities): ``float32``
     roughly halves the cost of a training step on a CPU; the target energy keeps its own
     dtype (a float32 configuration is evaluated in the energy's float64), so log-weights
@@ -111,8 +117,14 @@ class FlowParams:
     dtype: Literal["float64", "float32"] = "float64"
     activation: Activation = field(default=DEFAULT_ACTIVATION, metadata=ADDED_SETTING)
     init_from: str | None = field(default=None, metadata=ADDED_SETTING)
+    prior_beta: float | None = field(default=None, metadata=ADDED_SETTING)
 
     def __post_init__(self) -> None:
+        if self.prior_beta is not None and (self.kind != "u1_gauge" or not self.prior_beta > 0):
+            raise ValueError(
+                f"flow prior_beta (a Wilson prior at β₀ > 0) applies to kind 'u1_gauge' only, "
+                f"got {self.prior_beta!r} for kind {self.kind!r}"
+            )
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"flow activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
@@ -282,7 +294,8 @@ def _u1_gauge(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
         transform=p.lattice_coupling(),
         activation=p.activation,
     )
-    return BoltzmannGenerator(UniformAnglePrior(system.energy.dim), flow, system.energy)
+    prior = gauge_prior(shape[1], p.prior_beta)
+    return BoltzmannGenerator(prior, flow, system.energy)
 
 
 def build_generator(

@@ -1,0 +1,49 @@
+"""``flow.prior_beta``: a U(1) gauge flow from the Wilson prior at β₀, chosen from an experiment."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from boltzgen import load_system
+from boltzgen.errors import ConfigError
+from boltzgen.flows.gauge import UniformAnglePrior
+from boltzgen.flows.wilson_prior import WilsonPrior
+from boltzgen.runner.config import parse_experiment
+from boltzgen.runner.methods.flows import FlowParams, build_generator
+from boltzgen.runner.tasks import settings_hash, task_settings
+from tests.runner.test_flow_activation import SMALL, flow_mcmc, task_of
+
+
+def test_u1_gauge_flow_takes_the_wilson_prior():
+    system = load_system("u1_2d", L=4)
+    model = build_generator(system, FlowParams(kind="u1_gauge", **SMALL, prior_beta=1.5), seed=0)
+    assert isinstance(model.prior, WilsonPrior) and model.prior.beta == 1.5
+    plain = build_generator(system, FlowParams(kind="u1_gauge", **SMALL), seed=0)
+    assert isinstance(plain.prior, UniformAnglePrior)
+    draws = model.sample(64, torch.Generator().manual_seed(0))
+    assert torch.isfinite(draws.log_weights).all()
+    assert math.isfinite(float(draws.log_weights.logsumexp(0)))
+
+
+@pytest.mark.parametrize("kind, beta", [("lattice", 2.0), ("spline", 2.0), ("u1_gauge", 0.0)])
+def test_prior_beta_is_refused_off_u1_and_below_zero(kind, beta):
+    with pytest.raises(ValueError, match="prior_beta"):
+        FlowParams(kind=kind, prior_beta=beta)
+    raw = {
+        "name": "t",
+        "systems": ["u1_2d"],
+        "methods": {"g": flow_mcmc({"kind": kind, "prior_beta": beta})},
+    }
+    with pytest.raises(ConfigError, match="prior_beta"):
+        parse_experiment(raw, "x.yaml")
+
+
+def test_the_default_prior_leaves_the_settings_hash_as_before():
+    plain = task_of({"kind": "u1_gauge", **SMALL})
+    wilson = task_of({"kind": "u1_gauge", **SMALL, "prior_beta": 2.0})
+    assert "prior_beta" not in task_settings(plain)["params"]["generator"]["flow"]
+    assert task_settings(wilson)["params"]["generator"]["flow"]["prior_beta"] == 2.0
+    assert settings_hash(plain) != settings_hash(wilson)
