@@ -62,9 +62,9 @@ def constrained_plaquettes(
     while len(out) < n:
         free = vonmises.rvs(beta, size=(2 * (n - len(out)) + 8, volume - 1), random_state=rng)
         free = _wrap(free)
-        last = _wrap(-free.sum(1))
-        keep = rng.random(len(free)) < np.exp(beta * (np.cos(last) - 1.0))
-        lifted = np.concatenate([free, -free.sum(1, keepdims=True)], axis=1)
+        closing = -free.sum(1, keepdims=True)
+        keep = rng.random(len(free)) < np.exp(beta * (np.cos(closing[:, 0]) - 1.0))
+        lifted = np.concatenate([free, closing], axis=1)
         out = np.concatenate([out, lifted[keep]])
     return out[:n]
 
