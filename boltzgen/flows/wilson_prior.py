@@ -42,7 +42,10 @@ MAX_CHARACTER = 64
 
 
 def wilson_log_z(length: int, beta: float) -> float:
-    """ln ∫ exp(β Σ_x cos P(x)) dθ over the 2V link angles of the L × L torus."""
+    """ln ∫ exp(β Σ_x cos P(x)) dθ over the 2V link angles of the L × L torus.
+
+    The energy's ``u1_exact(L, β).log_z`` is the same number (tested); flows sit on the
+    energies' floor and may not import them, so the one-line sum is written here."""
     volume = length * length
     n = np.arange(-MAX_CHARACTER, MAX_CHARACTER + 1)
     log_i = np.log(ive(n, beta)) + beta
