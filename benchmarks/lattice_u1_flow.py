@@ -63,6 +63,19 @@ def parse() -> argparse.Namespace:
         default=None,
         help="latent Wilson action at this β₀ (drawn exactly) instead of the uniform prior",
     )
+    parser.add_argument(
+        "--loss",
+        choices=["reverse_kl", "log_variance"],
+        default="reverse_kl",
+        help="log_variance: Var[log w] over latent draws of the Wilson action at "
+        "--reference-beta, so that the flow is fitted where its own draws are rare",
+    )
+    parser.add_argument(
+        "--reference-beta",
+        type=float,
+        default=None,
+        help="log_variance's latent draws: Wilson action at this β (default: the prior)",
+    )
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -117,7 +130,8 @@ def load_flow(model: BoltzmannGenerator, path: Path) -> dict:
 
 
 def evaluate(model: BoltzmannGenerator, system: bg.System, args: argparse.Namespace) -> dict:
-    """ESS, ln Z and observables of weighted draws; flow-MCMC acceptance."""
+    """KL(q‖p) = ln Z − E_q[log w], ESS, ln Z and observables of weighted draws; flow-MCMC
+    acceptance."""
     generator = torch.Generator().manual_seed(1)
     weighted = model.sample(args.samples, generator, batch_size=2000)
     weighted.x = weighted.x.to(torch.float64)
@@ -128,6 +142,7 @@ def evaluate(model: BoltzmannGenerator, system: bg.System, args: argparse.Namesp
     log_z = log_partition_function(weighted)
     x = chains.x.to(torch.float64)
     return {
+        "kl": system.reference_log_z() - float(weighted.log_weights.double().mean()),
         "ess_fraction": weighted.info["ess_fraction"],
         **pooled_ess(model, weighted, args),
         "acceptance": chains.info["acceptance"],
@@ -172,12 +187,19 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        loss="reverse_kl",
+        loss=args.loss,
         lr_schedule="cosine",
         checkpoint_every=200,
     )
+    reference = None
+    if args.reference_beta is not None:
+        if args.loss != "log_variance":
+            raise SystemExit("--reference-beta needs --loss log_variance")
+        reference = gauge_prior(args.L, args.reference_beta, dtype=torch.float32)
     start = time.time()
-    result = train(model, system.energy, config, checkpoint_dir=args.out / "checkpoint")
+    result = train(
+        model, system.energy, config, checkpoint_dir=args.out / "checkpoint", reference=reference
+    )
     train_s = time.time() - start
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.flow.state_dict(), args.out / "model.pt")
@@ -190,6 +212,8 @@ def main() -> None:
         "beta": args.beta,
         "flow": arch,
         "prior_beta": args.prior_beta,
+        "loss": args.loss,
+        "reference_beta": args.reference_beta,
         "train_steps": len(result.losses),
         "train_wall_s": train_s,
         "train_energy_evals": result.cost.energy_evals,

@@ -15,7 +15,15 @@ with the flow x = f(z), z ~ p_Z and log q(x) = log p_Z(z) − log|det ∂f/∂z|
   an expectation under q rather than q_g because u + log q_g is g-invariant. Plain reverse
   KL puts q on one sector of a two-sector target, and near the boundary between sectors
   it has to learn a cliff of p restricted to that sector, which it does poorly; q_g only has to
-  match p, so q may spill across the boundary (Hackett et al., arXiv 2107.00734).
+  match p, so q may spill across the boundary (Hackett et al., arXiv 2107.00734);
+* log-variance, for any reference density r of z (the log-variance divergence of Nüsken &
+  Richter, arXiv 2005.05409; Richter et al., "VarGrad", arXiv 2010.10436), taken in the
+  latent space between p_Z and the pulled-back target p_f(z) ∝ exp(−u(f(z)))|det ∂f/∂z|:
+      L(θ) = Var_{z~r}[u(f(z)) − log|det ∂f/∂z| + log p_Z(z)] = Var_{z~r}[log w(f(z))],
+  zero iff p_f = p_Z (so q = p) wherever r puts mass, whatever r is. Reverse KL only sees
+  where q already samples; a reference broader than the prior makes the flow match p also
+  where q is rare — at the barriers that a chain run in the latent space (field-
+  transformation HMC) must cross.
 
 Energies in the reverse-KL loss are softly capped (:func:`soft_cap`) so that early,
 wild flows with huge or infinite energies give finite losses and gradients. The cap
@@ -77,6 +85,35 @@ def reverse_kl(
     """
     _, u, log_q = _model_batch(prior, flow, energy, batch_size, generator)
     loss = (soft_cap(u, energy_cap) + log_q).mean()
+    return loss, (-u - log_q).detach()
+
+
+def log_variance(
+    prior: Prior,
+    flow: Flow,
+    energy: Energy,
+    reference: Prior,
+    batch_size: int,
+    generator: torch.Generator,
+    energy_cap: float = 1e3,
+) -> tuple[Tensor, Tensor]:
+    """Log-variance loss: the unbiased variance over z ~ ``reference`` of
+    ũ(f(z)) − log|det ∂f/∂z| + log p_Z(z) (= −log w up to a constant).
+
+    No gradient flows through the draws of z, so ``reference`` may be any distribution
+    of the latent space that can be sampled. ``batch_size`` energy evaluations.
+
+    Returns:
+        ``(loss: [], log_w: [B])``, log w = −u(x) − log q(x) at the reference's draws
+        (uncapped, detached); their ESS is that of q only when ``reference`` is the prior.
+    """
+    if batch_size < 2:
+        raise ValueError(f"the log-variance loss needs batch_size ≥ 2, got {batch_size}")
+    z = reference.sample(batch_size, generator)
+    x, logdet = flow(z)
+    u = energy.energy(x)
+    log_q = prior.log_prob(z) - logdet
+    loss = (soft_cap(u, energy_cap) + log_q).var()
     return loss, (-u - log_q).detach()
 
 

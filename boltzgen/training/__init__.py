@@ -8,7 +8,13 @@ scale (:func:`train_perturbation_scale`). The KL objectives of Boltzmann generat
 live with the model in :mod:`boltzgen.samplers.objectives` and are re-exported here.
 """
 
-from boltzgen.samplers.objectives import forward_kl, mixed_kl, reverse_kl, soft_cap
+from boltzgen.samplers.objectives import (
+    forward_kl,
+    log_variance,
+    mixed_kl,
+    reverse_kl,
+    soft_cap,
+)
 from boltzgen.training.flow_matching import train_flow_matching
 from boltzgen.training.generator import TrainConfig, TrainResult, train
 from boltzgen.training.optimise import Checkpointing, History, Optimiser, optimise
@@ -24,6 +30,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "forward_kl",
+    "log_variance",
     "mixed_kl",
     "optimise",
     "reverse_kl",

@@ -23,11 +23,13 @@ import torch
 from torch import Tensor
 
 from boltzgen.energies.base import Energy
+from boltzgen.flows.base import Prior
 from boltzgen.metrics.weights import batch_ess
 from boltzgen.records import Cost
 from boltzgen.samplers.importance import BoltzmannGenerator
 from boltzgen.samplers.objectives import (
     forward_kl,
+    log_variance,
     mixed_kl,
     reverse_kl,
     symmetric_reverse_kl,
@@ -36,7 +38,9 @@ from boltzgen.samplers.symmetrized import negate
 from boltzgen.training.fab import FABObjective, ReplayBuffer, ais_evaluations
 from boltzgen.training.optimise import Checkpointing, Optimiser, optimise
 
-LossName = Literal["forward_kl", "reverse_kl", "reverse_kl_symmetric", "mixed", "fab", "fab_mixed"]
+LossName = Literal[
+    "forward_kl", "reverse_kl", "reverse_kl_symmetric", "log_variance", "mixed", "fab", "fab_mixed"
+]
 LOSSES: tuple[LossName, ...] = get_args(LossName)
 CHECKPOINT_NAME = "checkpoint.pt"
 _MAY_CHANGE_ON_RESUME = frozenset({"steps", "checkpoint_every"})
@@ -53,7 +57,9 @@ class TrainConfig:
         grad_clip: maximum global gradient norm, ``None`` for no clipping.
         loss: ``"forward_kl"`` (needs data), ``"reverse_kl"``, ``"reverse_kl_symmetric"``
             (reverse KL of the flow averaged over x ↦ −x, for a target with u(−x) = u(x):
-            :func:`~boltzgen.samplers.objectives.symmetric_reverse_kl`), ``"mixed"`` (needs data),
+            :func:`~boltzgen.samplers.objectives.symmetric_reverse_kl`), ``"log_variance"``
+            (Var[log w] over latent draws of ``train``'s ``reference``, the prior by default:
+            :func:`~boltzgen.samplers.objectives.log_variance`), ``"mixed"`` (needs data),
             ``"fab"`` (flow annealed importance sampling bootstrap, α = 2, no data;
             :mod:`boltzgen.training.fab`) or ``"fab_mixed"`` (w·forward KL on data plus
             (1 − w)·FAB).
@@ -219,11 +225,16 @@ class _Objective:
     energy: Energy
     config: TrainConfig
     data: Tensor | None
+    reference: Prior | None = None
 
     def __call__(self, step: int, g: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         m, c, b = self.model, self.config, self.config.batch_size
         if c.loss == "reverse_kl":
             loss, log_w = reverse_kl(m.prior, m.flow, self.energy, b, g, c.energy_cap)
+            return loss, {"ess_fractions": batch_ess(log_w) / b}
+        if c.loss == "log_variance":
+            reference = m.prior if self.reference is None else self.reference
+            loss, log_w = log_variance(m.prior, m.flow, self.energy, reference, b, g, c.energy_cap)
             return loss, {"ess_fractions": batch_ess(log_w) / b}
         if c.loss == "reverse_kl_symmetric":
             loss, log_w = symmetric_reverse_kl(
@@ -319,6 +330,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     repeats: Tensor | None = None,
+    reference: Prior | None = None,
 ) -> TrainResult:
     """Train ``model.flow`` on ``energy`` and/or ``data``; resume from ``checkpoint_dir``.
 
@@ -339,6 +351,10 @@ def train(
         repeats: ``[N]`` integers ≥ 1, how often each row of ``data`` enters the
             training rows (oversampling, e.g. of a rare basin); the validation rows are
             held out first and count once, so no copy of a training row is validated on.
+        reference: the latent distribution the ``"log_variance"`` loss draws z from
+            (default: the model's prior); e.g. a broader one, so that the flow is fitted
+            also where its own draws are rare. Not saved in the checkpoint: a resumed
+            run must pass the same.
 
     With validation (``config.validation_fraction > 0``) the parameters of the best
     validation NLL are kept at the end, whether or not training stopped early.
@@ -368,7 +384,9 @@ def train(
         checkpoint_dir, CHECKPOINT_NAME, config.checkpoint_every, asdict(config), frozenset(free)
     )
     validation = _Validation(model, validation_rows, config.validate_every, config.patience)
-    objective, monitor = _objective(model, energy, config, data, validation)
+    if reference is not None and config.loss != "log_variance":
+        raise ValueError(f"a reference is used by loss 'log_variance' only, not {config.loss!r}")
+    objective, monitor = _objective(model, energy, config, data, validation, reference)
     history = optimise(
         optimiser,
         objective,
@@ -400,10 +418,11 @@ def _objective(
     config: TrainConfig,
     data: Tensor | None,
     validation: _Validation,
+    reference: Prior | None = None,
 ) -> tuple[Any, Any]:
     """The step's objective and the run's monitor: the KL losses with validation, or FAB."""
     if not config.is_fab:
-        return _Objective(model, energy, config, data), validation
+        return _Objective(model, energy, config, data, reference), validation
     if validation.rows is not None:
         raise ValueError("validation_fraction must be 0 with loss fab / fab_mixed")
     dtype = next(model.parameters()).dtype
@@ -451,7 +470,7 @@ def training_evaluations(config: TrainConfig) -> float:
     FAB: one AIS batch (B·(1 + (M − 1)·L) evaluations) per step, or per ``buffer_updates``
     steps with a buffer.
 
-    Reverse and mixed KL evaluate u on every model batch of B; forward KL evaluates only
+    Reverse, log-variance and mixed KL evaluate u on every batch of B; forward KL evaluates only
     the monitoring batch drawn every m = ``monitor_every`` steps (none when m = 0).
     """
     if config.is_fab:
