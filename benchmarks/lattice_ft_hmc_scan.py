@@ -85,16 +85,17 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def load_model(args: argparse.Namespace, system: bg.System) -> BoltzmannGenerator:
-    """The trained flow of ``--flow`` on lattice ``--L`` (trained there or on any other L
-    divisible by 4) as a model for ``system``."""
-    arch = json.loads((args.flow / "flow.json").read_text())
-    arch["length"] = args.L
+def load_model(folder: Path, length: int, system: bg.System) -> BoltzmannGenerator:
+    """The trained flow of ``folder`` (written by ``lattice_u1_flow.py``) on lattice
+    ``length`` (trained there or on any other L divisible by 4), with its prior (Haar, or
+    the Wilson action of ``prior.json``), as a model for ``system``."""
+    arch = json.loads((folder / "flow.json").read_text())
+    arch["length"] = length
     flow = make_gauge_flow(**arch, dtype=torch.float32)
-    load_at_any_volume(flow, torch.load(args.flow / "model.pt"))
-    prior_file = args.flow / "prior.json"
+    load_at_any_volume(flow, torch.load(folder / "model.pt"))
+    prior_file = folder / "prior.json"
     prior_beta = json.loads(prior_file.read_text())["beta"] if prior_file.exists() else None
-    prior = gauge_prior(args.L, prior_beta, dtype=torch.float32)
+    prior = gauge_prior(length, prior_beta, dtype=torch.float32)
     return BoltzmannGenerator(prior, flow, system.energy)
 
 
@@ -162,7 +163,7 @@ def run_beta(args: argparse.Namespace, beta: float, save) -> dict:
     """The ``--methods`` at β from the same starts; ``save(row)`` after each method, so a
     long run leaves its finished methods on disk."""
     system = bg.load_system("u1_2d", L=args.L, beta=beta)
-    model = load_model(args, system)
+    model = load_model(args.flow, args.L, system)
     training = retrain(model, system, args, beta)
     model.requires_grad_(False)
     exact = system.reference_observables()
