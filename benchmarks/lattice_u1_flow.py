@@ -7,9 +7,13 @@ non-compact projections (``--transform ncp``) or a circular rational-quadratic s
 (``--transform spline``), followed by a rotation. Prints the Kish ESS fraction of
 ``--samples`` weighted draws, ln Z from them against the exact character-expansion
 value, the plaquette and ⟨Q²⟩ against theirs, and the acceptance of flow independence
-MCMC. Goal: ESS ≥ 0.4 (the tutorial reports about 0.4). Writes ``model.pt`` (the flow's
-parameters) and ``flow.json`` (its architecture) for the field-transformation HMC scan
-(``benchmarks/lattice_ft_hmc_scan.py``); ``--init`` warm-starts from such a folder.
+MCMC. Goal: ESS ≥ 0.4 (the tutorial reports about 0.4). ``--prior-beta β₀`` draws the
+latent links from the Wilson action at β₀ instead; ``--loss log_variance`` trains by
+Var[log w] over latent draws of the Wilson action at ``--reference-beta`` (the prior's by
+default), which fits the flow also where its own draws are rare (docs/lattice.md).
+Writes ``model.pt`` (the flow's parameters) and ``flow.json`` (its architecture) for the
+field-transformation HMC scan (``benchmarks/lattice_ft_hmc_scan.py``); ``--init``
+warm-starts from such a folder.
 
 Training writes ``OUT/checkpoint/checkpoint.pt`` every 200 steps, so a long run is not
 lost: the same command resumes it, and ``--init`` also takes such a checkpoint file, so that
