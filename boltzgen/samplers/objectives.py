@@ -109,19 +109,22 @@ def log_variance(
     """
     if batch_size < 2:
         raise ValueError(f"the log-variance loss needs batch_size ≥ 2, got {batch_size}")
-    z = reference.sample(batch_size, generator)
-    x, logdet = flow(z)
-    u = energy.energy(x)
-    log_q = prior.log_prob(z) - logdet
+    _, u, log_q = _model_batch(prior, flow, energy, batch_size, generator, reference)
     loss = (soft_cap(u, energy_cap) + log_q).var()
     return loss, (-u - log_q).detach()
 
 
 def _model_batch(
-    prior: Prior, flow: Flow, energy: Energy, batch_size: int, generator: torch.Generator
+    prior: Prior,
+    flow: Flow,
+    energy: Energy,
+    batch_size: int,
+    generator: torch.Generator,
+    source: Prior | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``batch_size`` draws x = f(z), their energies u(x) and log q(x), differentiable."""
-    z = prior.sample(batch_size, generator)
+    """``batch_size`` draws x = f(z), z ~ ``source`` (the prior by default), their energies
+    u(x) and log q(x), differentiable."""
+    z = (prior if source is None else source).sample(batch_size, generator)
     x, logdet = flow(z)
     return x, energy.energy(x), prior.log_prob(z) - logdet
 
