@@ -135,16 +135,31 @@ class ProbeConditioner(nn.Module):
         gauss = torch.exp(-(((r[..., None] - self.centres) / self.width) ** 2))
         return gauss * envelope[..., None]
 
+    def _first_layer(self, radial: Tensor, species: tuple[Tensor, Tensor]) -> Tensor:
+        """The pair network's first linear map of [radial, one-hot(s_i), one-hot(s_j)].
+
+        Split by its input blocks, W·[r; e_i; e_j] + b = W_r r + (W_i e_i + b) + W_j e_j: the
+        species columns are picked per particle and broadcast over bins and pairs, so the
+        one-hot codes are never laid out for every (i, b, j).
+        """
+        linear = self.pair[0]
+        n_radial = radial.shape[-1]
+        w_radial, w_own, w_other = linear.weight.split(
+            [n_radial, self.n_species, self.n_species], dim=1
+        )
+        own = w_own.T[species[0]] + linear.bias  # [M, H]
+        other = w_other.T[species[1]]  # [S, H]
+        return radial @ w_radial.T + own[:, None, None, :] + other[None, None, :, :]
+
     def forward(self, probes: Tensor, fixed: Tensor, box: Tensor, species: tuple[Tensor, Tensor]):
         """``probes: [B, M, K, d]``, ``fixed: [B, S, d]`` → params ``[B, M, 3K]``."""
         delta = fixed[:, None, None] - probes[:, :, :, None]
         delta = delta - box * torch.round(delta / box)
         radial = self._radial(delta.norm(dim=-1))  # [B, M, K, S, R]
-        one_hot = [nn.functional.one_hot(s, self.n_species).to(probes) for s in species]
-        shape = (*radial.shape[:-1], self.n_species)
-        own = one_hot[0][None, :, None, None].expand(shape)
-        other = one_hot[1][None, None, None, :].expand(shape)
-        h = self.pair(torch.cat([radial, own, other], -1)).sum(3)  # [B, M, K, H]
+        # the last linear map commutes with the sum over fixed particles j
+        summed = self.pair[1](self._first_layer(radial, species)).sum(3)  # [B, M, K, H]
+        last = self.pair[2]
+        h = summed @ last.weight.T + radial.shape[3] * last.bias
         out = self.head(h)
         heights, knots = out[..., 0], out[..., 1]
         derivative = 0.5 * (knots + knots.roll(1, -1))  # knot k between bins k − 1 and k

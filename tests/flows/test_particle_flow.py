@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from boltzgen.flows.particles import (
+    ProbeConditioner,
     alternating_particle_masks,
     periodic_particle_flow,
     probe_particle_flow,
@@ -131,3 +132,31 @@ def test_particles_alone_in_their_species_are_split_between_both_masks():
     delta = back - z * box
     torch.testing.assert_close(delta - box * torch.round(delta / box), torch.zeros_like(z))
     torch.testing.assert_close(inverse_logdet, -logdet)
+
+
+def test_probe_pair_sum_equals_the_pair_network_on_each_pair():
+    """H_ib = Σ_j φ([r_bj features, one-hot s_i, one-hot s_j]), pair by pair, as defined."""
+    torch.manual_seed(3)
+    conditioner = ProbeConditioner(n_species=3, hidden=8).double()
+    with torch.no_grad():
+        for parameter in conditioner.parameters():
+            parameter.normal_(0, 0.5)
+    box = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    probes = torch.rand(2, 3, 5, 2, dtype=torch.float64) * box  # [B, M, K, d]
+    fixed = torch.rand(2, 4, 2, dtype=torch.float64) * box  # [B, S, d]
+    own, other = torch.tensor([0, 2, 1]), torch.tensor([1, 1, 0, 2])
+    params = conditioner(probes, fixed, box, (own, other))
+    one_hot = torch.eye(3, dtype=torch.float64)
+    h = torch.zeros(2, 3, 5, 8, dtype=torch.float64)
+    for i in range(3):
+        for j in range(4):
+            delta = fixed[:, None, j] - probes[:, i]  # [B, K, d]
+            delta = delta - box * torch.round(delta / box)
+            radial = conditioner._radial(delta.norm(dim=-1))  # [B, K, R]
+            codes = torch.cat([one_hot[own[i]], one_hot[other[j]]]).expand(2, 5, 6)
+            h[:, i] += conditioner.pair(torch.cat([radial, codes], -1))
+    out = conditioner.head(h)
+    knots = out[..., 1]
+    expected = torch.cat([out[..., 0], 0.5 * (knots + knots.roll(1, -1))], -1)
+    torch.testing.assert_close(params[..., 5:], expected)
+    torch.testing.assert_close(params[..., :5], torch.zeros_like(params[..., :5]))

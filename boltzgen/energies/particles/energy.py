@@ -84,8 +84,8 @@ class ParticleEnergy(Energy):
         self.r_max = float(sigma.max()) * potential.x_cut
         if self.r_max >= 0.5 * float(box.min()):
             raise ValueError(
-                f"the largest cutoff {self.r_max:.3f} must be below half the box "
-                f"{float(box.min()):.3f}: use more particles"
+                f"the largest cutoff {self.r_max:.3f} must be below half the box length "
+                f"{0.5 * float(box.min()):.3f}: use more particles"
             )
         self.neighbours = self._choose(neighbours)
         self.local_charge = LocalCharge()
