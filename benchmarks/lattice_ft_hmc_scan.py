@@ -21,7 +21,9 @@ the same starting configurations x₀ = f(z₀), z₀ uniform:
 
 The flow is trained at one β (``flow.json``/``model.pt`` in ``--flow``); at other β it is
 either reused as it is (``--retrain-steps 0``) or warm-started and trained for
-``--retrain-steps`` reverse-KL steps at that β (cost reported).
+``--retrain-steps`` reverse-KL steps at that β (cost reported). ``--plaquette-map β₀``
+replaces the trained flow by the analytic plaquette-marginal map from the Wilson action
+at β₀ to each β (:mod:`boltzgen.flows.plaquette_map`; nothing trained, nothing charged).
 
 τ_int(Q) uses the exact mean ⟨Q⟩ = 0 (parity), so chains frozen in different sectors
 count as correlated, not as constant; it is measured in chain steps (trajectories for
@@ -34,6 +36,7 @@ order given; ``scan.json`` is rewritten as each method finishes, so a long FT-HM
 first is kept even if a later one is stopped.
 
     nice -n 10 python benchmarks/lattice_ft_hmc_scan.py --flow runs/u1_flow --betas 2 3 4 5 6
+    python benchmarks/lattice_ft_hmc_scan.py --plaquette-map 4 --betas 6 --methods ft_hmc
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ import torch
 import boltzgen as bg
 from boltzgen.flows.gauge import make_gauge_flow
 from boltzgen.flows.lattice import load_at_any_volume
-from boltzgen.flows.wilson_prior import gauge_prior
+from boltzgen.flows.plaquette_map import plaquette_marginal_flow
+from boltzgen.flows.wilson_prior import WilsonPrior, gauge_prior
 from boltzgen.metrics import integrated_time
 from boltzgen.observables.lattice import plaquette, topological_charge
 from boltzgen.records import WeightedSamples
@@ -64,6 +68,13 @@ METHODS = ("hmc", "hmc_long", "ft_hmc", "flow_mcmc")
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flow", type=Path, default=Path("runs/u1_flow"))
+    parser.add_argument(
+        "--plaquette-map",
+        type=float,
+        default=None,
+        metavar="BETA0",
+        help="use the analytic plaquette-marginal map from β₀ instead of --flow",
+    )
     parser.add_argument("--L", type=int, default=8)
     parser.add_argument("--betas", type=float, nargs="+", default=[2.0, 3.0, 4.0, 5.0, 6.0])
     parser.add_argument("--chains", type=int, default=16)
@@ -97,6 +108,13 @@ def load_model(folder: Path, length: int, system: bg.System) -> BoltzmannGenerat
     prior_beta = json.loads(prior_file.read_text())["beta"] if prior_file.exists() else None
     prior = gauge_prior(length, prior_beta, dtype=torch.float32)
     return BoltzmannGenerator(prior, flow, system.energy)
+
+
+def plaquette_map_model(length: int, prior_beta: float, system: bg.System) -> BoltzmannGenerator:
+    """The Wilson prior at β₀ and the analytic map of its plaquettes to the system's β."""
+    beta = float(system.energy.beta)
+    flow = plaquette_marginal_flow(length, prior_beta, beta)
+    return BoltzmannGenerator(WilsonPrior(length, prior_beta), flow, system.energy)
 
 
 def retrain(model: BoltzmannGenerator, system: bg.System, args, beta: float) -> dict:
@@ -163,7 +181,10 @@ def run_beta(args: argparse.Namespace, beta: float, save) -> dict:
     """The ``--methods`` at β from the same starts; ``save(row)`` after each method, so a
     long run leaves its finished methods on disk."""
     system = bg.load_system("u1_2d", L=args.L, beta=beta)
-    model = load_model(args.flow, args.L, system)
+    if args.plaquette_map is None:
+        model = load_model(args.flow, args.L, system)
+    else:
+        model = plaquette_map_model(args.L, args.plaquette_map, system)
     training = retrain(model, system, args, beta)
     model.requires_grad_(False)
     exact = system.reference_observables()
