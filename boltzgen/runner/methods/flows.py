@@ -59,6 +59,7 @@ from boltzgen.flows.internal import (
     circular_mask,
 )
 from boltzgen.flows.lattice import ACTIVATIONS, Activation, make_lattice_flow
+from boltzgen.flows.plaquette_map import PlaquetteMarginalMap
 from boltzgen.flows.wilson_prior import gauge_prior
 from boltzgen.runner.methods.base import ADDED_SETTING
 from boltzgen.samplers.importance import BoltzmannGenerator
@@ -93,7 +94,10 @@ class FlowParams:
     (:func:`~boltzgen.runner.methods.boltzmann_generator.initialise_from`).
     ``prior_beta`` (``u1_gauge`` only): the latent links are drawn from the Wilson action at
     this β₀ instead of the Haar measure (field-transformation HMC then moves in a latent space
-    close to the β₀ theory; docs/lattice.md).
+    close to the β₀ theory; docs/lattice.md). ``plaquette_map`` (with ``prior_beta``): the
+    analytic map of every plaquette's marginal from β₀ to the system's β
+    (:class:`~boltzgen.flows.plaquette_map.PlaquetteMarginalMap`) comes first, the
+    ``n_layers`` learned couplings (zero allowed: nothing to train) after it.
     ``dtype`` is the flow's arithmetic (parameters, latents, log-densities): ``float32``
     roughly halves the cost of a training step on a CPU; the target energy keeps its own
     dtype (a float32 configuration is evaluated in the energy's float64), so log-weights
@@ -118,8 +122,14 @@ class FlowParams:
     activation: Activation = field(default=DEFAULT_ACTIVATION, metadata=ADDED_SETTING)
     init_from: str | None = field(default=None, metadata=ADDED_SETTING)
     prior_beta: float | None = field(default=None, metadata=ADDED_SETTING)
+    plaquette_map: bool = field(default=False, metadata=ADDED_SETTING)
 
     def __post_init__(self) -> None:
+        if self.plaquette_map and self.prior_beta is None:
+            raise ValueError(
+                "flow plaquette_map carries the plaquettes from the Wilson prior's β₀: "
+                "set prior_beta (kind 'u1_gauge')"
+            )
         if self.prior_beta is not None and (self.kind != "u1_gauge" or not self.prior_beta > 0):
             raise ValueError(
                 f"flow prior_beta (a Wilson prior at β₀ > 0) applies to kind 'u1_gauge' only, "
@@ -294,6 +304,9 @@ def _u1_gauge(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
         transform=p.lattice_coupling(),
         activation=p.activation,
     )
+    if p.plaquette_map:
+        beta = float(system.energy.beta)
+        flow = Sequential(PlaquetteMarginalMap(shape[1], p.prior_beta, beta), *flow.layers)
     prior = gauge_prior(shape[1], p.prior_beta)
     return BoltzmannGenerator(prior, flow, system.energy)
 
