@@ -321,7 +321,8 @@ def read_csv(path: Path) -> list[Row]:
 
 
 def plot(rows: Sequence[Row], path: Path) -> Path:
-    """ESS per evaluation against 1/T, one panel per system, one line per method."""
+    """ESS per evaluation against 1/T, one panel per system, one line per method; open
+    markers where the chains were shorter than 50 τ_int (the ESS only an upper bound)."""
     names = sorted({r.system for r in rows})
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
@@ -329,8 +330,13 @@ def plot(rows: Sequence[Row], path: Path) -> Path:
         for method in dict.fromkeys(r.method for r in mine):
             line = sorted((r for r in mine if r.method == method), key=lambda r: r.temperature)
             x = [1 / r.temperature for r in line]
-            ax.plot(x, [r.ess_per_eval for r in line], "o-", label=method)
-        ax.set(yscale="log", xlabel="1/T", ylabel="ESS of U/N per energy evaluation", title=name)
+            y = [r.ess_per_eval for r in line]
+            drawn = ax.plot(x, y, "-", label=method)[0]
+            for xi, yi, r in zip(x, y, line, strict=True):
+                face = "white" if r.short else drawn.get_color()
+                ax.plot(xi, yi, "o", color=drawn.get_color(), markerfacecolor=face)
+        ax.set(yscale="log", xlabel="1/T", ylabel="ESS of U/N per energy evaluation")
+        ax.set_title(f"{name} (open: upper bounds)", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
