@@ -17,6 +17,9 @@ has another Q than z.
 
     OMP_NUM_THREADS=1 python benchmarks/lattice_u1_barrier.py runs/b6_p4_k2_h8_1000 \\
         runs/b6_p4_lv3_1000 --beta 6 --reference-beta 2
+
+``--plaquette-map β₀ …`` adds the analytic plaquette-marginal map from each β₀
+(:mod:`boltzgen.flows.plaquette_map`) as further rows.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 from pathlib import Path
 
 import torch
-from lattice_ft_hmc_scan import load_model
+from lattice_ft_hmc_scan import load_model, plaquette_map_model
 from torch import Tensor
 
 import boltzgen as bg
@@ -41,7 +44,15 @@ EDGES = (0.0, 1.5, 2.0, 2.5, 2.8, 3.0, 3.2)
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("flows", type=Path, nargs="+", help="folders of lattice_u1_flow.py")
+    parser.add_argument("flows", type=Path, nargs="*", help="folders of lattice_u1_flow.py")
+    parser.add_argument(
+        "--plaquette-map",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="BETA0",
+        help="also the analytic plaquette-marginal map from each β₀",
+    )
     parser.add_argument("--L", type=int, default=8)
     parser.add_argument("--beta", type=float, required=True, help="the target's β")
     parser.add_argument("--reference-beta", type=float, default=2.0)
@@ -100,11 +111,15 @@ def main() -> None:
     z = reference.sample(args.samples, torch.Generator().manual_seed(args.seed))
     z = z.reshape(-1, 2, args.L, args.L)
     rows = {}
-    for folder in args.flows:
-        model = load_model(folder, args.L, system)
+    models = {str(folder): lambda f=folder: load_model(f, args.L, system) for folder in args.flows}
+    for beta0 in args.plaquette_map:
+        label = f"plaquette map from β₀ = {beta0:g}"
+        models[label] = lambda b=beta0: plaquette_map_model(args.L, b, system)
+    for folder, build in models.items():
+        model = build()
         z_prior = model.prior.sample(args.samples, torch.Generator().manual_seed(args.seed + 1))
         row = latent_excess(model, system.energy, z, z_prior.reshape(z.shape))
-        rows[str(folder)] = row
+        rows[folder] = row
         print(f"{folder}  (flow image changes Q on {row['q_changed']:.1%} of the draws)")
         for b in row["bins"]:
             if b["excess"] is not None:
