@@ -52,7 +52,7 @@ import torch
 import boltzgen as bg
 from boltzgen.flows.gauge import make_gauge_flow
 from boltzgen.flows.lattice import load_at_any_volume
-from boltzgen.flows.plaquette_map import plaquette_marginal_flow
+from boltzgen.flows.plaquette_map import after_plaquette_map, plaquette_marginal_flow
 from boltzgen.flows.wilson_prior import WilsonPrior, gauge_prior
 from boltzgen.metrics import integrated_time
 from boltzgen.observables.lattice import plaquette, topological_charge
@@ -102,7 +102,10 @@ def load_model(folder: Path, length: int, system: bg.System) -> BoltzmannGenerat
     the Wilson action of ``prior.json``), as a model for ``system``."""
     arch = json.loads((folder / "flow.json").read_text())
     arch["length"] = length
+    mapped = arch.pop("plaquette_map", None)
     flow = make_gauge_flow(**arch, dtype=torch.float32)
+    if mapped is not None:
+        flow = after_plaquette_map(flow, length, mapped["prior_beta"], mapped["beta"])
     load_at_any_volume(flow, torch.load(folder / "model.pt"))
     prior_file = folder / "prior.json"
     prior_beta = json.loads(prior_file.read_text())["beta"] if prior_file.exists() else None

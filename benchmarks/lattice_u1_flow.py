@@ -37,6 +37,7 @@ import torch
 import boltzgen as bg
 from boltzgen.flows.gauge import make_gauge_flow
 from boltzgen.flows.lattice import load_at_any_volume
+from boltzgen.flows.plaquette_map import after_plaquette_map
 from boltzgen.flows.wilson_prior import gauge_prior
 from boltzgen.metrics import ess_fraction, log_partition_function, observable_estimate
 from boltzgen.observables.lattice import plaquette, q2
@@ -92,6 +93,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--init", type=Path, default=None, help="folder with model.pt, or a checkpoint.pt"
     )
+    parser.add_argument(
+        "--plaquette-map",
+        action="store_true",
+        help="put the analytic plaquette-marginal map from --prior-beta first",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/u1_flow"))
     return parser.parse_args()
 
@@ -110,6 +116,11 @@ def build(args: argparse.Namespace) -> tuple[BoltzmannGenerator, dict, bg.System
     if args.kernel != 3:  # folders of the tutorial's 3 × 3 kernels keep their flow.json
         arch["kernel_size"] = args.kernel
     flow = make_gauge_flow(**arch, dtype=torch.float32)
+    if args.plaquette_map:
+        if args.prior_beta is None:
+            raise SystemExit("--plaquette-map needs --prior-beta")
+        flow = after_plaquette_map(flow, args.L, args.prior_beta, args.beta)
+        arch["plaquette_map"] = {"prior_beta": args.prior_beta, "beta": args.beta}
     prior = gauge_prior(args.L, args.prior_beta, dtype=torch.float32)
     model = BoltzmannGenerator(prior, flow, system.energy)
     return model, arch, system

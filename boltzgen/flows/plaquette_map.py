@@ -142,7 +142,7 @@ class PlaquetteMarginalMap(Flow):
         k = TWO_PI * torch.arange(self.length, dtype=torch.float64) / self.length
         laplacian = 4 - 2 * torch.cos(k)[:, None] - 2 * torch.cos(k)[None, :]
         laplacian[0, 0] = 1.0  # the zero mode: D sums to zero, ψ̂(0) is set to 0
-        self.register_buffer("_laplacian", laplacian)
+        self.register_buffer("_laplacian", laplacian, persistent=False)
 
     def _shift(self, d: Tensor) -> Tensor:
         """curl*ψ ``[B, 2, L, L]`` with (curl curl*)ψ = ``d`` ``[B, L, L]`` (Σ d = 0)."""
@@ -185,3 +185,11 @@ class PlaquetteMarginalMap(Flow):
 def plaquette_marginal_flow(length: int, prior_beta: float, beta: float) -> Sequential:
     """:class:`PlaquetteMarginalMap` ending in ``[B, 2, L, L]`` links, like the gauge flows."""
     return Sequential(PlaquetteMarginalMap(length, prior_beta, beta), Flatten((2, length, length)))
+
+
+def after_plaquette_map(
+    flow: Sequential, length: int, prior_beta: float, beta: float
+) -> Sequential:
+    """The layers of ``flow`` preceded by :class:`PlaquetteMarginalMap` (learned couplings
+    that only have to correct the analytic map)."""
+    return Sequential(PlaquetteMarginalMap(length, prior_beta, beta), *flow.layers)

@@ -138,3 +138,10 @@ def test_bad_settings_are_refused():
         PlaquetteMarginalMap(4, prior_beta=0.0, beta=6.0)
     with pytest.raises(ValueError, match="L ≥ 2"):
         PlaquetteMarginalMap(1, prior_beta=2.0, beta=6.0)
+
+
+def test_the_map_learns_nothing_and_saves_nothing():
+    """No parameters, and its Laplacian (derived from L) is not in the state dict, so a flow
+    that starts with it loads like any gauge flow, at any L."""
+    flow = PlaquetteMarginalMap(4, prior_beta=2.0, beta=3.0)
+    assert list(flow.parameters()) == [] and flow.state_dict() == {}

@@ -59,7 +59,7 @@ from boltzgen.flows.internal import (
     circular_mask,
 )
 from boltzgen.flows.lattice import ACTIVATIONS, Activation, make_lattice_flow
-from boltzgen.flows.plaquette_map import PlaquetteMarginalMap
+from boltzgen.flows.plaquette_map import after_plaquette_map
 from boltzgen.flows.wilson_prior import gauge_prior
 from boltzgen.runner.methods.base import ADDED_SETTING
 from boltzgen.samplers.importance import BoltzmannGenerator
@@ -306,7 +306,7 @@ def _u1_gauge(system: System, p: FlowParams, seed: int) -> BoltzmannGenerator:
     )
     if p.plaquette_map:
         beta = float(system.energy.beta)
-        flow = Sequential(PlaquetteMarginalMap(shape[1], p.prior_beta, beta), *flow.layers)
+        flow = after_plaquette_map(flow, shape[1], p.prior_beta, beta)
     prior = gauge_prior(shape[1], p.prior_beta)
     return BoltzmannGenerator(prior, flow, system.energy)
 
