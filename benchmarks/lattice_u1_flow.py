@@ -11,7 +11,8 @@ MCMC. Goal: ESS ≥ 0.4 (the tutorial reports about 0.4). ``--prior-beta β₀``
 latent links from the Wilson action at β₀ instead; ``--loss log_variance`` trains by
 Var[log w] over latent draws of the Wilson action at ``--reference-beta`` (the prior's by
 default), which fits the flow also where its own draws are rare (docs/lattice.md).
-Writes ``model.pt`` (the flow's parameters) and ``flow.json`` (its architecture) for the
+``--plaquette-map`` (with ``--prior-beta``) puts the analytic plaquette-marginal map from β₀
+to β before the learned couplings, which then only correct it. Writes ``model.pt`` (the flow's parameters) and ``flow.json`` (its architecture) for the
 field-transformation HMC scan (``benchmarks/lattice_ft_hmc_scan.py``); ``--init``
 warm-starts from such a folder.
 
