@@ -80,7 +80,8 @@ class VonMisesCDF:
         self.grid_cdf = self(self.grid)
 
     def __call__(self, p: Tensor) -> Tensor:
-        series = (torch.sin(p[..., None] * self.orders) * self.weights).sum(-1)
+        orders, weights = self.orders.to(p.device), self.weights.to(p.device)
+        series = (torch.sin(p[..., None] * orders) * weights).sum(-1)
         return (p + math.pi) / TWO_PI + series
 
     def log_density(self, p: Tensor) -> Tensor:
@@ -89,9 +90,10 @@ class VonMisesCDF:
 
     def inverse(self, u: Tensor) -> Tensor:
         """p with F_κ(p) = u: linear interpolation on a grid, then Newton inside the cell."""
-        index = torch.searchsorted(self.grid_cdf, u.clamp(0, 1)).clamp(1, GRID)
-        lo, hi = self.grid[index - 1], self.grid[index]
-        c_lo, c_hi = self.grid_cdf[index - 1], self.grid_cdf[index]
+        grid, grid_cdf = self.grid.to(u.device), self.grid_cdf.to(u.device)
+        index = torch.searchsorted(grid_cdf, u.clamp(0, 1)).clamp(1, GRID)
+        lo, hi = grid[index - 1], grid[index]
+        c_lo, c_hi = grid_cdf[index - 1], grid_cdf[index]
         p = lo + (hi - lo) * ((u - c_lo) / (c_hi - c_lo)).clamp(0, 1)
         for _ in range(NEWTON_STEPS):
             p = (p - (self(p) - u) / self.log_density(p).exp()).clamp(lo, hi)
