@@ -12,9 +12,9 @@ latent links from the Wilson action at β₀ instead; ``--loss log_variance`` tr
 Var[log w] over latent draws of the Wilson action at ``--reference-beta`` (the prior's by
 default), which fits the flow also where its own draws are rare (docs/lattice.md).
 ``--plaquette-map`` (with ``--prior-beta``) puts the analytic plaquette-marginal map from β₀
-to β before the learned couplings, which then only correct it. Writes ``model.pt`` (the flow's parameters) and ``flow.json`` (its architecture) for the
-field-transformation HMC scan (``benchmarks/lattice_ft_hmc_scan.py``); ``--init``
-warm-starts from such a folder.
+to β before the learned couplings, which then only correct it. Writes ``model.pt`` (the
+flow's parameters) and ``flow.json`` (its architecture) for the field-transformation HMC
+scan (``benchmarks/lattice_ft_hmc_scan.py``); ``--init`` warm-starts from such a folder.
 
 Training writes ``OUT/checkpoint/checkpoint.pt`` every 200 steps, so a long run is not
 lost: the same command resumes it, and ``--init`` also takes such a checkpoint file, so that
