@@ -186,7 +186,7 @@ class PlaquetteMarginalMap(Flow):
 
 def plaquette_marginal_flow(length: int, prior_beta: float, beta: float) -> Sequential:
     """:class:`PlaquetteMarginalMap` ending in ``[B, 2, L, L]`` links, like the gauge flows."""
-    return Sequential(PlaquetteMarginalMap(length, prior_beta, beta), Flatten((2, length, length)))
+    return after_plaquette_map(Sequential(Flatten((2, length, length))), length, prior_beta, beta)
 
 
 def after_plaquette_map(
