@@ -154,6 +154,17 @@ def test_pt_reference_gives_an_mbar_free_energy(tmp_path, monkeypatch):
     assert "evaluation" in reference.manifest["free_energies_from"]
     assert reference.manifest["cost"]["force_evals"] == 3 * 12 * 50
     assert (out / "pt.nc").exists()
+    rungs = reference.manifest["rung_free_energies"]
+    assert [r["temperature"] for r in rungs] == pytest.approx(reference.manifest["ladder"])
+    assert rungs[0]["free_energies"] == reference.manifest["free_energies"]
+    hot = rungs[1]["temperature"]
+    at_rung = load_system("alanine_dipeptide_vacuum", temperature=hot).reference_estimates()
+    expected = rungs[1]["free_energies"]["phi_pos_vs_phi_neg"]
+    assert at_rung["phi_pos_vs_phi_neg"].value == pytest.approx(expected["value"], nan_ok=True)
+    assert at_rung["phi_pos_vs_phi_neg"].stderr == pytest.approx(expected["stderr"], nan_ok=True)
+    assert "rung" in at_rung["phi_pos_vs_phi_neg"].note
+    between = load_system("alanine_dipeptide_vacuum", temperature=0.5 * (300.0 + hot))
+    assert between.reference_estimates()["phi_pos_vs_phi_neg"].value is None
 
 
 @pytest.mark.slow

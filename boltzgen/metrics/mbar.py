@@ -102,16 +102,30 @@ def mbar_state_free_energy(
         stderr ``inf`` if the MBAR equations did not converge (pymbar then finds weights
         that do not sum to one, and its covariance would be meaningless).
     """
+    return mbar_state_free_energies(reduced_energies_kn, n_k, in_a, in_b, (target,))[0]
+
+
+def mbar_state_free_energies(
+    reduced_energies_kn: Array, n_k: Array, in_a: Array, in_b: Array, targets: Sequence[int]
+) -> list[Estimate]:
+    """:func:`mbar_state_free_energy` in each state of ``targets``, from one MBAR solution
+    (the f_k do not depend on the state the regions are taken in)."""
     a, b = _numpy(in_a).astype(bool), _numpy(in_b).astype(bool)
     u_kn = _numpy(reduced_energies_kn)
     if a.shape != (u_kn.shape[1],) or b.shape != a.shape:
         raise ValueError(f"in_a and in_b must be [N] = [{u_kn.shape[1]}], got {a.shape}, {b.shape}")
     if not a.any() or not b.any():
         value = math.nan if not (a.any() or b.any()) else (math.inf if a.any() else -math.inf)
-        return Estimate(value, math.inf)
-    u_target = u_kn[target]
-    restricted = np.stack([np.where(a, u_target, np.inf), np.where(b, u_target, np.inf)])
+        return [Estimate(value, math.inf) for _ in targets]
     mbar = _mbar(u_kn, n_k)
+    return [_region_difference(mbar, u_kn[t], a, b) for t in targets]
+
+
+def _region_difference(
+    mbar: pymbar.MBAR, u_target: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> Estimate:
+    """f_{t∩B} − f_{t∩A} of a solved ``mbar``, t the state of reduced energies ``u_target``."""
+    restricted = np.stack([np.where(a, u_target, np.inf), np.where(b, u_target, np.inf)])
     try:
         result = mbar.compute_perturbed_free_energies(restricted)
     except ParameterError:
@@ -173,39 +187,62 @@ def ladder_statistical_inefficiency(samples: WeightedSamples, states: Sequence[s
     return max(statistical_inefficiency(s) for s in series)
 
 
-def _ladder_estimate(
-    energies: Tensor, in_a: Tensor, in_b: Tensor, temperatures: Sequence[float]
-) -> Estimate:
-    """MBAR ΔF at T_0 from ``[T, K, C]`` energies and memberships (state-major order)."""
+def _ladder_estimates(
+    energies: Tensor,
+    in_a: Tensor,
+    in_b: Tensor,
+    temperatures: Sequence[float],
+    rungs: Sequence[int],
+) -> list[Estimate]:
+    """MBAR ΔF at each rung of ``rungs`` from ``[T, K, C]`` energies and memberships."""
     u_kn, n_k = ladder_reduced_energies(energies, temperatures)
     a, b = (m.permute(1, 0, 2).reshape(-1) for m in (in_a, in_b))
-    return mbar_state_free_energy(u_kn, n_k, a, b)
+    return mbar_state_free_energies(u_kn, n_k, a, b, rungs)
 
 
 def _group_jackknife(
-    energies: Tensor, in_a: Tensor, in_b: Tensor, temperatures: Sequence[float]
-) -> float:
-    """Delete-one-group jackknife error of the ladder ΔF over min(C, 16) groups of chains;
-    ``inf`` if some group's estimate is unusable (an empty state, or MBAR not converged)."""
+    energies: Tensor,
+    in_a: Tensor,
+    in_b: Tensor,
+    temperatures: Sequence[float],
+    rungs: Sequence[int],
+) -> list[float]:
+    """Delete-one-group jackknife error of the ladder ΔF at each rung over min(C, 16) groups
+    of chains; ``inf`` where some group's estimate is unusable (an empty state, or MBAR not
+    converged)."""
     groups = torch.arange(energies.shape[2]) % min(energies.shape[2], _JACKKNIFE_GROUPS)
     n_groups = int(groups.max()) + 1
-    estimates = [
-        _ladder_estimate(
-            energies[..., groups != g], in_a[..., groups != g], in_b[..., groups != g], temperatures
+    left_out = [
+        _ladder_estimates(
+            energies[..., groups != g],
+            in_a[..., groups != g],
+            in_b[..., groups != g],
+            temperatures,
+            rungs,
         )
         for g in range(n_groups)
     ]
-    if not all(math.isfinite(e.value) and math.isfinite(e.stderr) for e in estimates):
-        return math.inf
-    values = torch.tensor([e.value for e in estimates])
-    return math.sqrt((n_groups - 1) / n_groups * float((values - values.mean()).square().sum()))
+    errors = []
+    for estimates in zip(*left_out, strict=True):
+        if not all(math.isfinite(e.value) and math.isfinite(e.stderr) for e in estimates):
+            errors.append(math.inf)
+            continue
+        values = torch.tensor([e.value for e in estimates])
+        spread = float((values - values.mean()).square().sum())
+        errors.append(math.sqrt((n_groups - 1) / n_groups * spread))
+    return errors
 
 
 def ladder_state_free_energy(
-    samples: WeightedSamples, state_a: str, state_b: str, stride: int | None = None
+    samples: WeightedSamples,
+    state_a: str,
+    state_b: str,
+    stride: int | None = None,
+    rung: int = 0,
 ) -> Estimate:
-    """ΔF_{B vs A} at the lowest temperature of a parallel-tempering run, by MBAR over all
-    temperatures (samples of hot replicas that fall in A or B count too).
+    """ΔF_{B vs A} at the lowest temperature of a parallel-tempering run (or at rung
+    ``rung`` of its ladder), by MBAR over all temperatures (samples of hot replicas that
+    fall in A or B count too).
 
     The MBAR standard error treats the subsampled replicas as independent, but a walker
     carries its configuration from rung to rung, which per-rung statistical inefficiencies
@@ -231,7 +268,20 @@ def ladder_state_free_energy(
             stride 154, 0.039 kT at stride 16, the same iterations). A run shorter than
             :data:`MIN_KEPT_STEPS` g would be cut to a handful of steps, whose estimate can
             miss by tens of kT with an error bar of one.
+        rung: index of the ladder temperature the regions' probabilities are taken at.
     """
+    return ladder_state_free_energies(samples, state_a, state_b, (rung,), stride)[0]
+
+
+def ladder_state_free_energies(
+    samples: WeightedSamples,
+    state_a: str,
+    state_b: str,
+    rungs: Sequence[int],
+    stride: int | None = None,
+) -> list[Estimate]:
+    """:func:`ladder_state_free_energy` at each rung of ``rungs`` (one MBAR solution and
+    one jackknife for all of them)."""
     recorded = samples.info.get("ladder_states", {})
     missing = [s for s in (state_a, state_b) if s not in recorded]
     if missing:
@@ -239,16 +289,22 @@ def ladder_state_free_energy(
             f"states {missing} were not recorded; pass states={{name: fn}} to the sampler "
             f"(recorded: {sorted(recorded)})"
         )
+    temperatures = samples.info["temperatures"]
+    outside = [r for r in rungs if not 0 <= r < len(temperatures)]
+    if outside:
+        raise ValueError(f"rungs {outside} outside the ladder of {len(temperatures)} temperatures")
     if stride is None:
         n_steps, _, n_chains = torch.as_tensor(samples.info["ladder_energies"]).shape
         slow = (state_a, state_b) if n_chains < JACKKNIFE_MIN_CHAINS else ()
         g = ladder_statistical_inefficiency(samples, slow)
         stride = max(1, min(math.ceil(g), n_steps // MIN_KEPT_STEPS))
-    temperatures = samples.info["temperatures"]
     energies = torch.as_tensor(samples.info["ladder_energies"]).cpu()[::stride]
     in_a, in_b = (torch.as_tensor(recorded[s]).cpu()[::stride] for s in (state_a, state_b))
-    estimate = _ladder_estimate(energies, in_a, in_b, temperatures)
-    if energies.shape[2] < JACKKNIFE_MIN_CHAINS or not math.isfinite(estimate.stderr):
-        return estimate
-    jackknife = _group_jackknife(energies, in_a, in_b, temperatures)
-    return Estimate(estimate.value, max(estimate.stderr, jackknife))
+    estimates = _ladder_estimates(energies, in_a, in_b, temperatures, rungs)
+    if energies.shape[2] < JACKKNIFE_MIN_CHAINS:
+        return estimates
+    jackknife = _group_jackknife(energies, in_a, in_b, temperatures, rungs)
+    return [
+        e if not math.isfinite(e.stderr) else Estimate(e.value, max(e.stderr, j))
+        for e, j in zip(estimates, jackknife, strict=True)
+    ]

@@ -32,13 +32,27 @@ def save_frames(system: System, out: Path, x: Tensor, u: Tensor) -> None:
 def ladder_free_energies(
     system: System, samples: WeightedSamples, first_iteration: int
 ) -> dict[str, dict[str, float]]:
-    """MBAR ΔF of each named pair over the ladder iterations from ``first_iteration`` on.
+    """MBAR ΔF of each named pair at the lowest temperature, over the ladder iterations
+    from ``first_iteration`` on.
 
     Only the iterations of the evaluation part count, so the reference ΔF shares no
     configuration with the training part.
     """
+    return rung_free_energies(system, samples, first_iteration)[0]["free_energies"]
+
+
+def rung_free_energies(
+    system: System, samples: WeightedSamples, first_iteration: int
+) -> list[dict[str, Any]]:
+    """:func:`ladder_free_energies` at every temperature of the ladder, lowest first:
+    ``[{"temperature": T_k, "free_energies": {name: {"value", "stderr"}}}, …]``.
+
+    The same MBAR solution over the whole ladder gives each pair's ΔF in every state it
+    pools, so the hotter rungs come at the price of the lowest: the reference of a second
+    temperature (a generator trained at T_0 and weighed at T_k) without a second run.
+    """
     # pymbar is loaded on first use: its import takes a second and prints a banner
-    from boltzgen.metrics.mbar import ladder_state_free_energy
+    from boltzgen.metrics.mbar import ladder_state_free_energies
 
     info = dict(samples.info)
     info["ladder_energies"] = torch.as_tensor(info["ladder_energies"])[first_iteration:]
@@ -46,11 +60,16 @@ def ladder_free_energies(
         k: torch.as_tensor(v)[first_iteration:] for k, v in info["ladder_states"].items()
     }
     later = replace(samples, info=info)
-    out = {}
+    temperatures = [float(t) for t in info["temperatures"]]
+    rungs = [{"temperature": t, "free_energies": {}} for t in temperatures]
     for a, b in system.free_energy_pairs:
-        estimate = ladder_state_free_energy(later, a, b)
-        out[f"{b}_vs_{a}"] = {"value": estimate.value, "stderr": estimate.stderr}
-    return out
+        estimates = ladder_state_free_energies(later, a, b, range(len(temperatures)))
+        for rung, estimate in zip(rungs, estimates, strict=True):
+            rung["free_energies"][f"{b}_vs_{a}"] = {
+                "value": estimate.value,
+                "stderr": estimate.stderr,
+            }
+    return rungs
 
 
 def chain_transitions(system: System, samples: WeightedSamples) -> dict[str, Any]:

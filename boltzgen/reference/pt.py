@@ -17,7 +17,7 @@ import torch
 
 from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import reference_dir, split_manifest, write_manifest
-from boltzgen.reference.frames import chain_transitions, ladder_free_energies, save_frames
+from boltzgen.reference.frames import chain_transitions, rung_free_energies, save_frames
 from boltzgen.samplers.parallel_tempering import geometric_ladder
 from boltzgen.systems import System
 
@@ -69,7 +69,7 @@ def generate_pt_reference(
     keep = torch.linspace(0, len(samples) - 1, min(settings.n_frames, len(samples))).long()
     split = split_manifest(len(keep))
     first_evaluation_iteration = int(keep[split["evaluation"][0]])
-    free_energies = ladder_free_energies(system, samples, first_evaluation_iteration)
+    rungs = rung_free_energies(system, samples, first_evaluation_iteration)
     save_frames(
         system, out, samples.x[keep].to(torch.float64), samples.energies[keep].to(torch.float64)
     )
@@ -81,8 +81,9 @@ def generate_pt_reference(
         "ladder": ladder,
         "settings": settings.__dict__,
         "n_frames": len(keep),
-        "free_energies": free_energies,
+        "free_energies": rungs[0]["free_energies"],
         "free_energies_from": "evaluation part: MBAR over the iterations of its frames",
+        "rung_free_energies": rungs,
         "transitions": chain_transitions(system, samples),
         "split": split,
         "cost": samples.cost.to_dict(),

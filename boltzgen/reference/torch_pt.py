@@ -46,7 +46,7 @@ from boltzgen.records import Cost, WeightedSamples
 from boltzgen.records.files import write_json
 from boltzgen.records.provenance import versions
 from boltzgen.records.reference_sets import reference_dir, split_manifest, write_manifest
-from boltzgen.reference.frames import chain_transitions, ladder_free_energies, save_frames
+from boltzgen.reference.frames import chain_transitions, rung_free_energies, save_frames
 from boltzgen.reference.pt_checkpoint import (
     EVERY_S,
     PTProgress,
@@ -157,8 +157,8 @@ def generate_torch_pt_reference(
     steps_per_row = settings.n_chains
     first_iteration = math.ceil(int(keep[split["evaluation"][0]]) / steps_per_row)
     crossing = crossing_statistics(system, samples)
-    free_energies = ladder_free_energies(system, samples, first_iteration)
-    manifest = _manifest(system, settings, ladder, samples, len(keep), free_energies, crossing)
+    rungs = rung_free_energies(system, samples, first_iteration)
+    manifest = _manifest(system, settings, ladder, samples, len(keep), rungs, crossing)
     reason = refusal_reason(crossing["entries"], settings.min_entries)
     if reason is not None:
         write_json(out / "refused.json", {**manifest, "refused": reason})
@@ -384,7 +384,7 @@ def _manifest(
     ladder: list[float],
     samples: WeightedSamples,
     n_frames: int,
-    free_energies: dict[str, dict[str, float]],
+    rungs: list[dict[str, Any]],
     crossing: dict[str, Any],
 ) -> dict[str, Any]:
     return {
@@ -397,8 +397,9 @@ def _manifest(
         "settings": asdict(settings),
         "device": str(resolve_device(settings.device)),
         "n_frames": n_frames,
-        "free_energies": free_energies,
+        "free_energies": rungs[0]["free_energies"],
         "free_energies_from": "evaluation part: MBAR over the iterations of its frames",
+        "rung_free_energies": rungs,
         **crossing,
         "split": split_manifest(n_frames),
         "cost": samples.cost.to_dict(),

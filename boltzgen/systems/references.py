@@ -8,11 +8,14 @@ frames, and optionally an umbrella manifest for the ΔF. Every read of a set goe
 check, :meth:`SystemReferences.stored_reference` (or, for a manifest,
 :func:`~boltzgen.records.reference_sets.settings_mismatch`): a set serves a system only when
 its manifest records that system's energy entry and temperature; otherwise the answer is
-``None`` with a note saying why.
+``None`` with a note saying why. One exception, for the free energies alone: a PT set made
+for the same energy at another temperature serves a system whose temperature is one of its
+ladder's rungs, by the MBAR ΔF the set records at that rung (``rung_free_energies``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,8 @@ from boltzgen.records.reference_sets import (
 
 MIN_TRANSITIONS = 10
 """An MD reference ΔF counts only after this many transitions between the two states."""
+RUNG_TOLERANCE = 1e-6
+"""Relative difference below which a system's temperature is a PT ladder's rung."""
 PT_UNSPLIT = "pt: MBAR over the whole run, training frames included: regenerate the set"
 
 
@@ -125,6 +130,10 @@ class SystemReferences:
             return self._manifest_estimates(names)
         stored = self.stored_reference()
         reference = stored.data
+        if reference is None and self.reference_kind == "pt":
+            at_rung = self._rung_estimates(names)
+            if at_rung is not None:
+                return at_rung
         out: dict[str, ReferenceValue] = {}
         for name, (a, b) in zip(names, self.free_energy_pairs, strict=True):
             if reference is not None and self.reference_kind == "pt":
@@ -136,6 +145,32 @@ class SystemReferences:
             else:
                 out[name] = ReferenceValue(None, None, stored.note)
         return out
+
+    def _rung_estimates(self, names: list[str]) -> dict[str, ReferenceValue] | None:
+        """ΔF per pair at a hotter rung of the card's PT ladder that is this system's
+        temperature, from a set made for this energy at the card's temperature; ``None``
+        when there is no such set or rung."""
+        manifest = load_manifest(self.name, "pt")
+        if manifest is None or "temperature" not in manifest:
+            return None
+        if math.isclose(manifest["temperature"], self.temperature, rel_tol=RUNG_TOLERANCE):
+            return None  # made at this temperature: the set itself answers, or says why not
+        if settings_mismatch(manifest, self.card.get("energy"), manifest["temperature"], "pt"):
+            return None
+        for rung in manifest.get("rung_free_energies", []):
+            if math.isclose(rung["temperature"], self.temperature, rel_tol=RUNG_TOLERANCE):
+                note = (
+                    f"pt: MBAR at the ladder's rung T = {rung['temperature']:.6g} of the set "
+                    f"made at {manifest['temperature']}"
+                )
+                stored = rung["free_energies"]
+                return {
+                    name: ReferenceValue(
+                        stored.get(name, {}).get("value"), stored.get(name, {}).get("stderr"), note
+                    )
+                    for name in names
+                }
+        return None
 
     def _manifest_estimates(self, names: list[str]) -> dict[str, ReferenceValue]:
         """ΔF per pair from the ``free_energies`` of the manifest the card names."""

@@ -12,6 +12,7 @@ from scipy.special import ndtr
 
 from boltzgen.metrics.mbar import (
     ladder_reduced_energies,
+    ladder_state_free_energies,
     ladder_state_free_energy,
     mbar_free_energies,
     mbar_state_free_energy,
@@ -72,6 +73,33 @@ def test_state_free_energy_uses_every_state_and_matches_exact_probabilities(targ
     exact = -math.log((1.0 - ndtr(0.5 / sigma)) / 0.5)
     assert 0 < stderr < 0.05
     assert abs(value - exact) < 4 * stderr
+
+
+def test_ladder_free_energy_at_every_rung_matches_the_exact_probabilities_there() -> None:
+    """A ladder record of exact draws x ~ N(0, T_k) on 8 chains: ΔF(x > 0.5 vs x < 0) at each
+    rung T_k equals −ln[(1 − Φ(0.5/√T_k)) / ½] within 4 standard errors, and rung 0 is
+    what the single-rung estimate gives."""
+    steps, chains = 600, 8
+    g = torch.Generator().manual_seed(4)
+    sigma = torch.tensor(TEMPERATURES, dtype=F64).sqrt()
+    x = sigma[None, :, None] * torch.randn(steps, len(TEMPERATURES), chains, generator=g, dtype=F64)
+    info = {
+        "temperatures": TEMPERATURES,
+        "ladder_energies": 0.5 * x.square() / TEMPERATURES[0],
+        "ladder_states": {"A": x < 0, "B": x > 0.5},
+    }
+    zeros = torch.zeros(1, dtype=F64)
+    samples = WeightedSamples(zeros[:, None], zeros, zeros, info=info)
+    rungs = range(len(TEMPERATURES))
+    estimates = ladder_state_free_energies(samples, "A", "B", rungs)
+    for t, (value, stderr) in zip(TEMPERATURES, estimates, strict=True):
+        exact = -math.log((1.0 - ndtr(0.5 / math.sqrt(t))) / 0.5)
+        assert 0 < stderr < 0.05
+        assert abs(value - exact) < 4 * stderr, (t, value, exact, stderr)
+    assert estimates[0] == ladder_state_free_energy(samples, "A", "B")
+    assert estimates[2] == ladder_state_free_energy(samples, "A", "B", rung=2)
+    with pytest.raises(ValueError, match="outside the ladder"):
+        ladder_state_free_energies(samples, "A", "B", [len(TEMPERATURES)])
 
 
 def test_state_free_energy_of_an_empty_state_is_infinite() -> None:

@@ -64,6 +64,25 @@ def test_free_energy_agrees_with_the_exact_one(reference):
     assert abs(fe["value"] - exact) < 4 * fe["stderr"]
 
 
+def test_every_rung_free_energy_agrees_with_the_exact_one_at_its_temperature(reference):
+    """The ladder's hotter rungs: MBAR ΔF at T_k within 4 standard errors of the quadrature
+    value at T_k, which moves with T (so a rung that reported T_0's answer would fail)."""
+    _, _, root = reference
+    manifest = load_reference(NAME, "pt", root).manifest
+    rungs = manifest["rung_free_energies"]
+    assert [r["temperature"] for r in rungs] == pytest.approx(manifest["ladder"])
+    assert rungs[0]["free_energies"] == manifest["free_energies"]
+    exact = [
+        load_system(NAME, temperature=r["temperature"]).reference_free_energies()["right_vs_left"]
+        for r in rungs
+    ]
+    assert exact[0] - exact[-1] > 1.0
+    for rung, value in zip(rungs, exact, strict=True):
+        fe = rung["free_energies"]["right_vs_left"]
+        assert math.isfinite(fe["stderr"]) and 0 < fe["stderr"] < 0.5
+        assert abs(fe["value"] - value) < 4 * fe["stderr"], (rung["temperature"], fe, value)
+
+
 def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "boltzgen.runner.cli", "reference", NAME, *args],
