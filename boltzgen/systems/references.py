@@ -58,6 +58,22 @@ def _stored_value(entry: dict[str, Any], source: str) -> ReferenceValue:
     return ReferenceValue(entry.get("value"), entry.get("stderr"), f"{source}: MBAR")
 
 
+def _rung_values(
+    names: list[str], rung: Mapping[str, Any], made_at: float | None
+) -> dict[str, ReferenceValue]:
+    """The ΔF of each pair that a PT set made at ``made_at`` records at ``rung``."""
+    note = (
+        f"pt: MBAR at the ladder's rung T = {rung['temperature']:.6g} of the set made at {made_at}"
+    )
+    stored = rung["free_energies"]
+    return {
+        name: ReferenceValue(
+            stored.get(name, {}).get("value"), stored.get(name, {}).get("stderr"), note
+        )
+        for name in names
+    }
+
+
 def count_transitions(in_a: Tensor, in_b: Tensor) -> int:
     """Switches between states a and b along a trajectory, ignoring frames in neither."""
     label = in_b.to(torch.int8) - in_a.to(torch.int8)
@@ -130,10 +146,15 @@ class SystemReferences:
             return self._manifest_estimates(names)
         stored = self.stored_reference()
         reference = stored.data
+        missing = stored.note
         if reference is None and self.reference_kind == "pt":
-            at_rung = self._rung_estimates(names)
-            if at_rung is not None:
-                return at_rung
+            made_at, rungs = self._other_rungs()
+            for rung in rungs:
+                if math.isclose(rung["temperature"], self.temperature, rel_tol=RUNG_TOLERANCE):
+                    return _rung_values(names, rung, made_at)
+            if rungs:
+                listed = ", ".join(repr(r["temperature"]) for r in rungs[1:])
+                missing = f"{missing}; its ΔF is known at the ladder's rungs {listed}"
         out: dict[str, ReferenceValue] = {}
         for name, (a, b) in zip(names, self.free_energy_pairs, strict=True):
             if reference is not None and self.reference_kind == "pt":
@@ -143,34 +164,21 @@ class SystemReferences:
             elif reference is not None:
                 out[name] = md_reference_value(reference.samples(), self.states[a], self.states[b])
             else:
-                out[name] = ReferenceValue(None, None, stored.note)
+                out[name] = ReferenceValue(None, None, missing)
         return out
 
-    def _rung_estimates(self, names: list[str]) -> dict[str, ReferenceValue] | None:
-        """ΔF per pair at a hotter rung of the card's PT ladder that is this system's
-        temperature, from a set made for this energy at the card's temperature; ``None``
-        when there is no such set or rung."""
+    def _other_rungs(self) -> tuple[float | None, list[dict[str, Any]]]:
+        """The temperature and ``rung_free_energies`` of the card's PT set when it was made
+        for this energy at another temperature; ``(None, [])`` otherwise."""
         manifest = load_manifest(self.name, "pt")
         if manifest is None or "temperature" not in manifest:
-            return None
-        if math.isclose(manifest["temperature"], self.temperature, rel_tol=RUNG_TOLERANCE):
-            return None  # made at this temperature: the set itself answers, or says why not
-        if settings_mismatch(manifest, self.card.get("energy"), manifest["temperature"], "pt"):
-            return None
-        for rung in manifest.get("rung_free_energies", []):
-            if math.isclose(rung["temperature"], self.temperature, rel_tol=RUNG_TOLERANCE):
-                note = (
-                    f"pt: MBAR at the ladder's rung T = {rung['temperature']:.6g} of the set "
-                    f"made at {manifest['temperature']}"
-                )
-                stored = rung["free_energies"]
-                return {
-                    name: ReferenceValue(
-                        stored.get(name, {}).get("value"), stored.get(name, {}).get("stderr"), note
-                    )
-                    for name in names
-                }
-        return None
+            return None, []
+        made_at = float(manifest["temperature"])
+        if math.isclose(made_at, self.temperature, rel_tol=RUNG_TOLERANCE):
+            return None, []  # made at this temperature: the set itself answers, or says why not
+        if settings_mismatch(manifest, self.card.get("energy"), made_at, "pt"):
+            return None, []
+        return made_at, list(manifest.get("rung_free_energies", []))
 
     def _manifest_estimates(self, names: list[str]) -> dict[str, ReferenceValue]:
         """ΔF per pair from the ``free_energies`` of the manifest the card names."""
