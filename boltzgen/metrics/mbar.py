@@ -301,7 +301,8 @@ def ladder_state_free_energies(
     energies = torch.as_tensor(samples.info["ladder_energies"]).cpu()[::stride]
     in_a, in_b = (torch.as_tensor(recorded[s]).cpu()[::stride] for s in (state_a, state_b))
     estimates = _ladder_estimates(energies, in_a, in_b, temperatures, rungs)
-    if energies.shape[2] < JACKKNIFE_MIN_CHAINS:
+    usable = any(math.isfinite(e.stderr) for e in estimates)
+    if energies.shape[2] < JACKKNIFE_MIN_CHAINS or not usable:
         return estimates
     jackknife = _group_jackknife(energies, in_a, in_b, temperatures, rungs)
     return [

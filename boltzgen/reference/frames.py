@@ -29,23 +29,15 @@ def save_frames(system: System, out: Path, x: Tensor, u: Tensor) -> None:
     write_frames(out, x, u, phi, psi)
 
 
-def ladder_free_energies(
-    system: System, samples: WeightedSamples, first_iteration: int
-) -> dict[str, dict[str, float]]:
-    """MBAR ΔF of each named pair at the lowest temperature, over the ladder iterations
-    from ``first_iteration`` on.
-
-    Only the iterations of the evaluation part count, so the reference ΔF shares no
-    configuration with the training part.
-    """
-    return rung_free_energies(system, samples, first_iteration)[0]["free_energies"]
-
-
 def rung_free_energies(
     system: System, samples: WeightedSamples, first_iteration: int
 ) -> list[dict[str, Any]]:
-    """:func:`ladder_free_energies` at every temperature of the ladder, lowest first:
+    """MBAR ΔF of each named pair at every temperature of the ladder, lowest first, over
+    the ladder iterations from ``first_iteration`` on:
     ``[{"temperature": T_k, "free_energies": {name: {"value", "stderr"}}}, …]``.
+
+    Only the iterations of the evaluation part count, so the reference ΔF shares no
+    configuration with the training part.
 
     The same MBAR solution over the whole ladder gives each pair's ΔF in every state it
     pools, so the hotter rungs come at the price of the lowest: the reference of a second

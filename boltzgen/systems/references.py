@@ -59,7 +59,7 @@ def _stored_value(entry: dict[str, Any], source: str) -> ReferenceValue:
 
 
 def _rung_values(
-    names: list[str], rung: Mapping[str, Any], made_at: float | None
+    names: list[str], rung: Mapping[str, Any], made_at: float
 ) -> dict[str, ReferenceValue]:
     """The ΔF of each pair that a PT set made at ``made_at`` records at ``rung``."""
     note = (
@@ -151,7 +151,7 @@ class SystemReferences:
             made_at, rungs = self._other_rungs()
             for rung in rungs:
                 if math.isclose(rung["temperature"], self.temperature, rel_tol=RUNG_TOLERANCE):
-                    return _rung_values(names, rung, made_at)
+                    return _rung_values(names, rung, float(made_at))
             if rungs:
                 listed = ", ".join(repr(r["temperature"]) for r in rungs[1:])
                 missing = f"{missing}; its ΔF is known at the ladder's rungs {listed}"
